@@ -1,0 +1,1 @@
+//! sacreBLEU-compatible corpus BLEU (13a tokenizer).

@@ -1,0 +1,1 @@
+//! sacreBLEU-compatible chrF.

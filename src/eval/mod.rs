@@ -1,0 +1,4 @@
+//! Offline evaluation: accuracy, BLEU and chrF.
+
+pub mod bleu;
+pub mod chrf;

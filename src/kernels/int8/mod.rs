@@ -1,0 +1,1 @@
+//! u8 x s8 -> s32 GEMM/GEMV with runtime ISA dispatch.

@@ -1,0 +1,3 @@
+//! Compute kernels (GEMM/GEMV), one file per ISA and scheme.
+
+pub mod int8;

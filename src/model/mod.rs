@@ -1,0 +1,1 @@
+//! Models: BERT, Marian, tokenizers, weights.
