@@ -1,1 +1,145 @@
-fn main() {}
+//! The `quantserve` command line.
+
+use std::io::BufRead;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand};
+
+use quantserve::model::bert::BertClassifier;
+use quantserve::model::fetch;
+use quantserve::model::marian::{MarianTranslator, SearchOptions};
+use quantserve::model::tokenizer::Overflow;
+
+#[derive(Parser)]
+#[command(name = "quantserve", version, about = "Inference server for quantized Transformers on CPU")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args, Clone)]
+struct Common {
+    /// Model repository root (one folder per model, one sub-folder per variant).
+    #[arg(long, env = "QUANTSERVE_MODELS", default_value = "models")]
+    models: PathBuf,
+    /// Intra-op threads (default: all cores).
+    #[arg(long, env = "QUANTSERVE_THREADS")]
+    threads: Option<usize>,
+    /// Variant to run.
+    #[arg(long, default_value = "fp32")]
+    variant: String,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Download and verify the default models that are missing.
+    Fetch {
+        #[arg(long, env = "QUANTSERVE_MODELS", default_value = "models")]
+        models: PathBuf,
+    },
+    /// Classify texts (arguments, or one per line on stdin).
+    Classify {
+        #[command(flatten)]
+        common: Common,
+        #[arg(long, default_value = "sentiment")]
+        model: String,
+        /// Truncate inputs longer than the model's limit instead of failing.
+        #[arg(long)]
+        truncate: bool,
+        texts: Vec<String>,
+    },
+    /// Translate texts (arguments, or one per line on stdin).
+    Translate {
+        #[command(flatten)]
+        common: Common,
+        #[arg(long, default_value = "en")]
+        from: String,
+        #[arg(long, default_value = "pt")]
+        to: String,
+        /// Beam size (default: the model's config).
+        #[arg(long)]
+        beam_size: Option<usize>,
+        /// Decode over the full vocabulary instead of the lexical shortlist.
+        #[arg(long)]
+        no_shortlist: bool,
+        #[arg(long)]
+        truncate: bool,
+        texts: Vec<String>,
+    },
+}
+
+/// The texts given as arguments, or stdin's lines when there are none.
+fn inputs(texts: Vec<String>) -> Result<Vec<String>> {
+    if !texts.is_empty() {
+        return Ok(texts);
+    }
+    let mut lines = Vec::new();
+    for (i, line) in std::io::stdin().lock().lines().enumerate() {
+        lines.push(line.with_context(|| format!("stdin line {} is not valid UTF-8", i + 1))?);
+    }
+    Ok(lines)
+}
+
+fn thread_pool(threads: Option<usize>) -> Result<rayon::ThreadPool> {
+    let n = threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    if n == 0 {
+        bail!("--threads must be at least 1");
+    }
+    rayon::ThreadPoolBuilder::new().num_threads(n).build().context("starting the thread pool")
+}
+
+fn variant_dir(common: &Common, model: &str) -> Result<PathBuf> {
+    if common.variant != "fp32" {
+        bail!("variant `{}` is not available yet (only fp32)", common.variant);
+    }
+    fetch::ensure_model(&common.models, model)
+}
+
+fn main() {
+    if let Err(e) = run(Cli::parse()) {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Fetch { models } => fetch::fetch_all(&models),
+        Command::Classify { common, model, truncate, texts } => {
+            let texts = inputs(texts)?;
+            let dir = variant_dir(&common, &model)?;
+            let pool = thread_pool(common.threads)?;
+            let clf = BertClassifier::load(&dir)?;
+            let overflow = if truncate { Overflow::Truncate } else { Overflow::Error };
+            for text in &texts {
+                if text.trim().is_empty() {
+                    bail!("empty input text");
+                }
+            }
+            let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+            let results = pool.install(|| clf.classify(&refs, overflow))?;
+            for (text, r) in texts.iter().zip(results) {
+                println!("{}\t{:.4}\t{}", clf.labels[r.label], r.scores[r.label], text);
+            }
+            Ok(())
+        }
+        Command::Translate { common, from, to, beam_size, no_shortlist, truncate, texts } => {
+            let texts = inputs(texts)?;
+            let dir = variant_dir(&common, &format!("{from}-{to}"))?;
+            let pool = thread_pool(common.threads)?;
+            let tr = MarianTranslator::load(&dir)?;
+            let opts = SearchOptions {
+                beam_size: beam_size.unwrap_or(tr.defaults.beam_size),
+                shortlist: !no_shortlist,
+                ..tr.defaults.clone()
+            };
+            let overflow = if truncate { Overflow::Truncate } else { Overflow::Error };
+            let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+            for out in pool.install(|| tr.translate(&refs, &opts, overflow))? {
+                println!("{out}");
+            }
+            Ok(())
+        }
+    }
+}

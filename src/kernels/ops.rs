@@ -1,0 +1,119 @@
+//! Element-wise and row-wise fp32 operations shared by the models: layer norm, softmax,
+//! activations. They are simple loops the compiler vectorises; the heavy work is in the matmuls.
+
+/// Activation functions named the way model configs name them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Activation {
+    Relu,
+    /// Exact GELU, `x·Φ(x)` with erf (HF "gelu").
+    Gelu,
+    /// Tanh approximation (HF "gelu_new", "gelu_pytorch_tanh", "gelu_fast").
+    GeluTanh,
+    /// `x·σ(x)` (HF "silu" / "swish").
+    Silu,
+}
+
+impl Activation {
+    /// Parses an HF `hidden_act` / Marian activation name.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Some(match name {
+            "relu" => Self::Relu,
+            "gelu" => Self::Gelu,
+            "gelu_new" | "gelu_pytorch_tanh" | "gelu_fast" => Self::GeluTanh,
+            "silu" | "swish" => Self::Silu,
+            _ => return None,
+        })
+    }
+
+    pub fn apply(self, xs: &mut [f32]) {
+        match self {
+            Self::Relu => xs.iter_mut().for_each(|x| *x = x.max(0.0)),
+            Self::Gelu => xs
+                .iter_mut()
+                .for_each(|x| *x = 0.5 * *x * (1.0 + libm::erff(*x * std::f32::consts::FRAC_1_SQRT_2))),
+            Self::GeluTanh => xs.iter_mut().for_each(|x| {
+                let c = (2.0 / std::f32::consts::PI).sqrt();
+                *x = 0.5 * *x * (1.0 + (c * (*x + 0.044715 * *x * *x * *x)).tanh())
+            }),
+            Self::Silu => xs.iter_mut().for_each(|x| *x /= 1.0 + (-*x).exp()),
+        }
+    }
+}
+
+/// In-place layer normalisation of each `dim`-wide row: `(x − mean)/sqrt(var + eps)·γ + β`.
+pub fn layer_norm(x: &mut [f32], dim: usize, gamma: &[f32], beta: &[f32], eps: f32) {
+    for row in x.chunks_exact_mut(dim) {
+        let mean = row.iter().sum::<f32>() / dim as f32;
+        let var = row.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / dim as f32;
+        let inv = 1.0 / (var + eps).sqrt();
+        for ((v, g), b) in row.iter_mut().zip(gamma).zip(beta) {
+            *v = (*v - mean) * inv * g + b;
+        }
+    }
+}
+
+/// `x += y` element-wise.
+pub fn add_in_place(x: &mut [f32], y: &[f32]) {
+    x.iter_mut().zip(y).for_each(|(a, b)| *a += b);
+}
+
+/// In-place softmax of one row.
+pub fn softmax(row: &mut [f32]) {
+    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut sum = 0.0;
+    for v in row.iter_mut() {
+        *v = (*v - max).exp();
+        sum += *v;
+    }
+    let inv = 1.0 / sum;
+    row.iter_mut().for_each(|v| *v *= inv);
+}
+
+/// Logistic sigmoid.
+pub fn sigmoid(x: f32) -> f32 {
+    1.0 / (1.0 + (-x).exp())
+}
+
+/// Index of the largest value; the lowest index wins ties so results never depend on iteration
+/// details.
+pub fn argmax(xs: &[f32]) -> usize {
+    let mut best = 0;
+    for (i, &v) in xs.iter().enumerate() {
+        if v > xs[best] {
+            best = i;
+        }
+    }
+    best
+}
+
+/// Numerically stable log-softmax of one row, in place.
+pub fn log_softmax(row: &mut [f32]) {
+    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let lse = row.iter().map(|v| (v - max).exp()).sum::<f32>().ln() + max;
+    row.iter_mut().for_each(|v| *v -= lse);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layer_norm_normalises() {
+        let mut x = vec![1.0, 2.0, 3.0, 4.0];
+        layer_norm(&mut x, 4, &[1.0; 4], &[0.0; 4], 1e-12);
+        let mean: f32 = x.iter().sum::<f32>() / 4.0;
+        let var: f32 = x.iter().map(|v| v * v).sum::<f32>() / 4.0;
+        assert!(mean.abs() < 1e-6 && (var - 1.0).abs() < 1e-5);
+    }
+
+    #[test]
+    fn softmax_sums_to_one_and_gelu_matches_known_values() {
+        let mut r = vec![1.0, 2.0, 3.0];
+        softmax(&mut r);
+        assert!((r.iter().sum::<f32>() - 1.0).abs() < 1e-6);
+        let mut g = vec![1.0, -1.0];
+        Activation::Gelu.apply(&mut g);
+        assert!((g[0] - 0.841_344_7).abs() < 1e-6 && (g[1] + 0.158_655_3).abs() < 1e-6);
+        assert_eq!(argmax(&[1.0, 3.0, 3.0]), 1);
+    }
+}

@@ -1,0 +1,294 @@
+//! BERT-family sequence classifier (HF `BertForSequenceClassification` layout), fp32 reference path.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::{Context, Result, bail, ensure};
+use serde::Deserialize;
+
+use super::attention::{Rows, multi_head_attention};
+use super::linear::Linear;
+use super::tokenizer::{Overflow, TextTokenizer, fit_to_limit};
+use super::weights::TensorStore;
+use crate::kernels::ops::{Activation, add_in_place, layer_norm, softmax};
+
+/// The fields of an HF BERT `config.json` that the forward pass needs.
+#[derive(Clone, Debug, Deserialize)]
+pub struct BertConfig {
+    pub vocab_size: usize,
+    pub hidden_size: usize,
+    pub num_hidden_layers: usize,
+    pub num_attention_heads: usize,
+    pub intermediate_size: usize,
+    pub hidden_act: String,
+    pub max_position_embeddings: usize,
+    #[serde(default = "default_type_vocab")]
+    pub type_vocab_size: usize,
+    #[serde(default = "default_ln_eps")]
+    pub layer_norm_eps: f32,
+    #[serde(default)]
+    pub id2label: BTreeMap<String, String>,
+    #[serde(default)]
+    pub position_embedding_type: Option<String>,
+}
+
+fn default_type_vocab() -> usize {
+    2
+}
+fn default_ln_eps() -> f32 {
+    1e-12
+}
+
+impl BertConfig {
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let cfg: Self = serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+        ensure!(cfg.num_attention_heads > 0 && cfg.hidden_size % cfg.num_attention_heads == 0,
+            "hidden_size {} is not a multiple of num_attention_heads {}", cfg.hidden_size, cfg.num_attention_heads);
+        if let Some(p) = &cfg.position_embedding_type {
+            ensure!(p == "absolute", "position_embedding_type `{p}` is not supported (only absolute)");
+        }
+        Ok(cfg)
+    }
+
+    /// Labels in id order; `LABEL_i` when the config has none.
+    pub fn labels(&self, num_labels: usize) -> Result<Vec<String>> {
+        (0..num_labels)
+            .map(|i| {
+                Ok(match self.id2label.get(&i.to_string()) {
+                    Some(l) => l.clone(),
+                    None if self.id2label.is_empty() => format!("LABEL_{i}"),
+                    None => bail!("id2label has no entry for class {i}"),
+                })
+            })
+            .collect()
+    }
+}
+
+struct Norm {
+    gamma: Vec<f32>,
+    beta: Vec<f32>,
+}
+
+struct Layer {
+    qkv: Linear,
+    attn_out: Linear,
+    attn_norm: Norm,
+    ffn_in: Linear,
+    ffn_out: Linear,
+    ffn_norm: Norm,
+}
+
+/// One classification result: label index, and the softmax scores of every label.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ClassScores {
+    pub label: usize,
+    pub scores: Vec<f32>,
+    pub logits: Vec<f32>,
+}
+
+pub struct BertClassifier {
+    pub config: BertConfig,
+    pub labels: Vec<String>,
+    pub tokenizer: TextTokenizer,
+    word_emb: Vec<f32>,
+    pos_emb: Vec<f32>,
+    type_emb: Vec<f32>,
+    emb_norm: Norm,
+    layers: Vec<Layer>,
+    pooler: Linear,
+    classifier: Linear,
+    activation: Activation,
+}
+
+/// Takes `name` with or without the `bert.` prefix that `BertForSequenceClassification` adds.
+fn take(store: &mut TensorStore, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
+    let prefixed = format!("bert.{name}");
+    if store.contains(&prefixed) { store.take(&prefixed, shape) } else { store.take(name, shape) }
+}
+
+fn take_linear(store: &mut TensorStore, prefix: &str, n_out: usize, n_in: usize) -> Result<Linear> {
+    let w = take(store, &format!("{prefix}.weight"), &[n_out, n_in])?;
+    let b = take(store, &format!("{prefix}.bias"), &[n_out])?;
+    Ok(Linear::f32(w, Some(b), n_out, n_in))
+}
+
+fn take_norm(store: &mut TensorStore, prefix: &str, dim: usize) -> Result<Norm> {
+    // Old TF-converted checkpoints name LayerNorm parameters gamma/beta.
+    let gamma_name = format!("{prefix}.weight");
+    let has_new = store.contains(&gamma_name) || store.contains(&format!("bert.{gamma_name}"));
+    let (g, b) = if has_new { ("weight", "bias") } else { ("gamma", "beta") };
+    Ok(Norm {
+        gamma: take(store, &format!("{prefix}.{g}"), &[dim])?,
+        beta: take(store, &format!("{prefix}.{b}"), &[dim])?,
+    })
+}
+
+impl BertClassifier {
+    /// Loads `config.json`, `model.safetensors` and `tokenizer.json` from `dir`.
+    pub fn load(dir: &Path) -> Result<Self> {
+        let config = BertConfig::from_file(&dir.join("config.json"))?;
+        let mut store = TensorStore::from_safetensors(&dir.join("model.safetensors"))?;
+        let tokenizer = TextTokenizer::from_file(&dir.join("tokenizer.json"))?;
+        Self::from_parts(config, &mut store, tokenizer).with_context(|| format!("loading BERT from {}", dir.display()))
+    }
+
+    pub fn from_parts(config: BertConfig, store: &mut TensorStore, tokenizer: TextTokenizer) -> Result<Self> {
+        let h = config.hidden_size;
+        let activation = Activation::from_name(&config.hidden_act)
+            .with_context(|| format!("hidden_act `{}` is not supported", config.hidden_act))?;
+        let num_labels = store
+            .shape("classifier.weight")
+            .context("tensor `classifier.weight` is missing: not a sequence classifier")?[0];
+        let labels = config.labels(num_labels)?;
+        let word_emb = take(store, "embeddings.word_embeddings.weight", &[config.vocab_size, h])?;
+        let pos_emb = take(store, "embeddings.position_embeddings.weight", &[config.max_position_embeddings, h])?;
+        let type_emb = take(store, "embeddings.token_type_embeddings.weight", &[config.type_vocab_size, h])?;
+        let emb_norm = take_norm(store, "embeddings.LayerNorm", h)?;
+        let mut layers = Vec::with_capacity(config.num_hidden_layers);
+        for i in 0..config.num_hidden_layers {
+            let p = format!("encoder.layer.{i}");
+            let qkv = Linear::concat(vec![
+                take_linear(store, &format!("{p}.attention.self.query"), h, h)?,
+                take_linear(store, &format!("{p}.attention.self.key"), h, h)?,
+                take_linear(store, &format!("{p}.attention.self.value"), h, h)?,
+            ]);
+            layers.push(Layer {
+                qkv,
+                attn_out: take_linear(store, &format!("{p}.attention.output.dense"), h, h)?,
+                attn_norm: take_norm(store, &format!("{p}.attention.output.LayerNorm"), h)?,
+                ffn_in: take_linear(store, &format!("{p}.intermediate.dense"), config.intermediate_size, h)?,
+                ffn_out: take_linear(store, &format!("{p}.output.dense"), h, config.intermediate_size)?,
+                ffn_norm: take_norm(store, &format!("{p}.output.LayerNorm"), h)?,
+            });
+        }
+        let pooler = take_linear(store, "pooler.dense", h, h)?;
+        let classifier = {
+            let w = store.take("classifier.weight", &[num_labels, h])?;
+            let b = store.take("classifier.bias", &[num_labels])?;
+            Linear::f32(w, Some(b), num_labels, h)
+        };
+        Ok(Self {
+            config,
+            labels,
+            tokenizer,
+            word_emb,
+            pos_emb,
+            type_emb,
+            emb_norm,
+            layers,
+            pooler,
+            classifier,
+            activation,
+        })
+    }
+
+    /// Longest accepted input in tokens, special tokens included.
+    pub fn max_tokens(&self) -> usize {
+        self.config.max_position_embeddings
+    }
+
+    /// Token ids for `text` with [CLS]/[SEP], fitted to the model's limit.
+    pub fn tokenize(&self, text: &str, overflow: Overflow) -> Result<Vec<u32>> {
+        let ids = self.tokenizer.encode(text, true)?;
+        Ok(fit_to_limit(ids, self.max_tokens(), overflow)?)
+    }
+
+    /// Classifies already-tokenized sequences (each within `max_tokens`). Sequences are packed
+    /// without padding: every row of every matmul is a real token.
+    pub fn classify_ids(&self, batch: &[Vec<u32>]) -> Result<Vec<ClassScores>> {
+        let h = self.config.hidden_size;
+        let heads = self.config.num_attention_heads;
+        let head_dim = h / heads;
+        let mut offsets = Vec::with_capacity(batch.len() + 1);
+        offsets.push(0usize);
+        for ids in batch {
+            ensure!(!ids.is_empty(), "empty token sequence");
+            ensure!(ids.len() <= self.max_tokens(), "sequence of {} tokens exceeds {}", ids.len(), self.max_tokens());
+            offsets.push(offsets.last().unwrap() + ids.len());
+        }
+        let total = *offsets.last().unwrap();
+        if total == 0 {
+            return Ok(Vec::new());
+        }
+
+        // Embeddings: word + position + token type 0, then LayerNorm.
+        let mut x = vec![0.0f32; total * h];
+        for (s, ids) in batch.iter().enumerate() {
+            for (pos, &id) in ids.iter().enumerate() {
+                let id = id as usize;
+                ensure!(id < self.config.vocab_size, "token id {id} outside the vocabulary");
+                let row = &mut x[(offsets[s] + pos) * h..(offsets[s] + pos + 1) * h];
+                row.copy_from_slice(&self.word_emb[id * h..(id + 1) * h]);
+                add_in_place(row, &self.pos_emb[pos * h..(pos + 1) * h]);
+                add_in_place(row, &self.type_emb[..h]);
+            }
+        }
+        layer_norm(&mut x, h, &self.emb_norm.gamma, &self.emb_norm.beta, self.config.layer_norm_eps);
+
+        let mut qkv = vec![0.0f32; total * 3 * h];
+        let mut ctx = vec![0.0f32; total * h];
+        let mut tmp = vec![0.0f32; total * h];
+        let mut inter = vec![0.0f32; total * self.config.intermediate_size];
+        let mut scores = Vec::new();
+        for layer in &self.layers {
+            layer.qkv.forward(&x, total, &mut qkv);
+            for s in 0..batch.len() {
+                let (first_row, rows) = (offsets[s], offsets[s + 1] - offsets[s]);
+                let view = |col| Rows { data: &qkv, first_row, rows, stride: 3 * h, col };
+                multi_head_attention(
+                    view(0),
+                    view(h),
+                    view(2 * h),
+                    heads,
+                    head_dim,
+                    false,
+                    &mut ctx[first_row * h..],
+                    h,
+                    &mut scores,
+                );
+            }
+            layer.attn_out.forward(&ctx, total, &mut tmp);
+            add_in_place(&mut x, &tmp);
+            layer_norm(&mut x, h, &layer.attn_norm.gamma, &layer.attn_norm.beta, self.config.layer_norm_eps);
+            layer.ffn_in.forward(&x, total, &mut inter);
+            self.activation.apply(&mut inter);
+            layer.ffn_out.forward(&inter, total, &mut tmp);
+            add_in_place(&mut x, &tmp);
+            layer_norm(&mut x, h, &layer.ffn_norm.gamma, &layer.ffn_norm.beta, self.config.layer_norm_eps);
+        }
+
+        // Pooler on each sequence's first ([CLS]) token, then the classification head.
+        let cls: Vec<f32> = offsets[..batch.len()].iter().flat_map(|&o| x[o * h..(o + 1) * h].iter().copied()).collect();
+        let mut pooled = self.pooler.apply(&cls, batch.len());
+        pooled.iter_mut().for_each(|v| *v = v.tanh());
+        let logits = self.classifier.apply(&pooled, batch.len());
+        let n = self.labels.len();
+        Ok(logits
+            .chunks_exact(n)
+            .map(|l| {
+                let mut scores = l.to_vec();
+                softmax(&mut scores);
+                ClassScores { label: crate::kernels::ops::argmax(l), scores, logits: l.to_vec() }
+            })
+            .collect())
+    }
+
+    /// Tokenizes and classifies texts.
+    pub fn classify(&self, texts: &[&str], overflow: Overflow) -> Result<Vec<ClassScores>> {
+        let ids: Result<Vec<_>> = texts.iter().map(|t| self.tokenize(t, overflow)).collect();
+        self.classify_ids(&ids?)
+    }
+
+    /// Bytes of weights held.
+    pub fn weight_bytes(&self) -> usize {
+        let emb = (self.word_emb.len() + self.pos_emb.len() + self.type_emb.len()) * 4;
+        emb + self
+            .layers
+            .iter()
+            .map(|l| l.qkv.bytes() + l.attn_out.bytes() + l.ffn_in.bytes() + l.ffn_out.bytes())
+            .sum::<usize>()
+            + self.pooler.bytes()
+            + self.classifier.bytes()
+    }
+}

@@ -1,0 +1,78 @@
+//! A dense layer whose weights may be stored in any supported scheme. Models hold `Linear`s and
+//! never care which kernel runs underneath, so a quantized variant swaps only this.
+
+use crate::kernels::fp32::LinearF32;
+
+#[derive(Clone, Debug)]
+pub enum Linear {
+    F32(LinearF32),
+}
+
+impl Linear {
+    pub fn f32(weight: Vec<f32>, bias: Option<Vec<f32>>, n_out: usize, n_in: usize) -> Self {
+        Self::F32(LinearF32::new(weight, bias, n_out, n_in))
+    }
+
+    /// Concatenates layers with the same input along the output dimension, e.g. Q, K and V into
+    /// one matmul.
+    pub fn concat(parts: Vec<Linear>) -> Self {
+        let parts: Vec<LinearF32> = parts.into_iter().map(|Linear::F32(l)| l).collect();
+        let n_in = parts[0].n_in;
+        assert!(parts.iter().all(|p| p.n_in == n_in));
+        let n_out = parts.iter().map(|p| p.n_out).sum();
+        let weight = parts.iter().flat_map(|p| p.weight.iter().copied()).collect();
+        let bias = if parts.iter().all(|p| p.bias.is_some()) {
+            Some(parts.iter().flat_map(|p| p.bias.clone().unwrap()).collect())
+        } else {
+            assert!(parts.iter().all(|p| p.bias.is_none()), "mixed bias presence");
+            None
+        };
+        Self::f32(weight, bias, n_out, n_in)
+    }
+
+    /// `out[rows][n_out] = x[rows][n_in] · Wᵀ + b`.
+    pub fn forward(&self, x: &[f32], rows: usize, out: &mut [f32]) {
+        match self {
+            Self::F32(l) => l.forward(x, rows, out),
+        }
+    }
+
+    pub fn n_out(&self) -> usize {
+        match self {
+            Self::F32(l) => l.n_out,
+        }
+    }
+
+    pub fn n_in(&self) -> usize {
+        match self {
+            Self::F32(l) => l.n_in,
+        }
+    }
+
+    pub fn bytes(&self) -> usize {
+        match self {
+            Self::F32(l) => l.bytes(),
+        }
+    }
+
+    /// A layer computing only the outputs `ids` (in that order), e.g. a vocabulary shortlist.
+    pub fn select_outputs(&self, ids: &[u32]) -> Self {
+        match self {
+            Self::F32(l) => {
+                let weight = ids
+                    .iter()
+                    .flat_map(|&i| l.weight[i as usize * l.n_in..(i as usize + 1) * l.n_in].iter().copied())
+                    .collect();
+                let bias = l.bias.as_ref().map(|b| ids.iter().map(|&i| b[i as usize]).collect());
+                Self::f32(weight, bias, ids.len(), l.n_in)
+            }
+        }
+    }
+
+    /// Allocates the output and runs `forward`.
+    pub fn apply(&self, x: &[f32], rows: usize) -> Vec<f32> {
+        let mut out = vec![0.0; rows * self.n_out()];
+        self.forward(x, rows, &mut out);
+        out
+    }
+}
