@@ -1,3 +1,5 @@
-//! Compute kernels (GEMM/GEMV), one file per ISA and scheme.
+//! Compute kernels (GEMM/GEMV), one file per ISA and scheme, plus the fp32 row operations.
 
+pub mod fp32;
 pub mod int8;
+pub mod ops;
