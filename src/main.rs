@@ -6,13 +6,18 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 
+use quantserve::eval::{datasets, run as eval_run};
 use quantserve::model::bert::BertClassifier;
 use quantserve::model::fetch;
 use quantserve::model::marian::{MarianTranslator, SearchOptions};
 use quantserve::model::tokenizer::Overflow;
 
 #[derive(Parser)]
-#[command(name = "quantserve", version, about = "Inference server for quantized Transformers on CPU")]
+#[command(
+    name = "quantserve",
+    version,
+    about = "Inference server for quantized Transformers on CPU"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -67,6 +72,27 @@ enum Command {
         truncate: bool,
         texts: Vec<String>,
     },
+    /// Measure quality: accuracy on the sentiment test split, or BLEU/chrF on the Bible sample.
+    Eval {
+        #[command(flatten)]
+        common: Common,
+        /// `sentiment`, `en-pt` or `pt-en`.
+        #[arg(long, default_value = "sentiment")]
+        model: String,
+        /// Sentiment split to score (`test` or `dev`).
+        #[arg(long, default_value = "test")]
+        split: String,
+        /// Sentences per batch.
+        #[arg(long, default_value_t = 32)]
+        batch: usize,
+        #[arg(long)]
+        beam_size: Option<usize>,
+        #[arg(long)]
+        no_shortlist: bool,
+        /// Also write the full report (with translations) as JSON to this file.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
 }
 
 /// The texts given as arguments, or stdin's lines when there are none.
@@ -86,14 +112,28 @@ fn thread_pool(threads: Option<usize>) -> Result<rayon::ThreadPool> {
     if n == 0 {
         bail!("--threads must be at least 1");
     }
-    rayon::ThreadPoolBuilder::new().num_threads(n).build().context("starting the thread pool")
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(n)
+        .build()
+        .context("starting the thread pool")
 }
 
 fn variant_dir(common: &Common, model: &str) -> Result<PathBuf> {
     if common.variant != "fp32" {
-        bail!("variant `{}` is not available yet (only fp32)", common.variant);
+        bail!(
+            "variant `{}` is not available yet (only fp32)",
+            common.variant
+        );
     }
     fetch::ensure_model(&common.models, model)
+}
+
+/// A file of the committed evaluation data (`data/` next to the binary's working directory, or
+/// `QUANTSERVE_DATA`).
+fn data_path(rel: &str) -> PathBuf {
+    let root =
+        std::env::var_os("QUANTSERVE_DATA").map_or_else(|| PathBuf::from("data"), PathBuf::from);
+    root.join(rel)
 }
 
 fn main() {
@@ -106,12 +146,21 @@ fn main() {
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Fetch { models } => fetch::fetch_all(&models),
-        Command::Classify { common, model, truncate, texts } => {
+        Command::Classify {
+            common,
+            model,
+            truncate,
+            texts,
+        } => {
             let texts = inputs(texts)?;
             let dir = variant_dir(&common, &model)?;
             let pool = thread_pool(common.threads)?;
             let clf = BertClassifier::load(&dir)?;
-            let overflow = if truncate { Overflow::Truncate } else { Overflow::Error };
+            let overflow = if truncate {
+                Overflow::Truncate
+            } else {
+                Overflow::Error
+            };
             for text in &texts {
                 if text.trim().is_empty() {
                     bail!("empty input text");
@@ -120,11 +169,22 @@ fn run(cli: Cli) -> Result<()> {
             let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
             let results = pool.install(|| clf.classify(&refs, overflow))?;
             for (text, r) in texts.iter().zip(results) {
-                println!("{}\t{:.4}\t{}", clf.labels[r.label], r.scores[r.label], text);
+                println!(
+                    "{}\t{:.4}\t{}",
+                    clf.labels[r.label], r.scores[r.label], text
+                );
             }
             Ok(())
         }
-        Command::Translate { common, from, to, beam_size, no_shortlist, truncate, texts } => {
+        Command::Translate {
+            common,
+            from,
+            to,
+            beam_size,
+            no_shortlist,
+            truncate,
+            texts,
+        } => {
             let texts = inputs(texts)?;
             let dir = variant_dir(&common, &format!("{from}-{to}"))?;
             let pool = thread_pool(common.threads)?;
@@ -134,10 +194,61 @@ fn run(cli: Cli) -> Result<()> {
                 shortlist: !no_shortlist,
                 ..tr.defaults.clone()
             };
-            let overflow = if truncate { Overflow::Truncate } else { Overflow::Error };
+            let overflow = if truncate {
+                Overflow::Truncate
+            } else {
+                Overflow::Error
+            };
             let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
             for out in pool.install(|| tr.translate(&refs, &opts, overflow))? {
                 println!("{out}");
+            }
+            Ok(())
+        }
+        Command::Eval {
+            common,
+            model,
+            split,
+            batch,
+            beam_size,
+            no_shortlist,
+            json,
+        } => {
+            let dir = variant_dir(&common, &model)?;
+            let pool = thread_pool(common.threads)?;
+            let report = if let Some((from, to)) = model.split_once('-') {
+                let tr = MarianTranslator::load(&dir)?;
+                let data = datasets::read_bible(&data_path("bible/sample500.tsv"), from, to)?;
+                let opts = SearchOptions {
+                    beam_size: beam_size.unwrap_or(tr.defaults.beam_size),
+                    shortlist: !no_shortlist,
+                    ..tr.defaults.clone()
+                };
+                let r = pool.install(|| eval_run::translation(&tr, &data, &opts, batch))?;
+                println!(
+                    "{model} {} beam {} shortlist {}: BLEU {:.2} chrF {:.2} on {} verse pairs ({:.1} s)",
+                    common.variant,
+                    opts.beam_size,
+                    opts.shortlist,
+                    r.bleu,
+                    r.chrf,
+                    r.sentences,
+                    r.seconds
+                );
+                serde_json::to_value(r)?
+            } else {
+                let clf = BertClassifier::load(&dir)?;
+                let data = datasets::read_labelled(&data_path(&format!("sentiment/{split}.tsv")))?;
+                let r = pool.install(|| eval_run::accuracy(&clf, &data, batch))?;
+                println!(
+                    "{model} {} {split}: accuracy {:.2}% ({}/{}) ({:.1} s)",
+                    common.variant, r.accuracy, r.correct, r.total, r.seconds
+                );
+                serde_json::to_value(r)?
+            };
+            if let Some(path) = json {
+                std::fs::write(&path, serde_json::to_string_pretty(&report)?)
+                    .with_context(|| format!("writing {}", path.display()))?;
             }
             Ok(())
         }

@@ -1,4 +1,6 @@
-//! Offline evaluation: accuracy, BLEU and chrF.
+//! Offline evaluation: accuracy, BLEU and chrF on the committed evaluation sets.
 
 pub mod bleu;
 pub mod chrf;
+pub mod datasets;
+pub mod run;

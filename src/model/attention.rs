@@ -41,25 +41,41 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
     s
 }
 
+/// How the model dimension splits into heads, and whether attention is causal.
+#[derive(Clone, Copy)]
+pub struct Heads {
+    pub count: usize,
+    pub dim: usize,
+    /// Query i sees keys `0..=i + (keys − queries)` only.
+    pub causal: bool,
+}
+
 /// Multi-head attention: for every head h, `softmax(Q_h K_hᵀ / sqrt(d)) V_h`, written to
-/// `out[row * out_stride + h * d ..]`. With `causal`, query i sees keys `0..=i + (keys − queries)`.
+/// `out[row * out_stride + h * d ..]`. `scores` is scratch space reused across calls.
 pub fn multi_head_attention(
     q: Rows,
     k: Rows,
     v: Rows,
-    heads: usize,
-    head_dim: usize,
-    causal: bool,
+    heads: Heads,
     out: &mut [f32],
     out_stride: usize,
     scores: &mut Vec<f32>,
 ) {
+    let Heads {
+        count: heads,
+        dim: head_dim,
+        causal,
+    } = heads;
     let scale = 1.0 / (head_dim as f32).sqrt();
     scores.resize(k.rows, 0.0);
     for h in 0..heads {
         let off = h * head_dim;
         for i in 0..q.rows {
-            let visible = if causal { (i + 1 + k.rows).saturating_sub(q.rows).min(k.rows) } else { k.rows };
+            let visible = if causal {
+                (i + 1 + k.rows).saturating_sub(q.rows).min(k.rows)
+            } else {
+                k.rows
+            };
             let qi = q.row(i, off, head_dim);
             let s = &mut scores[..visible];
             for (j, sj) in s.iter_mut().enumerate() {

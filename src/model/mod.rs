@@ -2,10 +2,10 @@
 
 pub mod attention;
 pub mod bert;
+pub mod fetch;
 pub mod linear;
+pub mod marian;
 pub mod marian_bin;
+pub mod shortlist;
 pub mod tokenizer;
 pub mod weights;
-pub mod marian;
-pub mod shortlist;
-pub mod fetch;

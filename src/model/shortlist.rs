@@ -20,7 +20,8 @@ pub struct Shortlist {
 impl Shortlist {
     pub fn read(path: &Path) -> Result<Self> {
         let buf = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-        Self::parse(&buf).with_context(|| format!("{} is not a valid binary shortlist", path.display()))
+        Self::parse(&buf)
+            .with_context(|| format!("{} is not a valid binary shortlist", path.display()))
     }
 
     pub fn parse(buf: &[u8]) -> Result<Self> {
@@ -35,7 +36,11 @@ impl Shortlist {
             .and_then(|a| lists_len.checked_mul(4).and_then(|b| a.checked_add(b)))
             .and_then(|n| n.checked_add(48))
             .context("sizes overflow")?;
-        ensure!(buf.len() >= need, "file is truncated ({} bytes, header says {need})", buf.len());
+        ensure!(
+            buf.len() >= need,
+            "file is truncated ({} bytes, header says {need})",
+            buf.len()
+        );
         let word_to_offset: Vec<u64> = buf[48..48 + offsets_len * 8]
             .chunks_exact(8)
             .map(|c| u64::from_le_bytes(c.try_into().unwrap()))
@@ -47,10 +52,16 @@ impl Shortlist {
             .collect();
         ensure!(
             word_to_offset.windows(2).all(|w| w[0] <= w[1])
-                && word_to_offset.last().is_none_or(|&l| l as usize <= short_lists.len()),
+                && word_to_offset
+                    .last()
+                    .is_none_or(|&l| l as usize <= short_lists.len()),
             "offsets are not monotonic or point past the lists"
         );
-        Ok(Self { first_num, word_to_offset, short_lists })
+        Ok(Self {
+            first_num,
+            word_to_offset,
+            short_lists,
+        })
     }
 
     /// Sorted, de-duplicated target ids allowed for a sentence with these source ids: the most
@@ -66,7 +77,10 @@ impl Shortlist {
         for &w in source {
             let w = w as usize;
             if w + 1 < self.word_to_offset.len() {
-                let (a, b) = (self.word_to_offset[w] as usize, self.word_to_offset[w + 1] as usize);
+                let (a, b) = (
+                    self.word_to_offset[w] as usize,
+                    self.word_to_offset[w + 1] as usize,
+                );
                 for &t in &self.short_lists[a..b] {
                     if let Some(m) = mark.get_mut(t as usize) {
                         *m = true;
@@ -86,6 +100,10 @@ impl Shortlist {
                 count += 1;
             }
         }
-        mark.iter().enumerate().filter(|(_, m)| **m).map(|(i, _)| i as u32).collect()
+        mark.iter()
+            .enumerate()
+            .filter(|(_, m)| **m)
+            .map(|(i, _)| i as u32)
+            .collect()
     }
 }

@@ -47,7 +47,9 @@ impl TextTokenizer {
 
     /// Text of `ids`, skipping special tokens.
     pub fn decode(&self, ids: &[u32]) -> Result<String> {
-        self.inner.decode(ids, true).map_err(|e| anyhow!("detokenizing: {e}"))
+        self.inner
+            .decode(ids, true)
+            .map_err(|e| anyhow!("detokenizing: {e}"))
     }
 
     pub fn token_id(&self, token: &str) -> Option<u32> {
@@ -63,18 +65,26 @@ impl TextTokenizer {
     }
 
     pub fn token_id_or(&self, token: &str) -> Result<u32> {
-        self.token_id(token).with_context(|| format!("tokenizer has no `{token}` token"))
+        self.token_id(token)
+            .with_context(|| format!("tokenizer has no `{token}` token"))
     }
 }
 
 /// Shortens `ids` to `limit` tokens keeping the last one (the closing special token, e.g. [SEP] or
 /// </s>), or fails, as `overflow` says.
-pub fn fit_to_limit(mut ids: Vec<u32>, limit: usize, overflow: Overflow) -> Result<Vec<u32>, InputTooLong> {
+pub fn fit_to_limit(
+    mut ids: Vec<u32>,
+    limit: usize,
+    overflow: Overflow,
+) -> Result<Vec<u32>, InputTooLong> {
     if ids.len() <= limit {
         return Ok(ids);
     }
     match overflow {
-        Overflow::Error => Err(InputTooLong { tokens: ids.len(), limit }),
+        Overflow::Error => Err(InputTooLong {
+            tokens: ids.len(),
+            limit,
+        }),
         Overflow::Truncate => {
             let last = *ids.last().unwrap();
             ids.truncate(limit.saturating_sub(1));
@@ -90,8 +100,14 @@ mod tests {
 
     #[test]
     fn fit_to_limit_keeps_closing_token() {
-        assert_eq!(fit_to_limit(vec![1, 2, 3, 4], 3, Overflow::Truncate).unwrap(), vec![1, 2, 4]);
+        assert_eq!(
+            fit_to_limit(vec![1, 2, 3, 4], 3, Overflow::Truncate).unwrap(),
+            vec![1, 2, 4]
+        );
         assert!(fit_to_limit(vec![1, 2, 3, 4], 3, Overflow::Error).is_err());
-        assert_eq!(fit_to_limit(vec![1, 2], 3, Overflow::Error).unwrap(), vec![1, 2]);
+        assert_eq!(
+            fit_to_limit(vec![1, 2], 3, Overflow::Error).unwrap(),
+            vec![1, 2]
+        );
     }
 }

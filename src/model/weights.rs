@@ -24,7 +24,10 @@ pub struct TensorStore {
 
 impl TensorStore {
     pub fn new(origin: impl Into<String>) -> Self {
-        Self { tensors: HashMap::new(), origin: origin.into() }
+        Self {
+            tensors: HashMap::new(),
+            origin: origin.into(),
+        }
     }
 
     pub fn insert(&mut self, name: impl Into<String>, tensor: Tensor) {
@@ -51,7 +54,12 @@ impl TensorStore {
             s[first..].to_vec()
         };
         if squeeze(&t.shape) != squeeze(shape) {
-            bail!("{}: tensor `{name}` has shape {:?}, expected {:?}", self.origin, t.shape, shape);
+            bail!(
+                "{}: tensor `{name}` has shape {:?}, expected {:?}",
+                self.origin,
+                t.shape,
+                shape
+            );
         }
         Ok(t.data)
     }
@@ -70,7 +78,10 @@ impl TensorStore {
         for (name, view) in st.tensors() {
             let raw = view.data();
             let data: Vec<f32> = match view.dtype() {
-                Dtype::F32 => raw.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
+                Dtype::F32 => raw
+                    .chunks_exact(4)
+                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                    .collect(),
                 Dtype::F16 => raw
                     .chunks_exact(2)
                     .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
@@ -81,9 +92,18 @@ impl TensorStore {
                     .collect(),
                 // Integer buffers (e.g. HF's `position_ids`) are not weights: skip them.
                 Dtype::I64 | Dtype::I32 | Dtype::U8 | Dtype::I8 | Dtype::BOOL => continue,
-                other => bail!("{}: tensor `{name}` has unsupported dtype {other:?}", path.display()),
+                other => bail!(
+                    "{}: tensor `{name}` has unsupported dtype {other:?}",
+                    path.display()
+                ),
             };
-            store.insert(name, Tensor { shape: view.shape().to_vec(), data });
+            store.insert(
+                name,
+                Tensor {
+                    shape: view.shape().to_vec(),
+                    data,
+                },
+            );
         }
         Ok(store)
     }
