@@ -11,12 +11,23 @@ fn check(model: &str, golden: &str, shortlist: bool) {
     let g = common::golden(golden);
     let cases = g["cases"].as_array().unwrap();
     assert_eq!(cases.len(), 50);
-    let opts = SearchOptions { beam_size: 1, shortlist, ..SearchOptions::default() };
+    let opts = SearchOptions {
+        beam_size: 1,
+        shortlist,
+        ..SearchOptions::default()
+    };
     // Tokenization must agree exactly.
     let mut sources = Vec::new();
     for c in cases {
-        let ids = tr.tokenize(c["source"].as_str().unwrap(), Overflow::Error).unwrap();
-        assert_eq!(ids, common::ids(&c["source_ids"]), "source ids of {:?}", c["source"]);
+        let ids = tr
+            .tokenize(c["source"].as_str().unwrap(), Overflow::Error)
+            .unwrap();
+        assert_eq!(
+            ids,
+            common::ids(&c["source_ids"]),
+            "source ids of {:?}",
+            c["source"]
+        );
         sources.push(ids);
     }
     // Decode as one batch: batch composition must not change any output.
@@ -26,11 +37,19 @@ fn check(model: &str, golden: &str, shortlist: bool) {
         if *out == common::ids(&c["output_ids"]) {
             same += 1;
         } else {
-            eprintln!("differs: {:?}\n  want {:?}\n  got  {:?}", c["source"], c["output"], tr.tokenizer.decode(out).unwrap());
+            eprintln!(
+                "differs: {:?}\n  want {:?}\n  got  {:?}",
+                c["source"],
+                c["output"],
+                tr.tokenizer.decode(out).unwrap()
+            );
         }
     }
     eprintln!("{golden}: {same}/50 identical");
-    assert!(same >= 49, "{golden}: only {same}/50 greedy outputs identical to the reference");
+    assert!(
+        same >= 49,
+        "{golden}: only {same}/50 greedy outputs identical to the reference"
+    );
 }
 
 #[test]
@@ -62,8 +81,15 @@ fn first_step_logits_match_reference() {
         let src = common::ids(&c["source_ids"]);
         let logits = tr.first_step_logits(&src).unwrap();
         for pair in c["first_step_top5"].as_array().unwrap() {
-            let (id, want) = (pair[0].as_u64().unwrap() as usize, pair[1].as_f64().unwrap() as f32);
-            assert!((logits[id] - want).abs() < 1e-3, "logit {id}: {} vs {want}", logits[id]);
+            let (id, want) = (
+                pair[0].as_u64().unwrap() as usize,
+                pair[1].as_f64().unwrap() as f32,
+            );
+            assert!(
+                (logits[id] - want).abs() < 1e-3,
+                "logit {id}: {} vs {want}",
+                logits[id]
+            );
         }
     }
 }
@@ -71,13 +97,20 @@ fn first_step_logits_match_reference() {
 #[test]
 fn batch_results_equal_single_results() {
     let tr = MarianTranslator::load(&common::model_dir("en-pt")).unwrap();
-    let texts = ["How are you today?", "The cat sat on the mat.", "In the beginning was the Word."];
+    let texts = [
+        "How are you today?",
+        "The cat sat on the mat.",
+        "In the beginning was the Word.",
+    ];
     let opts = SearchOptions::default();
     let batch = tr.translate(&texts, &opts, Overflow::Error).unwrap();
     for (t, b) in texts.iter().zip(&batch) {
         assert_eq!(&tr.translate(&[t], &opts, Overflow::Error).unwrap()[0], b);
     }
-    let beam = SearchOptions { beam_size: 4, ..SearchOptions::default() };
+    let beam = SearchOptions {
+        beam_size: 4,
+        ..SearchOptions::default()
+    };
     let batch = tr.translate(&texts, &beam, Overflow::Error).unwrap();
     for (t, b) in texts.iter().zip(&batch) {
         assert_eq!(&tr.translate(&[t], &beam, Overflow::Error).unwrap()[0], b);
@@ -89,7 +122,10 @@ fn batch_results_equal_single_results() {
 fn empty_and_overlong_inputs_are_handled() {
     let tr = MarianTranslator::load(&common::model_dir("en-pt")).unwrap();
     let opts = SearchOptions::default();
-    assert_eq!(tr.translate(&["", "  "], &opts, Overflow::Error).unwrap(), vec!["", ""]);
+    assert_eq!(
+        tr.translate(&["", "  "], &opts, Overflow::Error).unwrap(),
+        vec!["", ""]
+    );
     let long = "word ".repeat(2000);
     assert!(tr.translate(&[&long], &opts, Overflow::Error).is_err());
     let out = tr.translate(&[&long], &opts, Overflow::Truncate).unwrap();

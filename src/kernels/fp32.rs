@@ -26,7 +26,13 @@ pub struct MatRef<'a> {
 impl<'a> MatRef<'a> {
     /// A dense row-major matrix.
     pub fn row_major(data: &'a [f32], rows: usize, cols: usize) -> Self {
-        Self { data, rows, cols, row_stride: cols, col_stride: 1 }
+        Self {
+            data,
+            rows,
+            cols,
+            row_stride: cols,
+            col_stride: 1,
+        }
     }
 
     /// The transpose view (no copy).
@@ -52,7 +58,14 @@ impl<'a> MatRef<'a> {
 /// `out[m][n] (row stride out_stride) = (accumulate ? out : 0) + alpha * a · b`.
 ///
 /// Panics if a view reaches outside its slice (a programming error, not an input error).
-pub fn matmul(a: MatRef, b: MatRef, out: &mut [f32], out_stride: usize, alpha: f32, accumulate: bool) {
+pub fn matmul(
+    a: MatRef,
+    b: MatRef,
+    out: &mut [f32],
+    out_stride: usize,
+    alpha: f32,
+    accumulate: bool,
+) {
     assert_eq!(a.cols, b.rows, "inner dimensions differ");
     let (m, k, n) = (a.rows, a.cols, b.cols);
     if m == 0 || n == 0 {
@@ -104,7 +117,12 @@ impl LinearF32 {
         if let Some(b) = &bias {
             assert_eq!(b.len(), n_out);
         }
-        Self { weight, bias, n_out, n_in }
+        Self {
+            weight,
+            bias,
+            n_out,
+            n_in,
+        }
     }
 
     /// `out[rows][n_out] = x[rows][n_in] · Wᵀ + b`.
@@ -117,9 +135,23 @@ impl LinearF32 {
                 for row in out.chunks_exact_mut(self.n_out) {
                     row.copy_from_slice(b);
                 }
-                matmul(MatRef::row_major(x, rows, self.n_in), w, out, self.n_out, 1.0, true);
+                matmul(
+                    MatRef::row_major(x, rows, self.n_in),
+                    w,
+                    out,
+                    self.n_out,
+                    1.0,
+                    true,
+                );
             }
-            None => matmul(MatRef::row_major(x, rows, self.n_in), w, out, self.n_out, 1.0, false),
+            None => matmul(
+                MatRef::row_major(x, rows, self.n_in),
+                w,
+                out,
+                self.n_out,
+                1.0,
+                false,
+            ),
         }
     }
 
@@ -149,14 +181,28 @@ mod tests {
         let b: Vec<f32> = (0..k * n).map(|i| (i as f32 * 0.11).cos()).collect();
         let want = naive(&a, &b, m, k, n);
         let mut got = vec![0.0; m * n];
-        matmul(MatRef::row_major(&a, m, k), MatRef::row_major(&b, k, n), &mut got, n, 1.0, false);
+        matmul(
+            MatRef::row_major(&a, m, k),
+            MatRef::row_major(&b, k, n),
+            &mut got,
+            n,
+            1.0,
+            false,
+        );
         for (g, w) in got.iter().zip(&want) {
             assert!((g - w).abs() < 1e-5);
         }
         // b stored transposed ([n][k]) and viewed through t().
         let bt: Vec<f32> = (0..n * k).map(|i| b[(i % k) * n + i / k]).collect();
         let mut got2 = vec![0.0; m * n];
-        matmul(MatRef::row_major(&a, m, k), MatRef::row_major(&bt, n, k).t(), &mut got2, n, 1.0, false);
+        matmul(
+            MatRef::row_major(&a, m, k),
+            MatRef::row_major(&bt, n, k).t(),
+            &mut got2,
+            n,
+            1.0,
+            false,
+        );
         for (g, w) in got2.iter().zip(&want) {
             assert!((g - w).abs() < 1e-5);
         }
@@ -164,7 +210,12 @@ mod tests {
 
     #[test]
     fn linear_adds_bias() {
-        let lin = LinearF32::new(vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0], Some(vec![0.5, -0.5]), 2, 3);
+        let lin = LinearF32::new(
+            vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0],
+            Some(vec![0.5, -0.5]),
+            2,
+            3,
+        );
         let mut out = vec![0.0; 2];
         lin.forward(&[1.0, 1.0, 1.0], 1, &mut out);
         assert_eq!(out, vec![6.5, 14.5]);

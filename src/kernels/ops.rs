@@ -28,9 +28,9 @@ impl Activation {
     pub fn apply(self, xs: &mut [f32]) {
         match self {
             Self::Relu => xs.iter_mut().for_each(|x| *x = x.max(0.0)),
-            Self::Gelu => xs
-                .iter_mut()
-                .for_each(|x| *x = 0.5 * *x * (1.0 + libm::erff(*x * std::f32::consts::FRAC_1_SQRT_2))),
+            Self::Gelu => xs.iter_mut().for_each(|x| {
+                *x = 0.5 * *x * (1.0 + libm::erff(*x * std::f32::consts::FRAC_1_SQRT_2))
+            }),
             Self::GeluTanh => xs.iter_mut().for_each(|x| {
                 let c = (2.0 / std::f32::consts::PI).sqrt();
                 *x = 0.5 * *x * (1.0 + (c * (*x + 0.044715 * *x * *x * *x)).tanh())
