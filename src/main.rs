@@ -7,10 +7,9 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 
 use quantserve::eval::{datasets, run as eval_run};
-use quantserve::model::bert::BertClassifier;
-use quantserve::model::fetch;
-use quantserve::model::marian::{MarianTranslator, SearchOptions};
+use quantserve::model::marian::SearchOptions;
 use quantserve::model::tokenizer::Overflow;
+use quantserve::model::{fetch, variant};
 
 #[derive(Parser)]
 #[command(
@@ -118,16 +117,6 @@ fn thread_pool(threads: Option<usize>) -> Result<rayon::ThreadPool> {
         .context("starting the thread pool")
 }
 
-fn variant_dir(common: &Common, model: &str) -> Result<PathBuf> {
-    if common.variant != "fp32" {
-        bail!(
-            "variant `{}` is not available yet (only fp32)",
-            common.variant
-        );
-    }
-    fetch::ensure_model(&common.models, model)
-}
-
 /// A file of the committed evaluation data (`data/` next to the binary's working directory, or
 /// `QUANTSERVE_DATA`).
 fn data_path(rel: &str) -> PathBuf {
@@ -153,9 +142,8 @@ fn run(cli: Cli) -> Result<()> {
             texts,
         } => {
             let texts = inputs(texts)?;
-            let dir = variant_dir(&common, &model)?;
             let pool = thread_pool(common.threads)?;
-            let clf = BertClassifier::load(&dir)?;
+            let clf = variant::load_classifier(&common.models, &model, &common.variant)?;
             let overflow = if truncate {
                 Overflow::Truncate
             } else {
@@ -186,9 +174,9 @@ fn run(cli: Cli) -> Result<()> {
             texts,
         } => {
             let texts = inputs(texts)?;
-            let dir = variant_dir(&common, &format!("{from}-{to}"))?;
             let pool = thread_pool(common.threads)?;
-            let tr = MarianTranslator::load(&dir)?;
+            let tr =
+                variant::load_translator(&common.models, &format!("{from}-{to}"), &common.variant)?;
             let opts = SearchOptions {
                 beam_size: beam_size.unwrap_or(tr.defaults.beam_size),
                 shortlist: !no_shortlist,
@@ -214,10 +202,9 @@ fn run(cli: Cli) -> Result<()> {
             no_shortlist,
             json,
         } => {
-            let dir = variant_dir(&common, &model)?;
             let pool = thread_pool(common.threads)?;
             let report = if let Some((from, to)) = model.split_once('-') {
-                let tr = MarianTranslator::load(&dir)?;
+                let tr = variant::load_translator(&common.models, &model, &common.variant)?;
                 let data = datasets::read_bible(&data_path("bible/sample500.tsv"), from, to)?;
                 let opts = SearchOptions {
                     beam_size: beam_size.unwrap_or(tr.defaults.beam_size),
@@ -237,7 +224,7 @@ fn run(cli: Cli) -> Result<()> {
                 );
                 serde_json::to_value(r)?
             } else {
-                let clf = BertClassifier::load(&dir)?;
+                let clf = variant::load_classifier(&common.models, &model, &common.variant)?;
                 let data = datasets::read_labelled(&data_path(&format!("sentiment/{split}.tsv")))?;
                 let r = pool.install(|| eval_run::accuracy(&clf, &data, batch))?;
                 println!(

@@ -7,6 +7,7 @@ use anyhow::{Context, Result, bail, ensure};
 use serde::Deserialize;
 
 use super::attention::{Heads, Rows, multi_head_attention};
+use super::embedding::Embedding;
 use super::linear::Linear;
 use super::tokenizer::{Overflow, TextTokenizer, fit_to_limit};
 use super::weights::TensorStore;
@@ -100,7 +101,7 @@ pub struct BertClassifier {
     pub config: BertConfig,
     pub labels: Vec<String>,
     pub tokenizer: TextTokenizer,
-    word_emb: Vec<f32>,
+    word_emb: Embedding,
     pos_emb: Vec<f32>,
     type_emb: Vec<f32>,
     emb_norm: Norm,
@@ -163,11 +164,14 @@ impl BertClassifier {
             .shape("classifier.weight")
             .context("tensor `classifier.weight` is missing: not a sequence classifier")?[0];
         let labels = config.labels(num_labels)?;
-        let word_emb = take(
-            store,
-            "embeddings.word_embeddings.weight",
-            &[config.vocab_size, h],
-        )?;
+        let word_emb = Embedding::f32(
+            take(
+                store,
+                "embeddings.word_embeddings.weight",
+                &[config.vocab_size, h],
+            )?,
+            h,
+        );
         let pos_emb = take(
             store,
             "embeddings.position_embeddings.weight",
@@ -271,7 +275,7 @@ impl BertClassifier {
                     "token id {id} outside the vocabulary"
                 );
                 let row = &mut x[(offsets[s] + pos) * h..(offsets[s] + pos + 1) * h];
-                row.copy_from_slice(&self.word_emb[id * h..(id + 1) * h]);
+                self.word_emb.lookup(id, 1.0, row);
                 add_in_place(row, &self.pos_emb[pos * h..(pos + 1) * h]);
                 add_in_place(row, &self.type_emb[..h]);
             }
@@ -365,9 +369,26 @@ impl BertClassifier {
         self.classify_ids(&ids?)
     }
 
+    /// Stores the word embeddings as int8 rows.
+    pub fn quantize_embeddings_int8(&mut self) {
+        self.word_emb = self.word_emb.to_int8();
+    }
+
+    /// Applies `f` to every dense layer (e.g. `Linear::to_int8` to build the int8 variant).
+    pub fn map_linears(&mut self, f: impl Fn(&Linear) -> Result<Linear>) -> Result<()> {
+        for l in &mut self.layers {
+            for lin in [&mut l.qkv, &mut l.attn_out, &mut l.ffn_in, &mut l.ffn_out] {
+                *lin = f(lin)?;
+            }
+        }
+        self.pooler = f(&self.pooler)?;
+        self.classifier = f(&self.classifier)?;
+        Ok(())
+    }
+
     /// Bytes of weights held.
     pub fn weight_bytes(&self) -> usize {
-        let emb = (self.word_emb.len() + self.pos_emb.len() + self.type_emb.len()) * 4;
+        let emb = self.word_emb.bytes() + (self.pos_emb.len() + self.type_emb.len()) * 4;
         emb + self
             .layers
             .iter()

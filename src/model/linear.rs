@@ -1,11 +1,15 @@
 //! A dense layer whose weights may be stored in any supported scheme. Models hold `Linear`s and
 //! never care which kernel runs underneath, so a quantized variant swaps only this.
 
+use anyhow::Result;
+
 use crate::kernels::fp32::LinearF32;
+use crate::quant::int8::LinearInt8;
 
 #[derive(Clone, Debug)]
 pub enum Linear {
     F32(LinearF32),
+    Int8(LinearInt8),
 }
 
 impl Linear {
@@ -15,8 +19,16 @@ impl Linear {
 
     /// Concatenates layers with the same input along the output dimension, e.g. Q, K and V into
     /// one matmul.
+    ///
+    /// Panics on quantized parts: layers are fused while loading, before any quantization.
     pub fn concat(parts: Vec<Linear>) -> Self {
-        let parts: Vec<LinearF32> = parts.into_iter().map(|Linear::F32(l)| l).collect();
+        let parts: Vec<LinearF32> = parts
+            .into_iter()
+            .map(|p| match p {
+                Linear::F32(l) => l,
+                Linear::Int8(_) => panic!("concat of quantized layers"),
+            })
+            .collect();
         let n_in = parts[0].n_in;
         assert!(parts.iter().all(|p| p.n_in == n_in));
         let n_out = parts.iter().map(|p| p.n_out).sum();
@@ -40,24 +52,28 @@ impl Linear {
     pub fn forward(&self, x: &[f32], rows: usize, out: &mut [f32]) {
         match self {
             Self::F32(l) => l.forward(x, rows, out),
+            Self::Int8(l) => l.forward(x, rows, out),
         }
     }
 
     pub fn n_out(&self) -> usize {
         match self {
             Self::F32(l) => l.n_out,
+            Self::Int8(l) => l.n_out(),
         }
     }
 
     pub fn n_in(&self) -> usize {
         match self {
             Self::F32(l) => l.n_in,
+            Self::Int8(l) => l.n_in(),
         }
     }
 
     pub fn bytes(&self) -> usize {
         match self {
             Self::F32(l) => l.bytes(),
+            Self::Int8(l) => l.bytes(),
         }
     }
 
@@ -79,7 +95,21 @@ impl Linear {
                     .map(|b| ids.iter().map(|&i| b[i as usize]).collect());
                 Self::f32(weight, bias, ids.len(), l.n_in)
             }
+            Self::Int8(l) => Self::Int8(l.select_outputs(ids)),
         }
+    }
+
+    /// The same layer with int8 weights (per-output-channel scales); int8 layers stay as they are.
+    pub fn to_int8(&self) -> Result<Self> {
+        Ok(match self {
+            Self::F32(l) => Self::Int8(LinearInt8::quantize(
+                &l.weight,
+                l.bias.clone(),
+                l.n_out,
+                l.n_in,
+            )?),
+            Self::Int8(l) => Self::Int8(l.clone()),
+        })
     }
 
     /// Allocates the output and runs `forward`.

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail, ensure};
 
 use super::attention::{Heads, Rows, multi_head_attention};
+use super::embedding::Embedding;
 use super::linear::Linear;
 use super::marian_bin::MarianBin;
 use super::shortlist::Shortlist;
@@ -149,7 +150,7 @@ pub struct MarianTranslator {
     pub defaults: SearchOptions,
     /// Longest accepted source in tokens (EOS included); longer inputs are truncated or refused.
     pub max_source_tokens: usize,
-    embeddings: Vec<f32>,
+    embeddings: Embedding,
     output: Linear,
     encoder: Vec<EncoderLayer>,
     decoder: Vec<DecoderLayer>,
@@ -354,7 +355,7 @@ impl MarianTranslator {
             tokenizer,
             defaults,
             max_source_tokens: 256,
-            embeddings,
+            embeddings: Embedding::f32(embeddings, d),
             output,
             encoder,
             decoder,
@@ -412,11 +413,7 @@ impl MarianTranslator {
 
     fn embed(&self, id: u32, pos: usize, row: &mut [f32]) {
         let d = self.config.dim;
-        let scale = (d as f32).sqrt();
-        let id = id as usize;
-        for (r, e) in row.iter_mut().zip(&self.embeddings[id * d..(id + 1) * d]) {
-            *r = e * scale;
-        }
+        self.embeddings.lookup(id as usize, (d as f32).sqrt(), row);
         add_position(row, pos);
     }
 
@@ -746,6 +743,34 @@ impl MarianTranslator {
             .collect())
     }
 
+    /// Stores the embedding table as int8 rows.
+    pub fn quantize_embeddings_int8(&mut self) {
+        self.embeddings = self.embeddings.to_int8();
+    }
+
+    /// Applies `f` to every dense layer, the output projection included (e.g. `Linear::to_int8`).
+    pub fn map_linears(&mut self, f: impl Fn(&Linear) -> Result<Linear>) -> Result<()> {
+        for l in &mut self.encoder {
+            for lin in [&mut l.qkv, &mut l.attn_out, &mut l.ffn_in, &mut l.ffn_out] {
+                *lin = f(lin)?;
+            }
+        }
+        for l in &mut self.decoder {
+            for lin in [
+                &mut l.ssru,
+                &mut l.query,
+                &mut l.cross_kv,
+                &mut l.ctx_out,
+                &mut l.ffn_in,
+                &mut l.ffn_out,
+            ] {
+                *lin = f(lin)?;
+            }
+        }
+        self.output = f(&self.output)?;
+        Ok(())
+    }
+
     /// Logits over the full vocabulary at the first decoding step (for parity tests).
     pub fn first_step_logits(&self, source: &[u32]) -> Result<Vec<f32>> {
         ensure!(
@@ -793,7 +818,7 @@ impl MarianTranslator {
                     + l.ffn_out.bytes()
             })
             .sum();
-        self.embeddings.len() * 4 + self.output.bytes() + enc + dec
+        self.embeddings.bytes() + self.output.bytes() + enc + dec
     }
 }
 

@@ -2,10 +2,12 @@
 
 pub mod attention;
 pub mod bert;
+pub mod embedding;
 pub mod fetch;
 pub mod linear;
 pub mod marian;
 pub mod marian_bin;
 pub mod shortlist;
 pub mod tokenizer;
+pub mod variant;
 pub mod weights;

@@ -1,0 +1,234 @@
+//! AVX-512 VNNI path: `vpdpbusd` on zmm, an 8×48 GEMM tile (24 accumulators) and a 1–4 row GEMV
+//! tile that streams the weights with software prefetch; the epilogue runs in registers.
+
+use std::arch::x86_64::*;
+use std::ops::Range;
+
+use super::epilogue::{Activation, gelu_avx512};
+use super::{GEMV_MAX_ROWS, Job, MR, NR, Out};
+
+/// zmm vectors per panel row (16 i32 lanes each).
+const VECS: usize = NR / 16;
+/// Bytes of one K-quad row of a panel.
+const QUAD_BYTES: usize = NR * 4;
+/// A single core cannot keep enough DRAM reads in flight on its own (kernels.md §3); requesting
+/// the line 4 KiB ahead covers the latency at ~15 GB/s.
+const PREFETCH_DISTANCE: usize = 4096;
+
+/// Computes output rows `rows` × the columns of `panels`.
+///
+/// # Safety
+/// The CPU must support avx512f, avx512bw and avx512vnni; `job.out` must be valid for writes of
+/// `rows` × those columns, and no other thread may access them meanwhile.
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+pub(super) unsafe fn run(job: &Job, rows: Range<usize>, panels: Range<usize>) {
+    let m0 = rows.start;
+    if rows.len() <= GEMV_MAX_ROWS {
+        // Batch-1 decoding: each weight byte is used by at most 4 rows, so the loop is bound by
+        // memory bandwidth; walk the panels in address order and prefetch ahead.
+        for panel in panels {
+            // SAFETY: features and output per this function's contract; the tile covers exactly
+            // `rows` and a panel inside `panels`.
+            unsafe {
+                match rows.len() {
+                    1 => tile::<1, true>(job, m0, panel),
+                    2 => tile::<2, true>(job, m0, panel),
+                    3 => tile::<3, true>(job, m0, panel),
+                    4 => tile::<4, true>(job, m0, panel),
+                    _ => {}
+                }
+            }
+        }
+        return;
+    }
+    // One pass over a panel (≤ 147 KiB at K = 3072) serves all rows of the block from L1/L2.
+    // The first tile of each panel brings the panel in from memory, so it prefetches ahead
+    // (into the next panel at its end); the later tiles find it in cache.
+    for panel in panels {
+        let mut m = m0;
+        while m < rows.end {
+            let first = m == m0;
+            // SAFETY: features and output per this function's contract; rows m..m + ROWS lie
+            // inside `rows` and the panel inside `panels`.
+            unsafe {
+                match ((rows.end - m).min(MR), first) {
+                    (8, true) => tile::<8, true>(job, m, panel),
+                    (8, false) => tile::<8, false>(job, m, panel),
+                    (7, _) => tile::<7, false>(job, m, panel),
+                    (6, _) => tile::<6, false>(job, m, panel),
+                    (5, _) => tile::<5, false>(job, m, panel),
+                    (4, _) => tile::<4, false>(job, m, panel),
+                    (3, _) => tile::<3, false>(job, m, panel),
+                    (2, _) => tile::<2, false>(job, m, panel),
+                    _ => tile::<1, false>(job, m, panel),
+                }
+            }
+            m += MR;
+        }
+    }
+}
+
+/// Accumulates rows `m0..m0 + ROWS` against one panel and writes them out.
+///
+/// # Safety
+/// As [`run`], for rows `m0..m0 + ROWS` and panel `panel`.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+unsafe fn tile<const ROWS: usize, const PREFETCH: bool>(job: &Job, m0: usize, panel: usize) {
+    let k_quads = job.w.k_quads();
+    let a_stride = job.a.row_stride();
+    let a = job.a.data()[m0 * a_stride..(m0 + ROWS) * a_stride].as_ptr();
+    let b = job.w.panel_ptr(panel);
+    let compensation = job.w.panel_compensation(panel);
+    // SAFETY: `compensation` holds NR = 3 × 16 i32.
+    let init: [__m512i; VECS] = std::array::from_fn(|j| unsafe {
+        _mm512_loadu_si512(compensation[16 * j..].as_ptr().cast())
+    });
+    let mut acc = [init; ROWS];
+    // With 1–2 rows, 3–6 dependent `vpdpbusd` chains cannot cover its 4–5 cycle latency at two
+    // per cycle; even and odd K-quads go to separate accumulators (integer sums: order-free).
+    let mut acc_odd = [[_mm512_setzero_si512(); VECS]; ROWS];
+    let split_k = ROWS <= 2;
+    let mut quad = 0;
+    if split_k {
+        while quad + 2 <= k_quads {
+            // SAFETY: quad + 1 < k_quads, so the A reads stay inside rows m0..m0 + ROWS (row
+            // stride 4·k_quads) and the B reads inside the panel (k_quads × QUAD_BYTES).
+            unsafe {
+                step::<ROWS, PREFETCH>(&mut acc, a, a_stride, b, quad);
+                step::<ROWS, PREFETCH>(&mut acc_odd, a, a_stride, b, quad + 1);
+            }
+            quad += 2;
+        }
+    }
+    while quad < k_quads {
+        // SAFETY: as above, quad < k_quads.
+        unsafe { step::<ROWS, PREFETCH>(&mut acc, a, a_stride, b, quad) };
+        quad += 1;
+    }
+    if split_k {
+        for (row, odd) in acc.iter_mut().zip(&acc_odd) {
+            for (v, o) in row.iter_mut().zip(odd) {
+                *v = _mm512_add_epi32(*v, *o);
+            }
+        }
+    }
+    // By value: a reference would let the accumulator array escape, and LLVM then writes all 24
+    // registers back to the stack on every K step.
+    // SAFETY: forwarded contract of this function.
+    unsafe { store(job, m0, panel, acc) };
+}
+
+/// One K-quad: per row, broadcast its 4 activation bytes and `vpdpbusd` them against 48 columns.
+///
+/// # Safety
+/// `a` must be readable for `ROWS` rows of `a_stride` bytes with `4·quad + 4 ≤ a_stride`, and
+/// `b` for `(quad + 1) · QUAD_BYTES` bytes; the CPU must support avx512f/bw/vnni.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+unsafe fn step<const ROWS: usize, const PREFETCH: bool>(
+    acc: &mut [[__m512i; VECS]; ROWS],
+    a: *const u8,
+    a_stride: usize,
+    b: *const i8,
+    quad: usize,
+) {
+    // SAFETY: within the panel per the contract; the prefetch address may lie past the end of
+    // the weights, which is harmless (prefetches never fault) and computed with wrapping_add.
+    unsafe {
+        let bq = b.add(quad * QUAD_BYTES);
+        if PREFETCH {
+            for line in 0..QUAD_BYTES / 64 {
+                _mm_prefetch::<_MM_HINT_T0>(bq.wrapping_add(PREFETCH_DISTANCE + 64 * line));
+            }
+        }
+        let w: [__m512i; VECS] = std::array::from_fn(|j| _mm512_loadu_si512(bq.add(64 * j).cast()));
+        for (r, acc_row) in acc.iter_mut().enumerate() {
+            let x4 = a
+                .add(r * a_stride + 4 * quad)
+                .cast::<i32>()
+                .read_unaligned();
+            let x = _mm512_set1_epi32(x4);
+            for (v, wv) in acc_row.iter_mut().zip(&w) {
+                *v = _mm512_dpbusd_epi32(*v, x, *wv);
+            }
+        }
+    }
+}
+
+/// Writes the accumulators of rows `m0..m0 + ROWS` × panel `panel`, through the epilogue for an
+/// f32 output; columns past N are masked off.
+///
+/// # Safety
+/// As [`tile`].
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+unsafe fn store<const ROWS: usize>(
+    job: &Job,
+    m0: usize,
+    panel: usize,
+    acc: [[__m512i; VECS]; ROWS],
+) {
+    let n = job.w.n();
+    let stride = job.out_stride;
+    for j in 0..VECS {
+        let col = panel * NR + 16 * j;
+        if col >= n {
+            break;
+        }
+        let mask: __mmask16 = if n - col >= 16 {
+            !0
+        } else {
+            (1 << (n - col)) - 1
+        };
+        match job.out {
+            Out::I32(out) => {
+                for (r, acc_row) in acc.iter().enumerate() {
+                    // SAFETY: lanes up to column N of an owned row; masked lanes are not written.
+                    unsafe {
+                        _mm512_mask_storeu_epi32(
+                            out.add((m0 + r) * stride + col).cast(),
+                            mask,
+                            acc_row[j],
+                        )
+                    };
+                }
+            }
+            Out::F32(out) => {
+                let epi = &job.epilogue;
+                // SAFETY: the padded scales hold NR values per panel.
+                let col_scale =
+                    unsafe { _mm512_loadu_ps(job.w.panel_col_scales(panel)[16 * j..].as_ptr()) };
+                // SAFETY: col < N = bias.len(); masked-off lanes are not read.
+                let bias = epi
+                    .bias
+                    .map(|b| unsafe { _mm512_maskz_loadu_ps(mask, b.as_ptr().add(col)) });
+                for (r, acc_row) in acc.iter().enumerate() {
+                    let m = m0 + r;
+                    let at = m * stride + col;
+                    let scale = _mm512_mul_ps(_mm512_set1_ps(job.a.row_scales()[m]), col_scale);
+                    let mut y = _mm512_mul_ps(_mm512_cvtepi32_ps(acc_row[j]), scale);
+                    if let Some(bias) = bias {
+                        y = _mm512_add_ps(y, bias);
+                    }
+                    y = match epi.activation {
+                        Activation::None => y,
+                        Activation::Relu => _mm512_max_ps(y, _mm512_setzero_ps()),
+                        Activation::Gelu => gelu_avx512(y),
+                    };
+                    // SAFETY: `gemm` checked that residual and out cover M×N at this stride;
+                    // masked-off lanes are neither read nor written.
+                    unsafe {
+                        if let Some(residual) = epi.residual {
+                            y = _mm512_add_ps(
+                                y,
+                                _mm512_maskz_loadu_ps(mask, residual.as_ptr().add(at)),
+                            );
+                        }
+                        _mm512_mask_storeu_ps(out.add(at), mask, y);
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,70 @@
+//! Token embedding tables, fp32 or int8 with one scale per row (per token).
+
+use crate::kernels::int8::quantize::quantize_per_output_channel;
+
+#[derive(Clone, Debug)]
+pub enum Embedding {
+    F32 {
+        data: Vec<f32>,
+        dim: usize,
+    },
+    /// `row[i] ≈ codes[i] · scales[id]`.
+    Int8 {
+        codes: Vec<i8>,
+        scales: Vec<f32>,
+        dim: usize,
+    },
+}
+
+impl Embedding {
+    pub fn f32(data: Vec<f32>, dim: usize) -> Self {
+        assert!(dim > 0 && data.len().is_multiple_of(dim));
+        Self::F32 { data, dim }
+    }
+
+    pub fn rows(&self) -> usize {
+        match self {
+            Self::F32 { data, dim } => data.len() / dim,
+            Self::Int8 { scales, .. } => scales.len(),
+        }
+    }
+
+    /// Writes `scale · row(id)` into `out` (length `dim`). `id` must be `< rows()`.
+    pub fn lookup(&self, id: usize, scale: f32, out: &mut [f32]) {
+        match self {
+            Self::F32 { data, dim } => {
+                for (o, e) in out.iter_mut().zip(&data[id * dim..(id + 1) * dim]) {
+                    *o = e * scale;
+                }
+            }
+            Self::Int8 { codes, scales, dim } => {
+                let s = scales[id] * scale;
+                for (o, &q) in out.iter_mut().zip(&codes[id * dim..(id + 1) * dim]) {
+                    *o = q as f32 * s;
+                }
+            }
+        }
+    }
+
+    /// The table with int8 rows, each with its own symmetric scale.
+    pub fn to_int8(&self) -> Self {
+        match self {
+            Self::F32 { data, dim } => {
+                let q = quantize_per_output_channel(data, data.len() / dim, *dim);
+                Self::Int8 {
+                    codes: q.values,
+                    scales: q.scales,
+                    dim: *dim,
+                }
+            }
+            Self::Int8 { .. } => self.clone(),
+        }
+    }
+
+    pub fn bytes(&self) -> usize {
+        match self {
+            Self::F32 { data, .. } => data.len() * 4,
+            Self::Int8 { codes, scales, .. } => codes.len() + scales.len() * 4,
+        }
+    }
+}

@@ -1,0 +1,72 @@
+//! Variants: the same model at another bit-width. A variant is named by its scheme; today every
+//! variant is derived at load time from the model's fp32 reference folder (`<root>/<model>/fp32`).
+
+use std::path::Path;
+
+use anyhow::{Result, bail};
+
+use super::bert::BertClassifier;
+use super::fetch;
+use super::linear::Linear;
+use super::marian::MarianTranslator;
+
+/// A weight storage scheme.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scheme {
+    Fp32,
+    /// Symmetric int8 weights, one scale per output channel; dynamic per-token int8 activations.
+    Int8,
+}
+
+impl Scheme {
+    pub fn parse(variant: &str) -> Result<Self> {
+        Ok(match variant {
+            "fp32" => Self::Fp32,
+            "int8" => Self::Int8,
+            other => bail!("unknown variant `{other}` (available: fp32, int8)"),
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Fp32 => "fp32",
+            Self::Int8 => "int8",
+        }
+    }
+
+    pub fn bits(self) -> u32 {
+        match self {
+            Self::Fp32 => 32,
+            Self::Int8 => 8,
+        }
+    }
+
+    fn convert(self, l: &Linear) -> Result<Linear> {
+        match self {
+            Self::Fp32 => Ok(l.clone()),
+            Self::Int8 => l.to_int8(),
+        }
+    }
+}
+
+/// Loads the classifier `model` in `variant` from the repository at `root`.
+pub fn load_classifier(root: &Path, model: &str, variant: &str) -> Result<BertClassifier> {
+    let scheme = Scheme::parse(variant)?;
+    let mut m = BertClassifier::load(&fetch::ensure_model(root, model)?)?;
+    if scheme != Scheme::Fp32 {
+        m.map_linears(|l| scheme.convert(l))?;
+        m.quantize_embeddings_int8();
+    }
+    Ok(m)
+}
+
+/// Loads the translator `model` (e.g. `en-pt`) in `variant`, fetching it on first use.
+pub fn load_translator(root: &Path, model: &str, variant: &str) -> Result<MarianTranslator> {
+    let scheme = Scheme::parse(variant)?;
+    let mut m = MarianTranslator::load(&fetch::ensure_model(root, model)?)?;
+    if scheme != Scheme::Fp32 {
+        m.map_linears(|l| scheme.convert(l))?;
+        m.quantize_embeddings_int8();
+    }
+    Ok(m)
+}

@@ -1,0 +1,111 @@
+//! Uniform symmetric int8 (FullyQT / FBGEMM style): one scale per output channel for the weights,
+//! dynamic per-token scales for the activations, u8×s8 products on the int8 kernels.
+
+use std::cell::Cell;
+use std::sync::OnceLock;
+
+use anyhow::{Result, anyhow};
+
+use crate::kernels::int8::{
+    Epilogue, Isa, PackedI8Weights, QuantizedActivations, detect_isa, gemm,
+    quantize::quantize_per_output_channel, quantize_activations,
+};
+
+/// The kernel path for this process: the best the CPU has, or `QUANTSERVE_ISA`. Checked once,
+/// when the first int8 layer is built, so a bad setting fails at load time, not mid-request.
+pub fn kernel_isa() -> Result<Isa> {
+    static ISA: OnceLock<Result<Isa, String>> = OnceLock::new();
+    ISA.get_or_init(|| detect_isa().map_err(|e| e.to_string()))
+        .clone()
+        .map_err(|e| anyhow!(e))
+}
+
+/// A dense layer with int8 weights: `y = dequant(q(x) · W_q) + b`.
+#[derive(Clone, Debug)]
+pub struct LinearInt8 {
+    pub packed: PackedI8Weights,
+    pub bias: Option<Vec<f32>>,
+    isa: Isa,
+}
+
+thread_local! {
+    // Quantized activations are scratch: reused by every layer a thread runs.
+    static SCRATCH: Cell<QuantizedActivations> = Cell::new(QuantizedActivations::new());
+}
+
+impl LinearInt8 {
+    /// Quantizes fp32 weights `[n_out][n_in]` per output channel.
+    pub fn quantize(
+        weight: &[f32],
+        bias: Option<Vec<f32>>,
+        n_out: usize,
+        n_in: usize,
+    ) -> Result<Self> {
+        let q = quantize_per_output_channel(weight, n_out, n_in);
+        Self::from_codes(&q.values, &q.scales, bias, n_out, n_in)
+    }
+
+    /// Packs existing codes: `w[n][k] ≈ codes[n][k] · scales[n]`.
+    pub fn from_codes(
+        codes: &[i8],
+        scales: &[f32],
+        bias: Option<Vec<f32>>,
+        n_out: usize,
+        n_in: usize,
+    ) -> Result<Self> {
+        anyhow::ensure!(
+            codes.len() == n_out * n_in && scales.len() == n_out,
+            "int8 layer shape mismatch"
+        );
+        Ok(Self {
+            packed: PackedI8Weights::pack(codes, n_out, n_in, scales),
+            bias,
+            isa: kernel_isa()?,
+        })
+    }
+
+    pub fn n_out(&self) -> usize {
+        self.packed.n()
+    }
+
+    pub fn n_in(&self) -> usize {
+        self.packed.k()
+    }
+
+    pub fn bytes(&self) -> usize {
+        self.packed.bytes() + self.bias.as_ref().map_or(0, |b| b.len() * 4)
+    }
+
+    pub fn forward(&self, x: &[f32], rows: usize, out: &mut [f32]) {
+        let n = self.n_out();
+        // Take the scratch out instead of borrowing it across `gemm`: while this thread waits on
+        // rayon it may run another layer's `forward`, which must not find the cell borrowed.
+        let mut qa = SCRATCH.take();
+        quantize_activations(self.isa, x, rows, self.n_in(), &mut qa);
+        let epilogue = Epilogue {
+            bias: self.bias.as_deref(),
+            ..Epilogue::default()
+        };
+        gemm(
+            self.isa,
+            &qa,
+            &self.packed,
+            &epilogue,
+            &mut out[..rows * n],
+            n,
+        );
+        SCRATCH.set(qa);
+    }
+
+    /// Only the outputs `ids`, in that order (vocabulary shortlists).
+    pub fn select_outputs(&self, ids: &[u32]) -> Self {
+        Self {
+            packed: self.packed.select_outputs(ids),
+            bias: self
+                .bias
+                .as_ref()
+                .map(|b| ids.iter().map(|&i| b[i as usize]).collect()),
+            isa: self.isa,
+        }
+    }
+}
