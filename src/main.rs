@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 
-use quantserve::eval::{datasets, run as eval_run};
+use quantserve::eval::{bench, datasets, run as eval_run};
 use quantserve::model::marian::SearchOptions;
 use quantserve::model::tokenizer::Overflow;
 use quantserve::model::{fetch, variant};
@@ -70,6 +70,31 @@ enum Command {
         #[arg(long)]
         truncate: bool,
         texts: Vec<String>,
+    },
+    /// Measure end-to-end speed of variants side by side (ratios against fp32 from the same run).
+    Bench {
+        #[arg(long, env = "QUANTSERVE_MODELS", default_value = "models")]
+        models: PathBuf,
+        /// `sentiment`, `en-pt` or `pt-en`.
+        #[arg(long, default_value = "sentiment")]
+        model: String,
+        #[arg(long, value_delimiter = ',', default_value = "fp32,int8")]
+        variants: Vec<String>,
+        #[arg(long, value_delimiter = ',', default_value = "1,8,32")]
+        batch: Vec<usize>,
+        #[arg(long, value_delimiter = ',', default_value = "1,2")]
+        threads: Vec<usize>,
+        /// Classification: inputs of exactly this many tokens (default: real sentence lengths).
+        #[arg(long)]
+        seq_len: Option<usize>,
+        /// Minimum measuring time per configuration, in seconds.
+        #[arg(long, default_value_t = 3.0)]
+        seconds: f64,
+        /// Translation: decode over the full vocabulary.
+        #[arg(long)]
+        no_shortlist: bool,
+        #[arg(long)]
+        beam_size: Option<usize>,
     },
     /// Measure quality: accuracy on the sentiment test split, or BLEU/chrF on the Bible sample.
     Eval {
@@ -191,6 +216,82 @@ fn run(cli: Cli) -> Result<()> {
             for out in pool.install(|| tr.translate(&refs, &opts, overflow))? {
                 println!("{out}");
             }
+            Ok(())
+        }
+        Command::Bench {
+            models,
+            model,
+            variants,
+            batch,
+            threads,
+            seq_len,
+            seconds,
+            no_shortlist,
+            beam_size,
+        } => {
+            let min_time = std::time::Duration::from_secs_f64(seconds);
+            let mut rows = Vec::new();
+            let translation = model.split_once('-');
+            for v in &variants {
+                for &t in &threads {
+                    let pool = thread_pool(Some(t))?;
+                    for &b in &batch {
+                        let row = if let Some((from, to)) = translation {
+                            let tr = variant::load_translator(&models, &model, v)?;
+                            let data =
+                                datasets::read_bible(&data_path("bible/sample500.tsv"), from, to)?;
+                            let sources: Vec<Vec<u32>> = data
+                                .sources
+                                .iter()
+                                .map(|s| tr.tokenize(s, Overflow::Truncate))
+                                .collect::<Result<_>>()?;
+                            let opts = SearchOptions {
+                                beam_size: beam_size.unwrap_or(tr.defaults.beam_size),
+                                shortlist: !no_shortlist,
+                                ..tr.defaults.clone()
+                            };
+                            let (sent, tok) = pool.install(|| {
+                                bench::bench_translator(&tr, &sources, b, &opts, min_time)
+                            })?;
+                            bench::BenchRow {
+                                variant: v.clone(),
+                                threads: t,
+                                batch: b,
+                                items_per_s: sent,
+                                tokens_per_s: Some(tok),
+                            }
+                        } else {
+                            let clf = variant::load_classifier(&models, &model, v)?;
+                            let data = datasets::read_labelled(&data_path("sentiment/test.tsv"))?;
+                            let texts: Vec<String> = data.into_iter().map(|d| d.text).collect();
+                            let inputs =
+                                bench::classifier_inputs(&clf, &texts, seq_len, 1024.max(b))?;
+                            let sps = pool
+                                .install(|| bench::bench_classifier(&clf, &inputs, b, min_time))?;
+                            bench::BenchRow {
+                                variant: v.clone(),
+                                threads: t,
+                                batch: b,
+                                items_per_s: sps,
+                                tokens_per_s: None,
+                            }
+                        };
+                        eprintln!(
+                            "bench: {} threads {} batch {}: {:.1}/s",
+                            row.variant, t, b, row.items_per_s
+                        );
+                        rows.push(row);
+                    }
+                }
+            }
+            bench::print_table(
+                &rows,
+                if translation.is_some() {
+                    "sentences"
+                } else {
+                    "sequences"
+                },
+            );
             Ok(())
         }
         Command::Eval {

@@ -1,5 +1,6 @@
 //! Offline evaluation: accuracy, BLEU and chrF on the committed evaluation sets.
 
+pub mod bench;
 pub mod bleu;
 pub mod chrf;
 pub mod datasets;

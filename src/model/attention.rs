@@ -4,6 +4,7 @@
 //! so padding never enters the computation and a sequence's result does not depend on what else is
 //! in the batch.
 
+use crate::kernels::fp32::{MatRef, matmul};
 use crate::kernels::ops::softmax;
 
 /// Rows of a matrix whose columns `col..col + width` hold a tensor, `stride` floats apart.
@@ -41,6 +42,71 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
     s
 }
 
+/// From this many query rows on, per-head matmuls beat dot-product loops.
+const GEMM_MIN_QUERIES: usize = 4;
+
+/// Keys visible to query `i` of `queries` when `keys` keys exist.
+fn visible_keys(i: usize, queries: usize, keys: usize, causal: bool) -> usize {
+    if causal {
+        (i + 1 + keys).saturating_sub(queries).min(keys)
+    } else {
+        keys
+    }
+}
+
+/// The same computation as the loop version, as two fp32 matmuls per head:
+/// `S = Q_h K_hᵀ · scale`, row softmax, `O_h = S V_h`.
+/// Columns `off..off + width` of the rows, as a matrix view.
+fn head_columns<'a>(r: &Rows<'a>, off: usize, width: usize) -> MatRef<'a> {
+    let start = r.first_row * r.stride + r.col + off;
+    MatRef {
+        data: &r.data[start..],
+        rows: r.rows,
+        cols: width,
+        row_stride: r.stride,
+        col_stride: 1,
+    }
+}
+
+fn attention_by_gemm<'a>(
+    q: Rows<'a>,
+    k: Rows<'a>,
+    v: Rows<'a>,
+    heads: Heads,
+    out: &mut [f32],
+    out_stride: usize,
+    scores: &mut Vec<f32>,
+) {
+    let (lq, lk, d) = (q.rows, k.rows, heads.dim);
+    let scale = 1.0 / (d as f32).sqrt();
+    scores.resize(lq * lk, 0.0);
+    let head_view = |r: &Rows<'a>, off: usize| head_columns(r, off, d);
+    for h in 0..heads.count {
+        let off = h * d;
+        matmul(
+            head_view(&q, off),
+            head_view(&k, off).t(),
+            scores,
+            lk,
+            scale,
+            false,
+        );
+        for (i, row) in scores.chunks_exact_mut(lk).enumerate() {
+            let visible = visible_keys(i, lq, lk, heads.causal);
+            row[visible..].fill(f32::NEG_INFINITY);
+            softmax(row);
+        }
+        matmul(
+            MatRef::row_major(scores, lq, lk),
+            head_view(&v, off),
+            &mut out[off..],
+            out_stride,
+            1.0,
+            false,
+        );
+    }
+}
+
 /// How the model dimension splits into heads, and whether attention is causal.
 #[derive(Clone, Copy)]
 pub struct Heads {
@@ -61,6 +127,9 @@ pub fn multi_head_attention(
     out_stride: usize,
     scores: &mut Vec<f32>,
 ) {
+    if q.rows >= GEMM_MIN_QUERIES {
+        return attention_by_gemm(q, k, v, heads, out, out_stride, scores);
+    }
     let Heads {
         count: heads,
         dim: head_dim,
@@ -71,11 +140,7 @@ pub fn multi_head_attention(
     for h in 0..heads {
         let off = h * head_dim;
         for i in 0..q.rows {
-            let visible = if causal {
-                (i + 1 + k.rows).saturating_sub(q.rows).min(k.rows)
-            } else {
-                k.rows
-            };
+            let visible = visible_keys(i, q.rows, k.rows, causal);
             let qi = q.row(i, off, head_dim);
             let s = &mut scores[..visible];
             for (j, sj) in s.iter_mut().enumerate() {

@@ -327,8 +327,9 @@ impl BertClassifier {
                 &layer.attn_norm.beta,
                 self.config.layer_norm_eps,
             );
-            layer.ffn_in.forward(&x, total, &mut inter);
-            self.activation.apply(&mut inter);
+            layer
+                .ffn_in
+                .forward_activated(&x, total, &mut inter, self.activation);
             layer.ffn_out.forward(&inter, total, &mut tmp);
             add_in_place(&mut x, &tmp);
             layer_norm(

@@ -4,6 +4,7 @@
 use anyhow::Result;
 
 use crate::kernels::fp32::LinearF32;
+use crate::kernels::ops::Activation;
 use crate::quant::int8::LinearInt8;
 
 #[derive(Clone, Debug)]
@@ -53,6 +54,29 @@ impl Linear {
         match self {
             Self::F32(l) => l.forward(x, rows, out),
             Self::Int8(l) => l.forward(x, rows, out),
+        }
+    }
+
+    /// `forward` followed by `activation`, fused into the kernel where the scheme supports it.
+    pub fn forward_activated(
+        &self,
+        x: &[f32],
+        rows: usize,
+        out: &mut [f32],
+        activation: Activation,
+    ) {
+        use crate::kernels::int8::Activation as Fused;
+        let fused = match activation {
+            Activation::Relu => Some(Fused::Relu),
+            Activation::Gelu => Some(Fused::Gelu),
+            _ => None,
+        };
+        match (self, fused) {
+            (Self::Int8(l), Some(f)) => l.forward_fused(x, rows, out, f),
+            _ => {
+                self.forward(x, rows, out);
+                activation.apply(&mut out[..rows * self.n_out()]);
+            }
         }
     }
 

@@ -464,8 +464,9 @@ impl MarianTranslator {
                 &layer.attn_norm.beta,
                 eps,
             );
-            layer.ffn_in.forward(&x, total, &mut inter);
-            self.config.ffn_activation.apply(&mut inter);
+            layer
+                .ffn_in
+                .forward_activated(&x, total, &mut inter, self.config.ffn_activation);
             layer.ffn_out.forward(&inter, total, &mut tmp);
             add_in_place(&mut x, &tmp);
             layer_norm(&mut x, d, &layer.ffn_norm.gamma, &layer.ffn_norm.beta, eps);
@@ -555,8 +556,9 @@ impl MarianTranslator {
             add_in_place(&mut x, &tmp);
             layer_norm(&mut x, d, &layer.ctx_norm.gamma, &layer.ctx_norm.beta, eps);
 
-            layer.ffn_in.forward(&x, rows, &mut inter);
-            self.config.ffn_activation.apply(&mut inter);
+            layer
+                .ffn_in
+                .forward_activated(&x, rows, &mut inter, self.config.ffn_activation);
             layer.ffn_out.forward(&inter, rows, &mut tmp);
             add_in_place(&mut x, &tmp);
             layer_norm(&mut x, d, &layer.ffn_norm.gamma, &layer.ffn_norm.beta, eps);

@@ -7,7 +7,7 @@ use std::sync::OnceLock;
 use anyhow::{Result, anyhow};
 
 use crate::kernels::int8::{
-    Epilogue, Isa, PackedI8Weights, QuantizedActivations, detect_isa, gemm,
+    Activation, Epilogue, Isa, PackedI8Weights, QuantizedActivations, detect_isa, gemm,
     quantize::quantize_per_output_channel, quantize_activations,
 };
 
@@ -77,6 +77,11 @@ impl LinearInt8 {
     }
 
     pub fn forward(&self, x: &[f32], rows: usize, out: &mut [f32]) {
+        self.forward_fused(x, rows, out, Activation::None);
+    }
+
+    /// `forward` with the activation applied in the kernel's epilogue (no extra pass).
+    pub fn forward_fused(&self, x: &[f32], rows: usize, out: &mut [f32], activation: Activation) {
         let n = self.n_out();
         // Take the scratch out instead of borrowing it across `gemm`: while this thread waits on
         // rayon it may run another layer's `forward`, which must not find the cell borrowed.
@@ -84,7 +89,8 @@ impl LinearInt8 {
         quantize_activations(self.isa, x, rows, self.n_in(), &mut qa);
         let epilogue = Epilogue {
             bias: self.bias.as_deref(),
-            ..Epilogue::default()
+            activation,
+            residual: None,
         };
         gemm(
             self.isa,

@@ -1,0 +1,131 @@
+//! `quantserve bench`: end-to-end speed of each variant, measured in the same run so the ratios
+//! against fp32 are fair. Classification: sequences/s; translation: sentences/s and tokens/s.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, ensure};
+
+use crate::model::bert::BertClassifier;
+use crate::model::marian::{MarianTranslator, SearchOptions};
+use crate::model::tokenizer::Overflow;
+
+/// One measured configuration.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct BenchRow {
+    pub variant: String,
+    pub threads: usize,
+    pub batch: usize,
+    /// Sequences (classification) or sentences (translation) per second.
+    pub items_per_s: f64,
+    /// Generated tokens per second (translation only).
+    pub tokens_per_s: Option<f64>,
+}
+
+/// Builds classifier inputs of exactly `seq_len` tokens (when given) from real sentences:
+/// `[CLS]` + the sentences' word pieces run together + `[SEP]`.
+pub fn classifier_inputs(
+    model: &BertClassifier,
+    texts: &[String],
+    seq_len: Option<usize>,
+    count: usize,
+) -> Result<Vec<Vec<u32>>> {
+    ensure!(!texts.is_empty(), "no input sentences");
+    let ids: Vec<Vec<u32>> = texts
+        .iter()
+        .map(|t| model.tokenize(t, Overflow::Truncate))
+        .collect::<Result<_>>()?;
+    let Some(len) = seq_len else {
+        return Ok(ids.into_iter().cycle().take(count).collect());
+    };
+    ensure!(
+        len >= 2 && len <= model.max_tokens(),
+        "--seq-len must be within 2..={}",
+        model.max_tokens()
+    );
+    let mut words = ids
+        .iter()
+        .flat_map(|s| s[1..s.len() - 1].iter().copied())
+        .cycle();
+    let (cls, sep) = (ids[0][0], *ids[0].last().unwrap());
+    Ok((0..count)
+        .map(|_| {
+            let mut seq = vec![cls];
+            seq.extend(words.by_ref().take(len - 2));
+            seq.push(sep);
+            seq
+        })
+        .collect())
+}
+
+/// Runs `f` on successive batches until `min_time` has passed (at least once after a warm-up
+/// batch); returns items per second.
+fn measure(
+    batches: &[&[Vec<u32>]],
+    min_time: Duration,
+    mut f: impl FnMut(&[Vec<u32>]) -> Result<usize>,
+) -> Result<(f64, usize)> {
+    f(batches[0])?;
+    let start = Instant::now();
+    let (mut items, mut extra) = (0usize, 0usize);
+    for batch in batches.iter().cycle() {
+        extra += f(batch)?;
+        items += batch.len();
+        if start.elapsed() >= min_time {
+            break;
+        }
+    }
+    let secs = start.elapsed().as_secs_f64();
+    Ok((items as f64 / secs, (extra as f64 / secs) as usize))
+}
+
+pub fn bench_classifier(
+    model: &BertClassifier,
+    inputs: &[Vec<u32>],
+    batch: usize,
+    min_time: Duration,
+) -> Result<f64> {
+    let batches: Vec<&[Vec<u32>]> = inputs.chunks(batch).filter(|c| c.len() == batch).collect();
+    ensure!(!batches.is_empty(), "need at least {batch} inputs");
+    Ok(measure(&batches, min_time, |b| model.classify_ids(b).map(|_| 0))?.0)
+}
+
+/// Translates `sources` in batches of `batch`; returns (sentences/s, generated tokens/s).
+pub fn bench_translator(
+    model: &MarianTranslator,
+    sources: &[Vec<u32>],
+    batch: usize,
+    opts: &SearchOptions,
+    min_time: Duration,
+) -> Result<(f64, f64)> {
+    let batches: Vec<&[Vec<u32>]> = sources.chunks(batch).filter(|c| c.len() == batch).collect();
+    ensure!(!batches.is_empty(), "need at least {batch} sentences");
+    let (sent, tok) = measure(&batches, min_time, |b| {
+        // EOS counts as a generated token, as in the peers' token counts.
+        Ok(model
+            .translate_ids(b, opts)?
+            .iter()
+            .map(|o| o.len() + 1)
+            .sum())
+    })?;
+    Ok((sent, tok as f64))
+}
+
+/// Prints rows as a table with each row's ratio against fp32 at the same threads and batch.
+pub fn print_table(rows: &[BenchRow], unit: &str) {
+    println!("| variant | threads | batch | {unit}/s | tokens/s | vs fp32 |");
+    println!("|---|---:|---:|---:|---:|---:|");
+    for r in rows {
+        let base = rows
+            .iter()
+            .find(|b| b.variant == "fp32" && b.threads == r.threads && b.batch == r.batch)
+            .map(|b| b.items_per_s);
+        let ratio = base.map_or("-".to_string(), |b| format!("{:.2}x", r.items_per_s / b));
+        let tokens = r
+            .tokens_per_s
+            .map_or("-".to_string(), |t| format!("{t:.0}"));
+        println!(
+            "| {} | {} | {} | {:.1} | {} | {} |",
+            r.variant, r.threads, r.batch, r.items_per_s, tokens, ratio
+        );
+    }
+}
