@@ -71,6 +71,18 @@ enum Command {
         truncate: bool,
         texts: Vec<String>,
     },
+    /// Write a quantized variant of a model folder (e.g. models/sentiment/fp32 → models/sentiment/int8).
+    Quantize {
+        /// The model's fp32 folder (HF BERT or Bergamot Marian).
+        #[arg(long)]
+        model: PathBuf,
+        /// `int8` (per-channel), or for Marian models also `int8-shipped` (the shipped codes).
+        #[arg(long, default_value = "int8")]
+        scheme: String,
+        /// The variant folder to write.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Measure end-to-end speed of variants side by side (ratios against fp32 from the same run).
     Bench {
         #[arg(long, env = "QUANTSERVE_MODELS", default_value = "models")]
@@ -216,6 +228,19 @@ fn run(cli: Cli) -> Result<()> {
             for out in pool.install(|| tr.translate(&refs, &opts, overflow))? {
                 println!("{out}");
             }
+            Ok(())
+        }
+        Command::Quantize { model, scheme, out } => {
+            let r = quantserve::quant::convert::quantize_dir(&model, &scheme, &out)?;
+            println!(
+                "{}: scheme {} ({} bits, {}), {} tensors quantized, {:.1} MB",
+                out.display(),
+                r.info.scheme,
+                r.info.bits,
+                r.info.granularity,
+                r.quantized_tensors,
+                r.bytes as f64 / 1e6
+            );
             Ok(())
         }
         Command::Bench {

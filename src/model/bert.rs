@@ -8,7 +8,7 @@ use serde::Deserialize;
 
 use super::attention::{Heads, Rows, multi_head_attention};
 use super::embedding::Embedding;
-use super::linear::Linear;
+use super::linear::{Linear, LinearParts};
 use super::tokenizer::{Overflow, TextTokenizer, fit_to_limit};
 use super::weights::TensorStore;
 use crate::kernels::ops::{Activation, add_in_place, layer_norm, softmax};
@@ -121,10 +121,31 @@ fn take(store: &mut TensorStore, name: &str, shape: &[usize]) -> Result<Vec<f32>
     }
 }
 
+fn take_parts(
+    store: &mut TensorStore,
+    prefix: &str,
+    n_out: usize,
+    n_in: usize,
+) -> Result<LinearParts> {
+    let name = format!("{prefix}.weight");
+    let prefixed = format!("bert.{name}");
+    let name = if store.contains(&prefixed) {
+        prefixed
+    } else {
+        name
+    };
+    let weight = store.take_weight(&name, &[n_out, n_in])?;
+    let bias = take(store, &format!("{prefix}.bias"), &[n_out])?;
+    Ok(LinearParts {
+        weight,
+        bias: Some(bias),
+        n_out,
+        n_in,
+    })
+}
+
 fn take_linear(store: &mut TensorStore, prefix: &str, n_out: usize, n_in: usize) -> Result<Linear> {
-    let w = take(store, &format!("{prefix}.weight"), &[n_out, n_in])?;
-    let b = take(store, &format!("{prefix}.bias"), &[n_out])?;
-    Ok(Linear::f32(w, Some(b), n_out, n_in))
+    take_parts(store, prefix, n_out, n_in)?.build()
 }
 
 fn take_norm(store: &mut TensorStore, prefix: &str, dim: usize) -> Result<Norm> {
@@ -146,7 +167,16 @@ impl BertClassifier {
     /// Loads `config.json`, `model.safetensors` and `tokenizer.json` from `dir`.
     pub fn load(dir: &Path) -> Result<Self> {
         let config = BertConfig::from_file(&dir.join("config.json"))?;
-        let mut store = TensorStore::from_safetensors(&dir.join("model.safetensors"))?;
+        // A variant folder holds `variant.safetensors` (quantized); the reference `model.safetensors`.
+        let variant = dir.join(crate::quant::format::VARIANT_FILE);
+        let mut store = if variant.exists() {
+            let store = TensorStore::from_safetensors(&variant)?;
+            crate::quant::format::VariantInfo::from_metadata(&store.metadata, "bert")
+                .with_context(|| format!("{}", variant.display()))?;
+            store
+        } else {
+            TensorStore::from_safetensors(&dir.join("model.safetensors"))?
+        };
         let tokenizer = TextTokenizer::from_file(&dir.join("tokenizer.json"))?;
         Self::from_parts(config, &mut store, tokenizer)
             .with_context(|| format!("loading BERT from {}", dir.display()))
@@ -164,14 +194,13 @@ impl BertClassifier {
             .shape("classifier.weight")
             .context("tensor `classifier.weight` is missing: not a sequence classifier")?[0];
         let labels = config.labels(num_labels)?;
-        let word_emb = Embedding::f32(
-            take(
-                store,
-                "embeddings.word_embeddings.weight",
-                &[config.vocab_size, h],
-            )?,
-            h,
-        );
+        let emb_name = if store.contains("bert.embeddings.word_embeddings.weight") {
+            "bert.embeddings.word_embeddings.weight"
+        } else {
+            "embeddings.word_embeddings.weight"
+        };
+        let word_emb =
+            Embedding::from_weight(store.take_weight(emb_name, &[config.vocab_size, h])?, h);
         let pos_emb = take(
             store,
             "embeddings.position_embeddings.weight",
@@ -186,11 +215,12 @@ impl BertClassifier {
         let mut layers = Vec::with_capacity(config.num_hidden_layers);
         for i in 0..config.num_hidden_layers {
             let p = format!("encoder.layer.{i}");
-            let qkv = Linear::concat(vec![
-                take_linear(store, &format!("{p}.attention.self.query"), h, h)?,
-                take_linear(store, &format!("{p}.attention.self.key"), h, h)?,
-                take_linear(store, &format!("{p}.attention.self.value"), h, h)?,
-            ]);
+            let qkv = LinearParts::concat(vec![
+                take_parts(store, &format!("{p}.attention.self.query"), h, h)?,
+                take_parts(store, &format!("{p}.attention.self.key"), h, h)?,
+                take_parts(store, &format!("{p}.attention.self.value"), h, h)?,
+            ])?
+            .build()?;
             layers.push(Layer {
                 qkv,
                 attn_out: take_linear(store, &format!("{p}.attention.output.dense"), h, h)?,
@@ -211,11 +241,7 @@ impl BertClassifier {
             });
         }
         let pooler = take_linear(store, "pooler.dense", h, h)?;
-        let classifier = {
-            let w = store.take("classifier.weight", &[num_labels, h])?;
-            let b = store.take("classifier.bias", &[num_labels])?;
-            Linear::f32(w, Some(b), num_labels, h)
-        };
+        let classifier = take_linear(store, "classifier", num_labels, h)?;
         Ok(Self {
             config,
             labels,

@@ -1,5 +1,6 @@
 //! Token embedding tables, fp32 or int8 with one scale per row (per token).
 
+use super::weights::Weight;
 use crate::kernels::int8::quantize::quantize_per_output_channel;
 
 #[derive(Clone, Debug)]
@@ -20,6 +21,13 @@ impl Embedding {
     pub fn f32(data: Vec<f32>, dim: usize) -> Self {
         assert!(dim > 0 && data.len().is_multiple_of(dim));
         Self::F32 { data, dim }
+    }
+
+    pub fn from_weight(w: Weight, dim: usize) -> Self {
+        match w {
+            Weight::F32(data) => Self::f32(data, dim),
+            Weight::Int8 { codes, scales } => Self::Int8 { codes, scales, dim },
+        }
     }
 
     pub fn rows(&self) -> usize {

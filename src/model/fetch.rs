@@ -50,7 +50,7 @@ pub fn fp32_dir(root: &Path, model: &str) -> PathBuf {
     root.join(model).join("fp32")
 }
 
-fn sha256_file(path: &Path) -> Result<String> {
+pub fn sha256_file(path: &Path) -> Result<String> {
     let mut f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];

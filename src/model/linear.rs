@@ -1,11 +1,65 @@
 //! A dense layer whose weights may be stored in any supported scheme. Models hold `Linear`s and
 //! never care which kernel runs underneath, so a quantized variant swaps only this.
 
-use anyhow::Result;
+use anyhow::{Result, ensure};
+
+use super::weights::Weight;
 
 use crate::kernels::fp32::LinearF32;
 use crate::kernels::ops::Activation;
 use crate::quant::int8::LinearInt8;
+
+/// A layer's tensors before packing: fuse several (e.g. Q, K, V) with `concat`, then `build`.
+pub struct LinearParts {
+    pub weight: Weight,
+    pub bias: Option<Vec<f32>>,
+    pub n_out: usize,
+    pub n_in: usize,
+}
+
+impl LinearParts {
+    /// Stacks layers with the same input along the output dimension (one matmul for all).
+    pub fn concat(parts: Vec<LinearParts>) -> Result<Self> {
+        let n_in = parts[0].n_in;
+        ensure!(
+            parts.iter().all(|p| p.n_in == n_in),
+            "fused layers differ in input size"
+        );
+        let n_out = parts.iter().map(|p| p.n_out).sum();
+        let bias = if parts.iter().all(|p| p.bias.is_some()) {
+            Some(parts.iter().flat_map(|p| p.bias.clone().unwrap()).collect())
+        } else {
+            ensure!(
+                parts.iter().all(|p| p.bias.is_none()),
+                "fused layers mix bias and no bias"
+            );
+            None
+        };
+        let weight = Weight::concat_rows(parts.into_iter().map(|p| p.weight).collect())?;
+        Ok(Self {
+            weight,
+            bias,
+            n_out,
+            n_in,
+        })
+    }
+
+    /// Packs the layer for its scheme.
+    pub fn build(self) -> Result<Linear> {
+        let Self {
+            weight,
+            bias,
+            n_out,
+            n_in,
+        } = self;
+        Ok(match weight {
+            Weight::F32(w) => Linear::f32(w, bias, n_out, n_in),
+            Weight::Int8 { codes, scales } => {
+                Linear::Int8(LinearInt8::from_codes(&codes, &scales, bias, n_out, n_in)?)
+            }
+        })
+    }
+}
 
 #[derive(Clone, Debug)]
 pub enum Linear {
@@ -16,37 +70,6 @@ pub enum Linear {
 impl Linear {
     pub fn f32(weight: Vec<f32>, bias: Option<Vec<f32>>, n_out: usize, n_in: usize) -> Self {
         Self::F32(LinearF32::new(weight, bias, n_out, n_in))
-    }
-
-    /// Concatenates layers with the same input along the output dimension, e.g. Q, K and V into
-    /// one matmul.
-    ///
-    /// Panics on quantized parts: layers are fused while loading, before any quantization.
-    pub fn concat(parts: Vec<Linear>) -> Self {
-        let parts: Vec<LinearF32> = parts
-            .into_iter()
-            .map(|p| match p {
-                Linear::F32(l) => l,
-                Linear::Int8(_) => panic!("concat of quantized layers"),
-            })
-            .collect();
-        let n_in = parts[0].n_in;
-        assert!(parts.iter().all(|p| p.n_in == n_in));
-        let n_out = parts.iter().map(|p| p.n_out).sum();
-        let weight = parts
-            .iter()
-            .flat_map(|p| p.weight.iter().copied())
-            .collect();
-        let bias = if parts.iter().all(|p| p.bias.is_some()) {
-            Some(parts.iter().flat_map(|p| p.bias.clone().unwrap()).collect())
-        } else {
-            assert!(
-                parts.iter().all(|p| p.bias.is_none()),
-                "mixed bias presence"
-            );
-            None
-        };
-        Self::f32(weight, bias, n_out, n_in)
     }
 
     /// `out[rows][n_out] = x[rows][n_in] · Wᵀ + b`.

@@ -7,7 +7,7 @@ use anyhow::{Context, Result, bail, ensure};
 
 use super::attention::{Heads, Rows, multi_head_attention};
 use super::embedding::Embedding;
-use super::linear::Linear;
+use super::linear::{Linear, LinearParts};
 use super::marian_bin::MarianBin;
 use super::shortlist::Shortlist;
 use super::tokenizer::{Overflow, TextTokenizer, fit_to_limit};
@@ -172,12 +172,12 @@ fn add_position(row: &mut [f32], pos: usize) {
 
 /// The model files of a Bergamot model directory, named by its `config.*.yml` when present.
 struct ModelFiles {
-    model: PathBuf,
+    model: Option<PathBuf>,
     shortlist: Option<PathBuf>,
     options: SearchOptions,
 }
 
-fn find_files(dir: &Path) -> Result<ModelFiles> {
+fn find_files(dir: &Path, need_model: bool) -> Result<ModelFiles> {
     let mut options = SearchOptions::default();
     let mut model = None;
     let mut shortlist = None;
@@ -225,9 +225,22 @@ fn find_files(dir: &Path) -> Result<ModelFiles> {
             })
             .cloned()
     };
-    let model =
-        model.or_else(|| by_ext(".bin").filter(|p| !p.to_string_lossy().ends_with(".s2t.bin")));
-    let model = model.with_context(|| format!("no Marian model (*.bin) in {}", dir.display()))?;
+    let model = model.or_else(|| {
+        entries
+            .iter()
+            .find(|p| {
+                let n = p.to_string_lossy();
+                n.ends_with(".bin") && !n.ends_with(".s2t.bin")
+            })
+            .cloned()
+    });
+    if need_model {
+        ensure!(
+            model.as_ref().is_some_and(|m| m.exists()),
+            "no Marian model (*.bin) in {}",
+            dir.display()
+        );
+    }
     let shortlist = shortlist.or_else(|| by_ext(".s2t.bin"));
     Ok(ModelFiles {
         model,
@@ -249,10 +262,15 @@ fn take_linear(
     b: Option<&str>,
     n_out: usize,
     n_in: usize,
-) -> Result<Linear> {
-    let weight = store.take(w, &[n_out, n_in])?;
+) -> Result<LinearParts> {
+    let weight = store.take_weight(w, &[n_out, n_in])?;
     let bias = b.map(|b| store.take(b, &[n_out])).transpose()?;
-    Ok(Linear::f32(weight, bias, n_out, n_in))
+    Ok(LinearParts {
+        weight,
+        bias,
+        n_out,
+        n_in,
+    })
 }
 
 /// Per-sentence state of the batch being decoded.
@@ -276,30 +294,60 @@ struct Hyp {
 impl MarianTranslator {
     /// Loads a Bergamot model directory: `model.*.bin`, `tokenizer.json`, optional shortlist.
     pub fn load(dir: &Path) -> Result<Self> {
-        let files = find_files(dir)?;
-        let bin = MarianBin::read(&files.model)?;
+        let variant = dir.join(crate::quant::format::VARIANT_FILE);
+        let files = find_files(dir, !variant.exists())?;
         let tokenizer = TextTokenizer::from_file(&dir.join("tokenizer.json"))?;
         let shortlist = files
             .shortlist
             .as_deref()
             .map(Shortlist::read)
             .transpose()?;
-        Self::from_parts(bin, tokenizer, shortlist, files.options)
-            .with_context(|| format!("loading {}", files.model.display()))
+        if variant.exists() {
+            // A quantized variant folder: tensors and model.yml from `variant.safetensors`.
+            let store = TensorStore::from_safetensors(&variant)?;
+            crate::quant::format::VariantInfo::from_metadata(&store.metadata, "marian")
+                .with_context(|| format!("{}", variant.display()))?;
+            let yml = store
+                .metadata
+                .get(crate::quant::convert::MARIAN_YML_KEY)
+                .cloned()
+                .context("variant has no model.yml in its metadata")?;
+            return Self::from_parts(store, &yml, tokenizer, shortlist, files.options)
+                .with_context(|| format!("loading {}", variant.display()));
+        }
+        let model = files.model.context("no model file")?;
+        let bin = MarianBin::read(&model)?;
+        Self::from_parts(
+            bin.tensors,
+            &bin.model_yml,
+            tokenizer,
+            shortlist,
+            files.options,
+        )
+        .with_context(|| format!("loading {}", model.display()))
     }
 
     fn from_parts(
-        mut bin: MarianBin,
+        mut store: TensorStore,
+        model_yml: &str,
         tokenizer: TextTokenizer,
         shortlist: Option<Shortlist>,
         defaults: SearchOptions,
     ) -> Result<Self> {
-        let config = MarianConfig::from_yml(&bin.model_yml)?;
-        let s = &mut bin.tensors;
+        let config = MarianConfig::from_yml(model_yml)?;
+        let s = &mut store;
         let (d, f, v) = (config.dim, config.ffn_dim, config.vocab);
-        let embeddings = s.take("Wemb", &[v, d])?;
+        // Tied embeddings: one table for source and target lookups and the output projection.
+        let wemb = s.take_weight("Wemb", &[v, d])?;
         let out_bias = s.take("decoder_ff_logit_out_b", &[v])?;
-        let output = Linear::f32(embeddings.clone(), Some(out_bias), v, d);
+        let output = LinearParts {
+            weight: wemb.clone(),
+            bias: Some(out_bias),
+            n_out: v,
+            n_in: d,
+        }
+        .build()?;
+        let embeddings = Embedding::from_weight(wemb, d);
         let mut encoder = Vec::new();
         for l in 1..=config.enc_depth {
             let p = format!("encoder_l{l}");
@@ -307,15 +355,16 @@ impl MarianTranslator {
                 take_linear(s, &format!("{p}_{w}"), Some(&format!("{p}_{b}")), o, i)
             };
             encoder.push(EncoderLayer {
-                qkv: Linear::concat(vec![
+                qkv: LinearParts::concat(vec![
                     lin(s, "self_Wq", "self_bq", d, d)?,
                     lin(s, "self_Wk", "self_bk", d, d)?,
                     lin(s, "self_Wv", "self_bv", d, d)?,
-                ]),
-                attn_out: lin(s, "self_Wo", "self_bo", d, d)?,
+                ])?
+                .build()?,
+                attn_out: lin(s, "self_Wo", "self_bo", d, d)?.build()?,
                 attn_norm: take_norm(s, &format!("{p}_self_Wo"), d)?,
-                ffn_in: lin(s, "ffn_W1", "ffn_b1", f, d)?,
-                ffn_out: lin(s, "ffn_W2", "ffn_b2", d, f)?,
+                ffn_in: lin(s, "ffn_W1", "ffn_b1", f, d)?.build()?,
+                ffn_out: lin(s, "ffn_W2", "ffn_b2", d, f)?.build()?,
                 ffn_norm: take_norm(s, &format!("{p}_ffn_ffn"), d)?,
             });
         }
@@ -327,20 +376,21 @@ impl MarianTranslator {
             };
             // The candidate state x·W has no bias; give it zeros so both halves share one matmul.
             let forget = lin(s, "rnn_Wf", "rnn_bf", d, d)?;
-            let cand = s.take(&format!("{p}_rnn_W"), &[d, d])?;
-            let ssru = Linear::concat(vec![forget, Linear::f32(cand, Some(vec![0.0; d]), d, d)]);
+            let mut cand = take_linear(s, &format!("{p}_rnn_W"), None, d, d)?;
+            cand.bias = Some(vec![0.0; d]);
             decoder.push(DecoderLayer {
-                ssru,
+                ssru: LinearParts::concat(vec![forget, cand])?.build()?,
                 ssru_norm: take_norm(s, &format!("{p}_rnn_ffn"), d)?,
-                query: lin(s, "context_Wq", "context_bq", d, d)?,
-                cross_kv: Linear::concat(vec![
+                query: lin(s, "context_Wq", "context_bq", d, d)?.build()?,
+                cross_kv: LinearParts::concat(vec![
                     lin(s, "context_Wk", "context_bk", d, d)?,
                     lin(s, "context_Wv", "context_bv", d, d)?,
-                ]),
-                ctx_out: lin(s, "context_Wo", "context_bo", d, d)?,
+                ])?
+                .build()?,
+                ctx_out: lin(s, "context_Wo", "context_bo", d, d)?.build()?,
                 ctx_norm: take_norm(s, &format!("{p}_context_Wo"), d)?,
-                ffn_in: lin(s, "ffn_W1", "ffn_b1", f, d)?,
-                ffn_out: lin(s, "ffn_W2", "ffn_b2", d, f)?,
+                ffn_in: lin(s, "ffn_W1", "ffn_b1", f, d)?.build()?,
+                ffn_out: lin(s, "ffn_W2", "ffn_b2", d, f)?.build()?,
                 ffn_norm: take_norm(s, &format!("{p}_ffn_ffn"), d)?,
             });
         }
@@ -355,7 +405,7 @@ impl MarianTranslator {
             tokenizer,
             defaults,
             max_source_tokens: 256,
-            embeddings: Embedding::f32(embeddings, d),
+            embeddings,
             output,
             encoder,
             decoder,

@@ -1,5 +1,7 @@
-//! Variants: the same model at another bit-width. A variant is named by its scheme; today every
-//! variant is derived at load time from the model's fp32 reference folder (`<root>/<model>/fp32`).
+//! Variants: the same model at another bit-width, in the model repository as
+//! `<root>/<model>/<variant>/`. A variant folder written by `quantserve quantize` is loaded as it
+//! is; a variant named after a scheme (`int8`) that has no folder is derived at load time from the
+//! model's fp32 reference folder.
 
 use std::path::Path;
 
@@ -51,6 +53,10 @@ impl Scheme {
 
 /// Loads the classifier `model` in `variant` from the repository at `root`.
 pub fn load_classifier(root: &Path, model: &str, variant: &str) -> Result<BertClassifier> {
+    let dir = root.join(model).join(variant);
+    if variant != "fp32" && dir.is_dir() {
+        return BertClassifier::load(&dir);
+    }
     let scheme = Scheme::parse(variant)?;
     let mut m = BertClassifier::load(&fetch::ensure_model(root, model)?)?;
     if scheme != Scheme::Fp32 {
@@ -62,6 +68,10 @@ pub fn load_classifier(root: &Path, model: &str, variant: &str) -> Result<BertCl
 
 /// Loads the translator `model` (e.g. `en-pt`) in `variant`, fetching it on first use.
 pub fn load_translator(root: &Path, model: &str, variant: &str) -> Result<MarianTranslator> {
+    let dir = root.join(model).join(variant);
+    if variant != "fp32" && dir.is_dir() {
+        return MarianTranslator::load(&dir);
+    }
     let scheme = Scheme::parse(variant)?;
     let mut m = MarianTranslator::load(&fetch::ensure_model(root, model)?)?;
     if scheme != Scheme::Fp32 {

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, bail, ensure};
 use safetensors::{Dtype, SafeTensors};
 
 /// A dense row-major fp32 tensor.
@@ -13,11 +13,65 @@ pub struct Tensor {
     pub data: Vec<f32>,
 }
 
+/// A matrix stored as int8 codes with one scale per row: `w[r][c] ≈ codes[r][c] · scales[r]`.
+#[derive(Clone, Debug)]
+pub struct QuantTensor {
+    pub shape: Vec<usize>,
+    pub codes: Vec<i8>,
+    pub scales: Vec<f32>,
+}
+
+/// A weight matrix `[rows][cols]` in whichever form the file holds it.
+#[derive(Clone, Debug)]
+pub enum Weight {
+    F32(Vec<f32>),
+    Int8 { codes: Vec<i8>, scales: Vec<f32> },
+}
+
+impl Weight {
+    /// Stacks matrices with the same column count on top of each other (e.g. Q, K and V).
+    pub fn concat_rows(parts: Vec<Weight>) -> Result<Weight> {
+        if parts.iter().all(|p| matches!(p, Weight::F32(_))) {
+            return Ok(Weight::F32(
+                parts
+                    .into_iter()
+                    .flat_map(|p| match p {
+                        Weight::F32(v) => v,
+                        Weight::Int8 { .. } => unreachable!(),
+                    })
+                    .collect(),
+            ));
+        }
+        let (mut codes, mut scales) = (Vec::new(), Vec::new());
+        for p in parts {
+            match p {
+                Weight::Int8 {
+                    codes: c,
+                    scales: s,
+                } => {
+                    codes.extend(c);
+                    scales.extend(s);
+                }
+                Weight::F32(_) => bail!("cannot fuse fp32 and int8 matrices"),
+            }
+        }
+        Ok(Weight::Int8 { codes, scales })
+    }
+}
+
+/// The scale tensor that accompanies the int8 codes of `name` in a variant file.
+pub fn scale_name(name: &str) -> String {
+    format!("{name}:scale")
+}
+
 /// Tensors by name. Models `take` what they need, so a missing or misshapen tensor is reported
 /// with its name instead of surfacing as a panic deep in a matmul.
 #[derive(Default, Debug)]
 pub struct TensorStore {
     tensors: HashMap<String, Tensor>,
+    quantized: HashMap<String, QuantTensor>,
+    /// The safetensors header's metadata (variant files record their scheme here).
+    pub metadata: HashMap<String, String>,
     /// Where the tensors came from, for error messages.
     origin: String,
 }
@@ -26,6 +80,8 @@ impl TensorStore {
     pub fn new(origin: impl Into<String>) -> Self {
         Self {
             tensors: HashMap::new(),
+            quantized: HashMap::new(),
+            metadata: HashMap::new(),
             origin: origin.into(),
         }
     }
@@ -35,7 +91,36 @@ impl TensorStore {
     }
 
     pub fn contains(&self, name: &str) -> bool {
-        self.tensors.contains_key(name)
+        self.tensors.contains_key(name) || self.quantized.contains_key(name)
+    }
+
+    pub fn insert_quantized(&mut self, name: impl Into<String>, tensor: QuantTensor) {
+        self.quantized.insert(name.into(), tensor);
+    }
+
+    /// All fp32 tensors, for writers.
+    pub fn tensors(&self) -> impl Iterator<Item = (&str, &Tensor)> {
+        self.tensors.iter().map(|(k, v)| (k.as_str(), v))
+    }
+
+    /// Removes a `[rows][cols]` matrix, fp32 or int8, checking its shape.
+    pub fn take_weight(&mut self, name: &str, shape: &[usize]) -> Result<Weight> {
+        if let Some(q) = self.quantized.remove(name) {
+            ensure!(
+                q.shape == shape
+                    && q.codes.len() == shape.iter().product::<usize>()
+                    && q.scales.len() == shape[0],
+                "{}: int8 tensor `{name}` has shape {:?}, expected {:?}",
+                self.origin,
+                q.shape,
+                shape
+            );
+            return Ok(Weight::Int8 {
+                codes: q.codes,
+                scales: q.scales,
+            });
+        }
+        Ok(Weight::F32(self.take(name, shape)?))
     }
 
     pub fn names(&self) -> impl Iterator<Item = &str> {
@@ -66,7 +151,10 @@ impl TensorStore {
 
     /// Shape of a tensor, if present.
     pub fn shape(&self, name: &str) -> Option<&[usize]> {
-        self.tensors.get(name).map(|t| t.shape.as_slice())
+        self.tensors
+            .get(name)
+            .map(|t| t.shape.as_slice())
+            .or_else(|| self.quantized.get(name).map(|q| q.shape.as_slice()))
     }
 
     /// Loads every tensor of a safetensors file, converting f16/bf16 to f32.
@@ -75,7 +163,15 @@ impl TensorStore {
         let st = SafeTensors::deserialize(&bytes)
             .with_context(|| format!("{} is not a valid safetensors file", path.display()))?;
         let mut store = Self::new(path.display().to_string());
+        let (_, header) = SafeTensors::read_metadata(&bytes)?;
+        store.metadata = header.metadata().clone().unwrap_or_default();
+        let mut codes = HashMap::new();
         for (name, view) in st.tensors() {
+            if view.dtype() == Dtype::I8 {
+                let c: Vec<i8> = view.data().iter().map(|&b| b as i8).collect();
+                codes.insert(name, (view.shape().to_vec(), c));
+                continue;
+            }
             let raw = view.data();
             let data: Vec<f32> = match view.dtype() {
                 Dtype::F32 => raw
@@ -91,7 +187,7 @@ impl TensorStore {
                     .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
                     .collect(),
                 // Integer buffers (e.g. HF's `position_ids`) are not weights: skip them.
-                Dtype::I64 | Dtype::I32 | Dtype::U8 | Dtype::I8 | Dtype::BOOL => continue,
+                Dtype::I64 | Dtype::I32 | Dtype::U8 | Dtype::BOOL => continue,
                 other => bail!(
                     "{}: tensor `{name}` has unsupported dtype {other:?}",
                     path.display()
@@ -102,6 +198,23 @@ impl TensorStore {
                 Tensor {
                     shape: view.shape().to_vec(),
                     data,
+                },
+            );
+        }
+        // int8 codes come with a per-row scale tensor.
+        for (name, (shape, codes)) in codes {
+            ensure!(
+                shape.len() == 2,
+                "{}: int8 tensor `{name}` is not a matrix",
+                path.display()
+            );
+            let scales = store.take(&scale_name(&name), &shape[..1])?;
+            store.insert_quantized(
+                name,
+                QuantTensor {
+                    shape,
+                    codes,
+                    scales,
                 },
             );
         }

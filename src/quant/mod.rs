@@ -1,4 +1,6 @@
-//! Quantization schemes, one file per scheme: how a dense layer's fp32 weights become a packed
-//! low-bit layer, and the variant metadata that names the scheme.
+//! Quantization schemes, one file per scheme, the variant file format, and the conversion of a
+//! model folder into a variant folder.
 
+pub mod convert;
+pub mod format;
 pub mod int8;

@@ -1,0 +1,147 @@
+//! The on-disk variant format: one `variant.safetensors` per variant folder.
+//!
+//! Tensors keep their source names. A quantized matrix `name` is stored as int8 codes under `name`
+//! plus one f32 scale per row under `name:scale` (`w[r][c] ≈ codes[r][c] · scale[r]`); every other
+//! tensor stays f32. Lower bit-widths add their own dtypes and companion tensors under the same
+//! rule (codes + per-row or per-group parameters), and the header metadata says which scheme
+//! wrote the file, so a loader can refuse what it does not understand.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use anyhow::{Context, Result, bail, ensure};
+use safetensors::Dtype;
+use safetensors::tensor::TensorView;
+
+use crate::kernels::int8::quantize::quantize_per_output_channel;
+use crate::model::weights::{TensorStore, scale_name};
+
+pub const VARIANT_FILE: &str = "variant.safetensors";
+pub const FORMAT_VERSION: &str = "1";
+
+/// What a variant file says about itself (the safetensors header metadata).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VariantInfo {
+    /// `int8`, `int8-shipped`, ...
+    pub scheme: String,
+    pub bits: u32,
+    /// `per_channel` (one scale per output row) or `per_tensor`.
+    pub granularity: String,
+    /// `bert` or `marian`.
+    pub model_kind: String,
+    /// sha256 of the weights file the variant was made from.
+    pub source_sha256: String,
+    pub quantserve_version: String,
+}
+
+impl VariantInfo {
+    pub fn to_metadata(&self) -> HashMap<String, String> {
+        HashMap::from([
+            ("quantserve.format".into(), FORMAT_VERSION.into()),
+            ("quantserve.scheme".into(), self.scheme.clone()),
+            ("quantserve.bits".into(), self.bits.to_string()),
+            ("quantserve.granularity".into(), self.granularity.clone()),
+            ("quantserve.model_kind".into(), self.model_kind.clone()),
+            (
+                "quantserve.source_sha256".into(),
+                self.source_sha256.clone(),
+            ),
+            ("quantserve.version".into(), self.quantserve_version.clone()),
+        ])
+    }
+
+    /// Reads and checks the metadata of a variant file meant for a `model_kind` model.
+    pub fn from_metadata(meta: &HashMap<String, String>, model_kind: &str) -> Result<Self> {
+        let get = |k: &str| {
+            meta.get(k)
+                .cloned()
+                .with_context(|| format!("variant metadata has no `{k}`"))
+        };
+        let format = get("quantserve.format")?;
+        ensure!(
+            format == FORMAT_VERSION,
+            "variant format {format} is not supported (this build reads {FORMAT_VERSION})"
+        );
+        let info = Self {
+            scheme: get("quantserve.scheme")?,
+            bits: get("quantserve.bits")?
+                .parse()
+                .context("bad `quantserve.bits`")?,
+            granularity: get("quantserve.granularity")?,
+            model_kind: get("quantserve.model_kind")?,
+            source_sha256: get("quantserve.source_sha256")?,
+            quantserve_version: get("quantserve.version")?,
+        };
+        ensure!(
+            info.model_kind == model_kind,
+            "variant is for a {} model, not {model_kind}",
+            info.model_kind
+        );
+        match (info.scheme.as_str(), info.bits) {
+            ("int8" | "int8-shipped", 8) => {}
+            (s, b) => bail!("variant scheme `{s}` with {b} bits is not supported by this build"),
+        }
+        Ok(info)
+    }
+}
+
+/// int8 codes and per-row scales for one matrix.
+pub struct Int8Matrix {
+    pub codes: Vec<i8>,
+    pub scales: Vec<f32>,
+}
+
+/// Writes `store`'s fp32 tensors to `path`, replacing each matrix that `int8` returns codes for.
+pub fn write_variant(
+    path: &Path,
+    store: &TensorStore,
+    mut int8: impl FnMut(&str, &[usize], &[f32]) -> Option<Int8Matrix>,
+    info: &VariantInfo,
+    extra_metadata: HashMap<String, String>,
+) -> Result<()> {
+    // Owned byte buffers first; the views borrow them.
+    let mut buffers: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
+    for (name, t) in store.tensors() {
+        match int8(name, &t.shape, &t.data) {
+            Some(m) => {
+                ensure!(
+                    t.shape.len() == 2 && m.scales.len() == t.shape[0],
+                    "`{name}`: bad int8 matrix"
+                );
+                buffers.push((
+                    name.to_string(),
+                    Dtype::I8,
+                    t.shape.clone(),
+                    m.codes.iter().map(|&c| c as u8).collect(),
+                ));
+                let scales = m.scales.iter().flat_map(|s| s.to_le_bytes()).collect();
+                buffers.push((scale_name(name), Dtype::F32, vec![t.shape[0]], scales));
+            }
+            None => {
+                let bytes = t.data.iter().flat_map(|v| v.to_le_bytes()).collect();
+                buffers.push((name.to_string(), Dtype::F32, t.shape.clone(), bytes));
+            }
+        }
+    }
+    let views: Vec<(String, TensorView)> = buffers
+        .iter()
+        .map(|(n, dt, shape, bytes)| Ok((n.clone(), TensorView::new(*dt, shape.clone(), bytes)?)))
+        .collect::<Result<_>>()?;
+    let mut metadata = info.to_metadata();
+    metadata.extend(extra_metadata);
+    // Write beside and rename, so a reader never sees a half-written variant.
+    let tmp = path.with_extension("partial");
+    safetensors::serialize_to_file(views, Some(metadata), &tmp)
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path)?;
+    Ok(())
+}
+
+/// Per-output-channel symmetric int8 of a row-major matrix.
+pub fn quantize_int8(shape: &[usize], data: &[f32]) -> Int8Matrix {
+    let q = quantize_per_output_channel(data, shape[0], shape[1]);
+    Int8Matrix {
+        codes: q.values,
+        scales: q.scales,
+    }
+}
