@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 
+use quantserve::api::serve::{ServeArgs, serve_main};
 use quantserve::eval::{bench, datasets, run as eval_run};
 use quantserve::model::marian::SearchOptions;
 use quantserve::model::tokenizer::Overflow;
@@ -52,6 +53,18 @@ enum Command {
         #[arg(long)]
         truncate: bool,
         texts: Vec<String>,
+    },
+    /// Serve the models over HTTP/JSON until SIGTERM or SIGINT.
+    Serve {
+        /// Configuration file (TOML); built-in defaults when absent.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Listen address, HOST:PORT (overrides the file and QUANTSERVE_HTTP_ADDR).
+        #[arg(long)]
+        http_addr: Option<String>,
+        /// Model repository (overrides the file and QUANTSERVE_MODELS).
+        #[arg(long)]
+        models: Option<PathBuf>,
     },
     /// Translate texts (arguments, or one per line on stdin).
     Translate {
@@ -172,6 +185,15 @@ fn main() {
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Fetch { models } => fetch::fetch_all(&models),
+        Command::Serve {
+            config,
+            http_addr,
+            models,
+        } => serve_main(ServeArgs {
+            config,
+            http_addr,
+            models,
+        }),
         Command::Classify {
             common,
             model,

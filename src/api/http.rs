@@ -1,0 +1,297 @@
+//! HTTP routes and handlers: parse, call the runtime, format. No inference happens here.
+
+use std::hash::{BuildHasher, Hasher};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::{Value, json};
+
+use super::errors::ApiError;
+use super::wire;
+use crate::runtime::Runtime;
+use crate::runtime::pool::QueueKey;
+
+pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+pub const X_VARIANT: HeaderName = HeaderName::from_static("x-quantserve-variant");
+pub const X_MODEL: HeaderName = HeaderName::from_static("x-quantserve-model");
+/// Per-request deadline in milliseconds; a `timeout_ms` body field takes precedence.
+pub const X_TIMEOUT_MS: HeaderName = HeaderName::from_static("x-timeout-ms");
+
+type AppState = State<Arc<Runtime>>;
+
+pub fn router(runtime: Arc<Runtime>) -> Router {
+    let protected = Router::new()
+        .route("/classify", post(classify))
+        .route("/v1/classify", post(classify))
+        .route("/translate", post(translate))
+        .route("/v1/translate", post(translate))
+        .route("/v1/models", get(models))
+        .route_layer(middleware::from_fn_with_state(
+            runtime.clone(),
+            require_api_key,
+        ));
+    Router::new()
+        .merge(protected)
+        .route("/health/live", get(live))
+        .route("/health/ready", get(ready))
+        .route("/metrics", get(metrics))
+        .route("/openapi.json", get(openapi))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(runtime.config.limits.max_body_bytes))
+        .layer(middleware::from_fn(request_context))
+        .with_state(runtime)
+}
+
+pub fn json_response(status: StatusCode, body: &Value) -> Response {
+    let bytes = serde_json::to_vec(body).unwrap_or_default();
+    (
+        status,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        bytes,
+    )
+        .into_response()
+}
+
+/// Echoes the client's `x-request-id` (or makes one) on every response, and logs one line per
+/// request at debug level.
+async fn request_context(req: Request, next: Next) -> Response {
+    let id = req
+        .headers()
+        .get(X_REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|s| !s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_graphic()))
+        .map_or_else(new_request_id, str::to_owned);
+    let (method, path) = (req.method().clone(), req.uri().path().to_owned());
+    let started = Instant::now();
+    let mut resp = next.run(req).await;
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        resp.headers_mut().insert(X_REQUEST_ID, v);
+    }
+    tracing::debug!(
+        request_id = %id,
+        %method,
+        path,
+        status = resp.status().as_u16(),
+        elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
+        "request"
+    );
+    resp
+}
+
+/// 16 hex digits, unique within the process and unpredictable across processes.
+fn new_request_id() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut h = std::hash::RandomState::new().build_hasher();
+    h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+    format!("{:016x}", h.finish())
+}
+
+async fn require_api_key(State(rt): AppState, req: Request, next: Next) -> Response {
+    if let Some(key) = &rt.config.server.api_key {
+        let given = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        if !same_secret(given.as_bytes(), key.as_bytes()) {
+            return ApiError::unauthorized().into_response();
+        }
+    }
+    next.run(req).await
+}
+
+/// Compares without stopping at the first difference, so timing does not reveal the key.
+fn same_secret(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn header_timeout(headers: &HeaderMap) -> Result<Option<Duration>, ApiError> {
+    match headers.get(X_TIMEOUT_MS) {
+        None => Ok(None),
+        Some(v) => v
+            .to_str()
+            .ok()
+            .and_then(|s| s.trim().parse::<u64>().ok())
+            .map(|ms| Some(Duration::from_millis(ms)))
+            .ok_or_else(|| ApiError::bad_request("x-timeout-ms must be a number of milliseconds")),
+    }
+}
+
+/// Records the request in the metrics and labels the response with the model and variant.
+fn finish(
+    rt: &Runtime,
+    endpoint: &str,
+    target: Option<QueueKey>,
+    started: Instant,
+    result: Result<Response, ApiError>,
+) -> Response {
+    let mut resp = result.unwrap_or_else(IntoResponse::into_response);
+    let (model, variant) = match &target {
+        Some(k) => (k.model.as_str(), k.variant.as_str()),
+        // Unknown names must not become label values: clients could create series at will.
+        None => ("unknown", "unknown"),
+    };
+    let status = resp.status().as_u16().to_string();
+    rt.metrics
+        .requests_total
+        .with_label_values(&[model, variant, endpoint, &status])
+        .inc();
+    rt.metrics
+        .request_duration
+        .with_label_values(&[model, variant])
+        .observe(started.elapsed().as_secs_f64());
+    if let Some(k) = &target {
+        let headers = resp.headers_mut();
+        for (name, value) in [(X_MODEL, &k.model), (X_VARIANT, &k.variant)] {
+            if let Ok(v) = HeaderValue::from_str(value) {
+                headers.insert(name, v);
+            }
+        }
+    }
+    resp
+}
+
+async fn classify(
+    State(rt): AppState,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let started = Instant::now();
+    let mut target = None;
+    let result = async {
+        let body = body.map_err(ApiError::from_body_rejection)?;
+        let parsed = wire::parse_classify(&body, header_timeout(&headers)?)?;
+        target = rt.classify_target(&parsed.request);
+        let resp = rt.classify(parsed.request).await?;
+        Ok::<_, ApiError>(json_response(
+            StatusCode::OK,
+            &wire::classify_body(&resp, parsed.top_k),
+        ))
+    }
+    .await;
+    finish(&rt, "classify", target, started, result)
+}
+
+async fn translate(
+    State(rt): AppState,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let started = Instant::now();
+    let mut target = None;
+    let result = async {
+        let body = body.map_err(ApiError::from_body_rejection)?;
+        let parsed = wire::parse_translate(&body, header_timeout(&headers)?)?;
+        target = rt.translate_target(&parsed.request);
+        let resp = rt.translate(parsed.request).await?;
+        Ok::<_, ApiError>(json_response(
+            StatusCode::OK,
+            &wire::translate_body(resp, parsed.batched),
+        ))
+    }
+    .await;
+    finish(&rt, "translate", target, started, result)
+}
+
+async fn models(State(rt): AppState) -> Response {
+    let mut models: Vec<Value> = Vec::new();
+    for name in rt.registry.model_names() {
+        let cfg = &rt.config.models[&name];
+        let mut task = cfg.task.map(|t| t.as_str());
+        let mut variants = Vec::new();
+        for entry in rt
+            .registry
+            .entries()
+            .into_iter()
+            .filter(|e| e.key.model == name)
+        {
+            let status = entry.status();
+            let (scheme, bits) = entry.scheme_and_bits();
+            let engine = entry.engine();
+            task = task.or(engine.map(|e| e.task().as_str()));
+            let mut v = json!({
+                "name": entry.key.variant,
+                "status": status.as_str(),
+                "bytes": engine.map(|e| e.weight_bytes()),
+                "scheme": scheme,
+                "bits": bits.parse::<u32>().ok(),
+                "queue_depth": rt.pool.queue_depth(&entry.key),
+            });
+            if let crate::runtime::registry::ModelStatus::Failed(msg) = status {
+                v["error"] = Value::String(msg);
+            }
+            variants.push(v);
+        }
+        models.push(json!({ "name": name, "task": task, "default_variant": cfg.default_variant, "variants": variants }));
+    }
+    json_response(StatusCode::OK, &json!({ "models": models }))
+}
+
+async fn live() -> Response {
+    json_response(StatusCode::OK, &json!({ "status": "live" }))
+}
+
+async fn ready(State(rt): AppState) -> Response {
+    if rt.is_ready() {
+        return json_response(StatusCode::OK, &json!({ "status": "ready" }));
+    }
+    let waiting: Vec<Value> = rt
+        .registry
+        .entries()
+        .into_iter()
+        .filter(|e| e.is_default)
+        .map(|e| json!({ "model": e.key.model, "variant": e.key.variant, "status": e.status().as_str() }))
+        .collect();
+    let status = if rt.is_draining() {
+        "shutting_down"
+    } else {
+        "not_ready"
+    };
+    json_response(
+        StatusCode::SERVICE_UNAVAILABLE,
+        &json!({ "status": status, "models": waiting }),
+    )
+}
+
+async fn metrics(State(rt): AppState) -> Response {
+    (
+        [(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
+        rt.metrics.render(),
+    )
+        .into_response()
+}
+
+async fn openapi() -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        super::openapi::OPENAPI_JSON,
+    )
+        .into_response()
+}
+
+async fn not_found() -> Response {
+    ApiError::not_found("no such endpoint").into_response()
+}
+
+async fn method_not_allowed() -> Response {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "method not allowed on this endpoint",
+    )
+    .into_response()
+}

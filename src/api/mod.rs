@@ -1,0 +1,7 @@
+//! The HTTP/JSON API over the runtime.
+
+pub mod errors;
+pub mod http;
+pub mod openapi;
+pub mod serve;
+pub mod wire;

@@ -1,0 +1,217 @@
+//! The JSON request and response bodies of the HTTP API (the translate endpoint follows
+//! LibreTranslate's), converted to and from the runtime's transport-neutral types.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::errors::ApiError;
+use crate::runtime::RuntimeError;
+use crate::runtime::service::{
+    ClassifyRequest, ClassifyResponse, TranslateRequest, TranslateResponse,
+};
+
+#[derive(Deserialize)]
+struct ClassifyBody {
+    inputs: Option<Value>,
+    model: Option<String>,
+    variant: Option<String>,
+    truncate: Option<bool>,
+    top_k: Option<u64>,
+    timeout_ms: Option<u64>,
+}
+
+/// LibreTranslate's fields plus quantserve's own. Unknown fields (`api_key`, `alternatives`) are
+/// ignored so LibreTranslate clients work unchanged.
+#[derive(Deserialize)]
+struct TranslateBody {
+    q: Option<Value>,
+    source: Option<String>,
+    target: Option<String>,
+    format: Option<String>,
+    model: Option<String>,
+    variant: Option<String>,
+    beam_size: Option<u64>,
+    max_length: Option<u64>,
+    truncate: Option<bool>,
+    timeout_ms: Option<u64>,
+}
+
+pub struct Classify {
+    pub request: ClassifyRequest,
+    /// Include the `k` most probable labels of each input.
+    pub top_k: Option<usize>,
+}
+
+pub struct Translate {
+    pub request: TranslateRequest,
+    /// `q` was an array: answer with an array.
+    pub batched: bool,
+}
+
+fn parse<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, ApiError> {
+    // serde_json checks UTF-8 and limits nesting depth, so hostile bodies fail here cleanly.
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
+}
+
+/// A string or an array of strings; whether it was an array.
+fn texts(value: Option<Value>, field: &str) -> Result<(Vec<String>, bool), ApiError> {
+    let wrong =
+        || ApiError::bad_request(format!("`{field}` must be a string or an array of strings"));
+    match value {
+        None | Some(Value::Null) => Err(ApiError::bad_request(format!("`{field}` is required"))),
+        Some(Value::String(s)) => Ok((vec![s], false)),
+        Some(Value::Array(items)) => {
+            let texts = items
+                .into_iter()
+                .map(|v| match v {
+                    Value::String(s) => Ok(s),
+                    _ => Err(wrong()),
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok((texts, true))
+        }
+        Some(_) => Err(wrong()),
+    }
+}
+
+fn timeout(body: Option<u64>, header: Option<Duration>) -> Option<Duration> {
+    body.map(Duration::from_millis).or(header)
+}
+
+fn usize_field(v: Option<u64>) -> Option<usize> {
+    v.map(|n| usize::try_from(n).unwrap_or(usize::MAX))
+}
+
+pub fn parse_classify(body: &[u8], header_timeout: Option<Duration>) -> Result<Classify, ApiError> {
+    let b: ClassifyBody = parse(body)?;
+    let (inputs, _) = texts(b.inputs, "inputs")?;
+    let top_k = usize_field(b.top_k);
+    if top_k == Some(0) {
+        return Err(ApiError::bad_request("`top_k` must be at least 1"));
+    }
+    Ok(Classify {
+        request: ClassifyRequest {
+            model: b.model,
+            variant: b.variant,
+            inputs,
+            truncate: b.truncate.unwrap_or(false),
+            timeout: timeout(b.timeout_ms, header_timeout),
+        },
+        top_k,
+    })
+}
+
+pub fn parse_translate(
+    body: &[u8],
+    header_timeout: Option<Duration>,
+) -> Result<Translate, ApiError> {
+    let b: TranslateBody = parse(body)?;
+    let (inputs, batched) = texts(b.q, "q")?;
+    if let Some(f) = b.format.as_deref().filter(|f| *f != "text") {
+        return Err(RuntimeError::Unsupported(format!(
+            "format `{f}` is not supported (only \"text\")"
+        ))
+        .into());
+    }
+    Ok(Translate {
+        request: TranslateRequest {
+            model: b.model,
+            variant: b.variant,
+            source: b.source,
+            target: b.target,
+            inputs,
+            beam_size: usize_field(b.beam_size),
+            max_length: usize_field(b.max_length),
+            truncate: b.truncate.unwrap_or(false),
+            timeout: timeout(b.timeout_ms, header_timeout),
+        },
+        batched,
+    })
+}
+
+pub fn classify_body(resp: &ClassifyResponse, top_k: Option<usize>) -> Value {
+    let results: Vec<Value> = resp
+        .results
+        .iter()
+        .map(|scores| {
+            let mut r = json!({ "label": scores[0].label, "score": scores[0].score });
+            if let Some(k) = top_k {
+                let top: Vec<Value> = scores
+                    .iter()
+                    .take(k)
+                    .map(|s| json!({ "label": s.label, "score": s.score }))
+                    .collect();
+                r["scores"] = Value::Array(top);
+            }
+            r
+        })
+        .collect();
+    json!({ "model": resp.model, "variant": resp.variant, "results": results })
+}
+
+pub fn translate_body(resp: TranslateResponse, batched: bool) -> Value {
+    let text = if batched {
+        json!(resp.outputs)
+    } else {
+        Value::String(resp.outputs.into_iter().next().unwrap_or_default())
+    };
+    json!({ "translatedText": text, "model": resp.model, "variant": resp.variant })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inputs_may_be_a_string_or_an_array() {
+        let c = parse_classify(br#"{"inputs": "hi", "top_k": 2}"#, None).unwrap();
+        assert_eq!(c.request.inputs, vec!["hi"]);
+        assert_eq!(c.top_k, Some(2));
+        let t = parse_translate(
+            br#"{"q": ["a", "b"], "source": "en", "target": "pt", "api_key": "x"}"#,
+            None,
+        )
+        .unwrap();
+        assert!(t.batched);
+        assert_eq!(t.request.inputs.len(), 2);
+    }
+
+    #[test]
+    fn malformed_bodies_are_bad_requests() {
+        let nested = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+        for body in [
+            &b""[..],
+            b"{",
+            b"[]",
+            b"{\"inputs\": 3}",
+            b"{\"inputs\": [\"a\", 1]}",
+            b"{\"inputs\": \"a\", \"truncate\": \"yes\"}",
+            b"{\"inputs\": \"\xff\xfe\"}",
+            b"{\"inputs\": \"a\", \"top_k\": -1}",
+            b"{}",
+            nested.as_bytes(),
+        ] {
+            let e = parse_classify(body, None).err().expect("refused");
+            assert_eq!(
+                e.status.as_u16(),
+                400,
+                "{:?}",
+                String::from_utf8_lossy(body)
+            );
+        }
+    }
+
+    #[test]
+    fn non_text_formats_are_unsupported() {
+        let e = parse_translate(
+            br#"{"q": "a", "source": "en", "target": "pt", "format": "html"}"#,
+            None,
+        )
+        .err()
+        .unwrap();
+        assert_eq!(e.status.as_u16(), 422);
+    }
+}

@@ -1,0 +1,409 @@
+//! Server configuration: `config/quantserve.toml`, then `QUANTSERVE_*` environment variables,
+//! then command-line flags, each overriding the one before. Every field has a default, so an
+//! empty file (or none) is a valid configuration.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result, ensure};
+use serde::Deserialize;
+
+/// What a model does; decides which endpoint serves it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Task {
+    Classify,
+    Translate,
+}
+
+impl Task {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Task::Classify => "classify",
+            Task::Translate => "translate",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub limits: Limits,
+    pub batching: BatchingConfig,
+    pub workers: WorkersConfig,
+    pub translation: TranslationConfig,
+    pub defaults: Defaults,
+    /// Served models by name (the folder under `models_dir`).
+    pub models: BTreeMap<String, ModelConfig>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    pub http_addr: String,
+    /// Model repository: `<models_dir>/<model>/<variant>/`.
+    pub models_dir: PathBuf,
+    /// When set, every inference and model-listing request needs `Authorization: Bearer <key>`.
+    pub api_key: Option<String>,
+    /// Default per-request deadline; a request may ask for another (`timeout_ms`, `x-timeout-ms`).
+    pub timeout_ms: u64,
+    /// Upper bound on the deadline a request may ask for.
+    pub max_timeout_ms: u64,
+    /// How long a graceful shutdown waits for queued and in-flight requests.
+    pub drain_seconds: u64,
+    /// Threads of the async executor that parses HTTP and JSON (inference never runs there).
+    pub http_threads: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            http_addr: "127.0.0.1:8080".into(),
+            models_dir: PathBuf::from("models"),
+            api_key: None,
+            timeout_ms: 30_000,
+            max_timeout_ms: 300_000,
+            drain_seconds: 30,
+            http_threads: 2,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    pub max_body_bytes: usize,
+    /// Texts per request.
+    pub max_inputs: usize,
+    /// Characters per text, checked before tokenizing.
+    pub max_input_chars: usize,
+    pub max_beam_size: usize,
+    /// Largest `max_length` (output tokens) a translation request may ask for.
+    pub max_output_tokens: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 1 << 20,
+            max_inputs: 64,
+            max_input_chars: 10_000,
+            max_beam_size: 8,
+            max_output_tokens: 512,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BatchingConfig {
+    /// Budget of one batch in padded tokens: batch size × longest sequence.
+    pub max_batch_tokens: usize,
+    pub max_batch_size: usize,
+    /// How long a worker may hold a batch that is not full, hoping for more requests. 0 = never.
+    pub max_wait_ms: u64,
+    /// Items waiting longer than this join the next batch of their queue before any other.
+    pub age_bound_ms: u64,
+    /// Items (texts or sentences) a model's queue holds; more are refused with 429.
+    pub queue_capacity: usize,
+}
+
+impl Default for BatchingConfig {
+    fn default() -> Self {
+        Self {
+            max_batch_tokens: 4096,
+            max_batch_size: 32,
+            max_wait_ms: 0,
+            age_bound_ms: 200,
+            queue_capacity: 1024,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WorkersConfig {
+    /// Inference worker threads (0 = as many as fit the cores with `threads` each).
+    pub count: usize,
+    /// Intra-op threads per worker (0 = the cores divided among the workers).
+    pub threads: usize,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TranslationConfig {
+    /// Translate each sentence of a text on its own (the models are trained on sentences), then
+    /// join them with the original whitespace.
+    pub split_sentences: bool,
+}
+
+impl Default for TranslationConfig {
+    fn default() -> Self {
+        Self {
+            split_sentences: true,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Defaults {
+    /// Model `/classify` uses when a request names none.
+    pub classify_model: String,
+}
+
+impl Default for Defaults {
+    fn default() -> Self {
+        Self {
+            classify_model: "sentiment".into(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    /// Variant used when a request names none; must be one of `variants`.
+    #[serde(default = "fp32")]
+    pub default_variant: String,
+    /// Variants to load (default: just the default variant).
+    #[serde(default)]
+    pub variants: Vec<String>,
+    /// Detected from the model's files when absent.
+    #[serde(default)]
+    pub task: Option<Task>,
+}
+
+fn fp32() -> String {
+    "fp32".into()
+}
+
+impl ModelConfig {
+    pub fn fp32() -> Self {
+        Self {
+            default_variant: fp32(),
+            variants: Vec::new(),
+            task: None,
+        }
+    }
+
+    /// The variants to load, default first.
+    pub fn all_variants(&self) -> Vec<String> {
+        let mut all = vec![self.default_variant.clone()];
+        all.extend(
+            self.variants
+                .iter()
+                .filter(|v| **v != self.default_variant)
+                .cloned(),
+        );
+        all
+    }
+}
+
+/// Command-line overrides (the highest precedence).
+#[derive(Clone, Debug, Default)]
+pub struct Overrides {
+    pub http_addr: Option<String>,
+    pub models_dir: Option<PathBuf>,
+}
+
+impl Config {
+    /// The built-in model list: the sentiment classifier and both translation directions.
+    pub fn with_default_models() -> Self {
+        let mut cfg = Self::default();
+        for name in ["sentiment", "en-pt", "pt-en"] {
+            cfg.models.insert(name.into(), ModelConfig::fp32());
+        }
+        cfg
+    }
+
+    /// Reads a TOML file (or the built-in defaults when `path` is `None`), applies environment
+    /// and command-line overrides, and validates the result.
+    pub fn load(path: Option<&Path>, overrides: &Overrides) -> Result<Self> {
+        let mut cfg = match path {
+            Some(p) => Self::from_toml(
+                &std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?,
+            )
+            .with_context(|| format!("in {}", p.display()))?,
+            None => Self::with_default_models(),
+        };
+        cfg.apply_env(|k| std::env::var(k).ok())?;
+        if let Some(a) = &overrides.http_addr {
+            cfg.server.http_addr = a.clone();
+        }
+        if let Some(m) = &overrides.models_dir {
+            cfg.server.models_dir = m.clone();
+        }
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    pub fn from_toml(text: &str) -> Result<Self> {
+        toml::from_str(text).context("parsing the configuration")
+    }
+
+    /// `QUANTSERVE_HTTP_ADDR`, `QUANTSERVE_MODELS`, `QUANTSERVE_API_KEY`, `QUANTSERVE_WORKERS`,
+    /// `QUANTSERVE_THREADS`, `QUANTSERVE_TIMEOUT_MS`. `env` is a parameter so tests need not touch
+    /// the process environment.
+    pub fn apply_env(&mut self, env: impl Fn(&str) -> Option<String>) -> Result<()> {
+        let number = |key: &str| -> Result<Option<u64>> {
+            env(key)
+                .map(|v| {
+                    v.trim()
+                        .parse()
+                        .with_context(|| format!("{key}={v:?} is not a number"))
+                })
+                .transpose()
+        };
+        if let Some(v) = env("QUANTSERVE_HTTP_ADDR") {
+            self.server.http_addr = v;
+        }
+        if let Some(v) = env("QUANTSERVE_MODELS") {
+            self.server.models_dir = v.into();
+        }
+        if let Some(v) = env("QUANTSERVE_API_KEY") {
+            self.server.api_key = Some(v);
+        }
+        if let Some(v) = number("QUANTSERVE_WORKERS")? {
+            self.workers.count = v as usize;
+        }
+        if let Some(v) = number("QUANTSERVE_THREADS")? {
+            self.workers.threads = v as usize;
+        }
+        if let Some(v) = number("QUANTSERVE_TIMEOUT_MS")? {
+            self.server.timeout_ms = v;
+        }
+        Ok(())
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        let l = &self.limits;
+        let b = &self.batching;
+        ensure!(
+            l.max_body_bytes > 0 && l.max_inputs > 0 && l.max_input_chars > 0,
+            "limits must be positive"
+        );
+        ensure!(
+            l.max_beam_size > 0 && l.max_output_tokens > 0,
+            "limits must be positive"
+        );
+        ensure!(
+            b.max_batch_tokens > 0 && b.max_batch_size > 0 && b.queue_capacity > 0,
+            "batching limits must be positive"
+        );
+        ensure!(
+            self.server.timeout_ms > 0 && self.server.max_timeout_ms >= self.server.timeout_ms,
+            "bad timeouts"
+        );
+        ensure!(
+            self.server.http_threads > 0,
+            "server.http_threads must be at least 1"
+        );
+        for (name, m) in &self.models {
+            ensure!(
+                !name.is_empty() && !name.contains(['/', '\\']) && name != "." && name != "..",
+                "model name {name:?} is not a folder name"
+            );
+            for v in m.all_variants() {
+                ensure!(
+                    !v.is_empty() && !v.contains(['/', '\\']) && v != "." && v != "..",
+                    "variant {v:?} of {name} is not a folder name"
+                );
+            }
+        }
+        if let Some(k) = &self.server.api_key {
+            ensure!(
+                !k.is_empty(),
+                "server.api_key is empty (leave it out to disable authentication)"
+            );
+        }
+        Ok(())
+    }
+
+    /// (workers, intra-op threads per worker): by default they share the cores without
+    /// oversubscribing them, since every worker keeps all of its threads busy.
+    pub fn worker_layout(&self) -> (usize, usize) {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        match (self.workers.count, self.workers.threads) {
+            (0, 0) => (1, cores),
+            (0, t) => ((cores / t).max(1), t),
+            (w, 0) => (w, (cores / w).max(1)),
+            (w, t) => (w, t),
+        }
+    }
+
+    pub fn default_timeout(&self) -> Duration {
+        Duration::from_millis(self.server.timeout_ms)
+    }
+
+    pub fn max_timeout(&self) -> Duration {
+        Duration::from_millis(self.server.max_timeout_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        let cfg = Config::from_toml("").unwrap();
+        assert_eq!(cfg.server.http_addr, "127.0.0.1:8080");
+        assert!(cfg.models.is_empty());
+        cfg.validate().unwrap();
+    }
+
+    #[test]
+    fn the_shipped_config_parses() {
+        let text = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/config/quantserve.toml"
+        ))
+        .unwrap();
+        let cfg = Config::from_toml(&text).unwrap();
+        cfg.validate().unwrap();
+        assert_eq!(cfg.models["en-pt"].default_variant, "fp32");
+        assert!(cfg.models.contains_key(&cfg.defaults.classify_model));
+    }
+
+    #[test]
+    fn env_overrides_file() {
+        let mut cfg = Config::from_toml("[server]\nhttp_addr = \"0.0.0.0:1\"\n").unwrap();
+        cfg.apply_env(|k| match k {
+            "QUANTSERVE_HTTP_ADDR" => Some("127.0.0.1:9".into()),
+            "QUANTSERVE_THREADS" => Some("3".into()),
+            _ => None,
+        })
+        .unwrap();
+        assert_eq!(cfg.server.http_addr, "127.0.0.1:9");
+        assert_eq!(cfg.workers.threads, 3);
+        assert!(
+            cfg.apply_env(|k| (k == "QUANTSERVE_WORKERS").then(|| "many".into()))
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_names_are_refused() {
+        assert!(Config::from_toml("[server]\nhttp_adr = \"x\"\n").is_err());
+        let cfg = Config::from_toml("[models.\"../etc\"]\n").unwrap();
+        assert!(cfg.validate().is_err());
+    }
+
+    #[test]
+    fn worker_layout_fills_the_cores() {
+        let fixed = Config {
+            workers: WorkersConfig {
+                count: 2,
+                threads: 3,
+            },
+            ..Config::default()
+        };
+        assert_eq!(fixed.worker_layout(), (2, 3));
+        let (w, t) = Config::default().worker_layout();
+        assert_eq!(w, 1);
+        assert!(t >= 1);
+    }
+}

@@ -1,0 +1,34 @@
+//! What can go wrong with a request, independent of the transport: the HTTP layer maps each kind
+//! to a status code (`api::errors`), a gRPC layer would map it to a gRPC code.
+
+/// A request's failure, as its client should see it.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum RuntimeError {
+    /// Malformed or invalid request (empty input, bad parameter value).
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("model `{0}` is not served")]
+    UnknownModel(String),
+    #[error("model `{model}` has no variant `{variant}`")]
+    UnknownVariant { model: String, variant: String },
+    /// Too many inputs, or an input with too many characters.
+    #[error("{0}")]
+    TooLarge(String),
+    /// More tokens than the model accepts, and truncation was not asked for.
+    #[error("{0}")]
+    InputTooLong(String),
+    /// A language pair, format or option the server does not offer.
+    #[error("{0}")]
+    Unsupported(String),
+    #[error("the queue of {0} is full; retry later")]
+    QueueFull(String),
+    /// The model is still loading, or failed to load.
+    #[error("{0}")]
+    NotReady(String),
+    #[error("the server is shutting down")]
+    ShuttingDown,
+    #[error("the request's deadline passed before its results were ready")]
+    DeadlineExceeded,
+    #[error("internal error: {0}")]
+    Internal(String),
+}

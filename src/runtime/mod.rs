@@ -1,0 +1,109 @@
+//! The inference runtime, independent of any transport: configuration, model registry, queues
+//! and batching, worker threads. `api` (HTTP today, gRPC later) only parses requests, calls
+//! `Runtime::classify`/`Runtime::translate` and formats their results or `RuntimeError`s.
+
+pub mod batcher;
+pub mod config;
+pub mod engine;
+pub mod error;
+pub mod loader;
+pub mod pending;
+pub mod pool;
+pub mod registry;
+pub mod segment;
+pub mod service;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use anyhow::Result;
+
+use crate::metrics::Metrics;
+use batcher::BatchLimits;
+use config::Config;
+use pool::{PoolSettings, WorkerPool};
+use registry::Registry;
+
+pub use error::RuntimeError;
+
+pub struct Runtime {
+    pub config: Config,
+    pub registry: Registry,
+    pub pool: WorkerPool,
+    pub metrics: Arc<Metrics>,
+    draining: AtomicBool,
+    in_flight: AtomicUsize,
+}
+
+impl Runtime {
+    /// Starts the workers and loads the models in the background.
+    pub fn start(config: Config, metrics: Arc<Metrics>) -> Result<Arc<Self>> {
+        let (workers, threads) = config.worker_layout();
+        let b = &config.batching;
+        let settings = PoolSettings {
+            workers,
+            threads_per_worker: threads,
+            limits: BatchLimits {
+                max_batch_tokens: b.max_batch_tokens,
+                max_batch_size: b.max_batch_size,
+                age_bound: Duration::from_millis(b.age_bound_ms),
+            },
+            max_wait: Duration::from_millis(b.max_wait_ms),
+            queue_capacity: b.queue_capacity,
+        };
+        tracing::info!(workers, threads_per_worker = threads, "starting workers");
+        let pool = WorkerPool::start(settings, metrics.clone())?;
+        let runtime = Arc::new(Self {
+            registry: Registry::new(&config),
+            config,
+            pool,
+            metrics,
+            draining: AtomicBool::new(false),
+            in_flight: AtomicUsize::new(0),
+        });
+        loader::spawn(runtime.clone())?;
+        Ok(runtime)
+    }
+
+    /// Serving: every model's default variant is loaded and warmed up, and no shutdown began.
+    pub fn is_ready(&self) -> bool {
+        !self.is_draining() && self.registry.defaults_ready()
+    }
+
+    /// New requests are refused from now on; queued and in-flight ones finish.
+    pub fn begin_drain(&self) {
+        self.draining.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
+    }
+
+    /// Inference requests accepted and not yet answered.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::SeqCst)
+    }
+
+    /// Stops the workers once the queues are empty; false if they were still busy at `timeout`.
+    pub fn stop_workers(&self, timeout: Duration) -> bool {
+        self.pool.close();
+        self.pool.join(timeout)
+    }
+}
+
+/// Counts a request as in flight for as long as it lives.
+struct InFlight<'a>(&'a AtomicUsize);
+
+impl<'a> InFlight<'a> {
+    fn new(counter: &'a AtomicUsize) -> Self {
+        counter.fetch_add(1, Ordering::SeqCst);
+        Self(counter)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}

@@ -1,0 +1,606 @@
+//! The worker pool: one bounded queue per (model, variant) and dedicated OS threads that take
+//! batches from them. Each worker owns a rayon pool, whose size is the intra-op thread count the
+//! model code uses; inference never runs on the async executor.
+//!
+//! Self-clocking: a worker forms its next batch only when it is free, so batches grow by
+//! themselves under load and stay small (low latency) when the server is idle.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::panic::AssertUnwindSafe;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+
+use super::batcher::{self, BatchLimits, Candidate};
+use super::engine::{DecodeParams, Engine, Output};
+use super::error::RuntimeError;
+use super::pending::Pending;
+use crate::metrics::Metrics;
+
+/// Names a queue: one per loaded (model, variant).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct QueueKey {
+    pub model: String,
+    pub variant: String,
+}
+
+impl QueueKey {
+    pub fn new(model: &str, variant: &str) -> Self {
+        Self {
+            model: model.into(),
+            variant: variant.into(),
+        }
+    }
+
+    fn labels(&self) -> [&str; 2] {
+        [&self.model, &self.variant]
+    }
+}
+
+impl std::fmt::Display for QueueKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.model, self.variant)
+    }
+}
+
+/// One input (a text, or a sentence of one) waiting for its batch.
+pub struct WorkItem {
+    pub ids: Vec<u32>,
+    pub params: DecodeParams,
+    pub enqueued: Instant,
+    /// Past it the item is dropped without computing.
+    pub deadline: Instant,
+    pub pending: Arc<Pending>,
+    /// Position of this item's output in the request's reply.
+    pub index: usize,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct PoolSettings {
+    pub workers: usize,
+    pub threads_per_worker: usize,
+    pub limits: BatchLimits,
+    pub max_wait: Duration,
+    pub queue_capacity: usize,
+}
+
+struct ModelQueue {
+    engine: Arc<dyn Engine>,
+    items: VecDeque<WorkItem>,
+}
+
+struct State {
+    queues: BTreeMap<QueueKey, ModelQueue>,
+    /// Set by `close`: workers finish what is queued, then exit.
+    closing: bool,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    /// Signalled when items arrive or the pool closes.
+    work: Condvar,
+    settings: PoolSettings,
+    metrics: Arc<Metrics>,
+}
+
+/// A batch taken off a queue, ready to run.
+struct Batch {
+    key: QueueKey,
+    engine: Arc<dyn Engine>,
+    items: Vec<WorkItem>,
+    padded_tokens: usize,
+}
+
+pub struct WorkerPool {
+    shared: Arc<Shared>,
+    workers: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl WorkerPool {
+    pub fn start(settings: PoolSettings, metrics: Arc<Metrics>) -> Result<Self> {
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                queues: BTreeMap::new(),
+                closing: false,
+            }),
+            work: Condvar::new(),
+            settings,
+            metrics,
+        });
+        let mut workers = Vec::new();
+        for w in 0..settings.workers.max(1) {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(settings.threads_per_worker.max(1))
+                .thread_name(move |i| format!("qs-worker{w}-op{i}"))
+                .build()
+                .context("starting a worker's thread pool")?;
+            let shared = shared.clone();
+            let handle = std::thread::Builder::new()
+                .name(format!("qs-worker{w}"))
+                .spawn(move || worker_loop(&shared, &pool))
+                .context("starting a worker thread")?;
+            workers.push(handle);
+        }
+        Ok(Self {
+            shared,
+            workers: Mutex::new(workers),
+        })
+    }
+
+    /// Opens a queue for a loaded model.
+    pub fn add_queue(&self, key: QueueKey, engine: Arc<dyn Engine>) {
+        self.shared.lock().queues.insert(
+            key,
+            ModelQueue {
+                engine,
+                items: VecDeque::new(),
+            },
+        );
+    }
+
+    /// Queues all items of one request, or none of them.
+    pub fn submit(&self, key: &QueueKey, items: Vec<WorkItem>) -> Result<(), RuntimeError> {
+        let capacity = self.shared.settings.queue_capacity;
+        let mut state = self.shared.lock();
+        if state.closing {
+            return Err(RuntimeError::ShuttingDown);
+        }
+        let queue = state
+            .queues
+            .get_mut(key)
+            .ok_or_else(|| RuntimeError::NotReady(format!("{key} is not loaded")))?;
+        if items.len() > capacity {
+            return Err(RuntimeError::TooLarge(format!(
+                "the request has {} items (texts or sentences), more than a queue holds ({capacity})",
+                items.len()
+            )));
+        }
+        if queue.items.len() + items.len() > capacity {
+            return Err(RuntimeError::QueueFull(key.to_string()));
+        }
+        queue.items.extend(items);
+        self.shared
+            .metrics
+            .queue_depth
+            .with_label_values(&key.labels())
+            .set(queue.items.len() as i64);
+        drop(state);
+        self.shared.work.notify_all();
+        Ok(())
+    }
+
+    pub fn queue_depth(&self, key: &QueueKey) -> usize {
+        self.shared
+            .lock()
+            .queues
+            .get(key)
+            .map_or(0, |q| q.items.len())
+    }
+
+    /// Refuses new items; workers drain the queues and exit.
+    pub fn close(&self) {
+        self.shared.lock().closing = true;
+        self.shared.work.notify_all();
+    }
+
+    /// Waits up to `timeout` for the workers to exit after `close`; false if some are still busy.
+    pub fn join(&self, timeout: Duration) -> bool {
+        let end = Instant::now() + timeout;
+        let mut workers = self.workers.lock().unwrap_or_else(|e| e.into_inner());
+        while workers.iter().any(|h| !h.is_finished()) {
+            if Instant::now() >= end {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        for h in workers.drain(..) {
+            let _ = h.join();
+        }
+        true
+    }
+}
+
+impl Drop for WorkerPool {
+    fn drop(&mut self) {
+        // Workers hold the shared state, not the pool: tell them to stop once idle.
+        self.close();
+    }
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // Inference runs outside this lock, so a panic can only poison it in trivial code.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Blocks until a batch is ready; `None` once the pool is closed and every queue is empty.
+    fn next_batch(&self) -> Option<Batch> {
+        let mut state = self.lock();
+        loop {
+            let now = Instant::now();
+            self.drop_dead_items(&mut state, now);
+            // The queue whose oldest item has waited longest goes first, across models.
+            let oldest = state
+                .queues
+                .iter()
+                .filter_map(|(k, q)| q.items.front().map(|i| (i.enqueued, k.clone())))
+                .min_by_key(|(t, _)| *t);
+            let Some((_, key)) = oldest else {
+                if state.closing {
+                    return None;
+                }
+                state = self.work.wait(state).unwrap_or_else(|e| e.into_inner());
+                continue;
+            };
+            let closing = state.closing;
+            let queue = state.queues.get_mut(&key).expect("queue exists");
+            let head_params = queue.items[0].params;
+            let candidates: Vec<Candidate> = queue
+                .items
+                .iter()
+                .map(|i| Candidate {
+                    len: i.ids.len(),
+                    enqueued: i.enqueued,
+                    compatible: i.params == head_params,
+                })
+                .collect();
+            let plan = batcher::plan(&candidates, &self.settings.limits, now);
+            let hold_until = queue.items[0].enqueued + self.settings.max_wait;
+            if !plan.full && now < hold_until && !closing {
+                // Not full and still young: wait a little for company (woken early by arrivals).
+                state = self
+                    .work
+                    .wait_timeout(state, hold_until - now)
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0;
+                continue;
+            }
+            let mut picked = plan.picks.clone();
+            picked.sort_unstable_by(|a, b| b.cmp(a));
+            let mut taken: Vec<(usize, WorkItem)> = picked
+                .into_iter()
+                .map(|i| {
+                    (
+                        i,
+                        queue
+                            .items
+                            .remove(i)
+                            .expect("planned index is in the queue"),
+                    )
+                })
+                .collect();
+            // Back to the plan's order (the oldest first).
+            taken.sort_by_key(|(i, _)| plan.picks.iter().position(|p| p == i));
+            let items: Vec<WorkItem> = taken.into_iter().map(|(_, item)| item).collect();
+            let engine = queue.engine.clone();
+            self.metrics
+                .queue_depth
+                .with_label_values(&key.labels())
+                .set(queue.items.len() as i64);
+            // Another worker may take the next batch while this one runs.
+            if !queue.items.is_empty() {
+                self.work.notify_one();
+            }
+            return Some(Batch {
+                key,
+                engine,
+                items,
+                padded_tokens: plan.padded_tokens,
+            });
+        }
+    }
+
+    /// Removes items nobody waits for (client gone, request already failed) and items past their
+    /// deadline, which are answered with `DeadlineExceeded` without computing.
+    fn drop_dead_items(&self, state: &mut State, now: Instant) {
+        for (key, queue) in state.queues.iter_mut() {
+            let before = queue.items.len();
+            queue.items.retain(|item| {
+                if item.deadline <= now {
+                    item.pending.fail(RuntimeError::DeadlineExceeded);
+                    false
+                } else {
+                    !item.pending.is_abandoned()
+                }
+            });
+            if queue.items.len() != before {
+                self.metrics
+                    .queue_depth
+                    .with_label_values(&key.labels())
+                    .set(queue.items.len() as i64);
+            }
+        }
+    }
+}
+
+fn worker_loop(shared: &Shared, pool: &rayon::ThreadPool) {
+    while let Some(batch) = shared.next_batch() {
+        run_batch(shared, pool, batch);
+    }
+}
+
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
+}
+
+fn run_batch(shared: &Shared, pool: &rayon::ThreadPool, batch: Batch) {
+    let m = &shared.metrics;
+    let labels = batch.key.labels();
+    let started = Instant::now();
+    for item in &batch.items {
+        m.queue_duration
+            .with_label_values(&labels)
+            .observe(started.duration_since(item.enqueued).as_secs_f64());
+    }
+    let ids: Vec<Vec<u32>> = batch.items.iter().map(|i| i.ids.clone()).collect();
+    let params = batch.items[0].params;
+    let engine = &batch.engine;
+    // A panic in model code fails this batch only; the worker and its queue carry on.
+    let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
+        pool.install(|| engine.run(&ids, params))
+    }));
+    m.inference_duration
+        .with_label_values(&labels)
+        .observe(started.elapsed().as_secs_f64());
+    m.batch_size
+        .with_label_values(&labels)
+        .observe(batch.items.len() as f64);
+    m.batch_tokens
+        .with_label_values(&labels)
+        .observe(batch.padded_tokens as f64);
+    let outputs = match result {
+        Ok(Ok(outputs)) if outputs.len() == batch.items.len() => outputs,
+        Ok(Ok(outputs)) => {
+            let msg = format!(
+                "{} returned {} outputs for {} inputs",
+                batch.key,
+                outputs.len(),
+                batch.items.len()
+            );
+            return fail_all(&batch.items, &msg);
+        }
+        Ok(Err(e)) => return fail_all(&batch.items, &format!("{}: {e:#}", batch.key)),
+        Err(payload) => {
+            return fail_all(
+                &batch.items,
+                &format!(
+                    "{}: inference panicked: {}",
+                    batch.key,
+                    panic_message(&*payload)
+                ),
+            );
+        }
+    };
+    let input_tokens: usize = ids.iter().map(Vec::len).sum();
+    m.input_tokens_total
+        .with_label_values(&labels)
+        .inc_by(input_tokens as u64);
+    let generated: usize = outputs
+        .iter()
+        .map(|o| {
+            if let Output::Translation { tokens, .. } = o {
+                *tokens
+            } else {
+                0
+            }
+        })
+        .sum();
+    if generated > 0 {
+        m.generated_tokens_total
+            .with_label_values(&labels)
+            .inc_by(generated as u64);
+    }
+    for (item, output) in batch.items.iter().zip(outputs) {
+        item.pending.complete(item.index, output);
+    }
+}
+
+fn fail_all(items: &[WorkItem], msg: &str) {
+    tracing::error!("batch failed: {msg}");
+    for item in items {
+        item.pending.fail(RuntimeError::Internal(msg.to_string()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::tokenizer::Overflow;
+    use crate::runtime::config::Task;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// Echoes each sequence's length; panics on a sequence starting with 666; sleeps on 777.
+    struct FakeEngine {
+        batches: AtomicUsize,
+    }
+
+    impl Engine for FakeEngine {
+        fn task(&self) -> Task {
+            Task::Translate
+        }
+        fn tokenize(&self, text: &str, _: Overflow) -> Result<Vec<u32>> {
+            Ok(text
+                .split_whitespace()
+                .map(|w| w.parse().unwrap_or(1))
+                .collect())
+        }
+        fn default_params(&self) -> DecodeParams {
+            DecodeParams {
+                beam_size: 1,
+                max_length: None,
+            }
+        }
+        fn run(&self, batch: &[Vec<u32>], _: DecodeParams) -> Result<Vec<Output>> {
+            self.batches.fetch_add(1, Ordering::SeqCst);
+            if batch.iter().any(|s| s[0] == 666) {
+                panic!("boom");
+            }
+            if batch.iter().any(|s| s[0] == 777) {
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            Ok(batch
+                .iter()
+                .map(|s| Output::Translation {
+                    text: s.len().to_string(),
+                    tokens: s.len(),
+                })
+                .collect())
+        }
+        fn weight_bytes(&self) -> usize {
+            0
+        }
+    }
+
+    fn pool(capacity: usize) -> (WorkerPool, QueueKey, Arc<FakeEngine>) {
+        pool_waiting(capacity, Duration::ZERO)
+    }
+
+    fn pool_waiting(
+        capacity: usize,
+        max_wait: Duration,
+    ) -> (WorkerPool, QueueKey, Arc<FakeEngine>) {
+        let settings = PoolSettings {
+            workers: 1,
+            threads_per_worker: 1,
+            limits: BatchLimits {
+                max_batch_tokens: 1000,
+                max_batch_size: 8,
+                age_bound: Duration::from_millis(100),
+            },
+            max_wait,
+            queue_capacity: capacity,
+        };
+        let p = WorkerPool::start(settings, Arc::new(Metrics::new())).unwrap();
+        let key = QueueKey::new("fake", "fp32");
+        let engine = Arc::new(FakeEngine {
+            batches: AtomicUsize::new(0),
+        });
+        p.add_queue(key.clone(), engine.clone());
+        (p, key, engine)
+    }
+
+    fn items(
+        seqs: &[Vec<u32>],
+        deadline: Duration,
+    ) -> (
+        Vec<WorkItem>,
+        tokio::sync::oneshot::Receiver<crate::runtime::pending::Reply>,
+    ) {
+        let (pending, rx) = Pending::new(seqs.len());
+        let now = Instant::now();
+        let items = seqs
+            .iter()
+            .enumerate()
+            .map(|(index, ids)| WorkItem {
+                ids: ids.clone(),
+                params: DecodeParams {
+                    beam_size: 1,
+                    max_length: None,
+                },
+                enqueued: now,
+                deadline: now + deadline,
+                pending: pending.clone(),
+                index,
+            })
+            .collect();
+        (items, rx)
+    }
+
+    const LONG: Duration = Duration::from_secs(30);
+
+    #[test]
+    fn answers_in_order() {
+        let (p, key, _) = pool(16);
+        let (it, rx) = items(&[vec![1, 2, 3], vec![4]], LONG);
+        p.submit(&key, it).unwrap();
+        let out = rx.blocking_recv().unwrap().unwrap();
+        assert_eq!(
+            out,
+            vec![
+                Output::Translation {
+                    text: "3".into(),
+                    tokens: 3
+                },
+                Output::Translation {
+                    text: "1".into(),
+                    tokens: 1
+                }
+            ]
+        );
+    }
+
+    #[test]
+    fn max_wait_lets_a_batch_gather_company() {
+        let (p, key, engine) = pool_waiting(16, Duration::from_millis(300));
+        let (first, first_rx) = items(&[vec![1]], LONG);
+        p.submit(&key, first).unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        let (second, second_rx) = items(&[vec![2]], LONG);
+        p.submit(&key, second).unwrap();
+        assert!(first_rx.blocking_recv().unwrap().is_ok());
+        assert!(second_rx.blocking_recv().unwrap().is_ok());
+        assert_eq!(engine.batches.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn a_panic_fails_its_batch_and_the_worker_survives() {
+        let (p, key, _) = pool(16);
+        let (it, rx) = items(&[vec![666]], LONG);
+        p.submit(&key, it).unwrap();
+        assert!(
+            matches!(rx.blocking_recv().unwrap(), Err(RuntimeError::Internal(m)) if m.contains("boom"))
+        );
+        let (it, rx) = items(&[vec![5]], LONG);
+        p.submit(&key, it).unwrap();
+        assert!(rx.blocking_recv().unwrap().is_ok());
+    }
+
+    #[test]
+    fn full_queue_refuses_and_expired_or_abandoned_items_are_not_computed() {
+        let (p, key, engine) = pool(3);
+        // Occupy the only worker.
+        let (busy, busy_rx) = items(&[vec![777]], LONG);
+        p.submit(&key, busy).unwrap();
+        while p.queue_depth(&key) > 0 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let (expiring, expiring_rx) = items(&[vec![1]], Duration::from_millis(1));
+        p.submit(&key, expiring).unwrap();
+        let (gone, gone_rx) = items(&[vec![2]], LONG);
+        p.submit(&key, gone).unwrap();
+        drop(gone_rx);
+        let (kept, kept_rx) = items(&[vec![3]], LONG);
+        p.submit(&key, kept).unwrap();
+        let (over, _) = items(&[vec![4]], LONG);
+        assert_eq!(
+            p.submit(&key, over).err(),
+            Some(RuntimeError::QueueFull("fake/fp32".into()))
+        );
+        assert!(busy_rx.blocking_recv().unwrap().is_ok());
+        assert_eq!(
+            expiring_rx.blocking_recv().unwrap(),
+            Err(RuntimeError::DeadlineExceeded)
+        );
+        assert!(kept_rx.blocking_recv().unwrap().is_ok());
+        // The busy batch and the kept item's batch ran; the other two were never computed.
+        assert_eq!(engine.batches.load(Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn close_drains_the_queue_then_stops_workers() {
+        let (p, key, _) = pool(16);
+        let (it, rx) = items(&[vec![777], vec![1]], LONG);
+        p.submit(&key, it).unwrap();
+        p.close();
+        let (late, _) = items(&[vec![1]], LONG);
+        assert_eq!(p.submit(&key, late).err(), Some(RuntimeError::ShuttingDown));
+        assert!(p.join(Duration::from_secs(5)));
+        assert!(rx.blocking_recv().unwrap().is_ok());
+    }
+}
