@@ -320,7 +320,8 @@ token_type_ids all 0, attention mask 1 on real tokens.
 | dev | 1,000 | **{res['dev'] * 100:.1f}%** |
 | test | 1,000 | **{res['test'] * 100:.1f}%** |
 
-The checkpoint was picked by dev accuracy (step {best[1]}); test was looked at once.
+The checkpoint was picked by dev accuracy (step {best[1]}), and so was the
+recipe (two runs compared; see the docstring of `tools/finetune_sentiment.py`).
 
 ## Base model
 

@@ -1,0 +1,81 @@
+//! The int8 variants (per-channel weights, per-token activations) of both models: they agree with
+//! fp32 where it matters and stay independent of batch composition.
+
+mod common;
+
+use quantserve::model::marian::SearchOptions;
+use quantserve::model::tokenizer::Overflow;
+use quantserve::model::variant::{load_classifier, load_translator};
+
+#[test]
+fn int8_translator_agrees_with_fp32_and_is_batch_independent() {
+    let root = common::path("models");
+    common::model_dir("en-pt");
+    let fp32 = load_translator(&root, "en-pt", "fp32").unwrap();
+    let int8 = load_translator(&root, "en-pt", "int8").unwrap();
+    assert!(int8.weight_bytes() < fp32.weight_bytes() / 2);
+    let g = common::golden("translate_enpt_shortlist.json");
+    let sources: Vec<&str> = g["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["source"].as_str().unwrap())
+        .collect();
+    let opts = SearchOptions::default();
+    let a = fp32.translate(&sources, &opts, Overflow::Error).unwrap();
+    let b = int8.translate(&sources, &opts, Overflow::Error).unwrap();
+    let same = a.iter().zip(&b).filter(|(x, y)| x == y).count();
+    eprintln!("int8 = fp32 on {same}/50 sentences");
+    assert!(
+        same >= 25,
+        "int8 translations identical to fp32 on only {same}/50"
+    );
+    // Each sentence alone gives what it gave in the batch of 50.
+    for (s, want) in sources.iter().zip(&b).take(10) {
+        assert_eq!(
+            &int8.translate(&[s], &opts, Overflow::Error).unwrap()[0],
+            want
+        );
+    }
+    assert_eq!(
+        int8.translate(&["How are you today?"], &opts, Overflow::Error)
+            .unwrap()[0],
+        "Como você está hoje?"
+    );
+}
+
+#[test]
+fn int8_classifier_agrees_with_fp32_and_is_batch_independent() {
+    let root = common::path("models");
+    let fp32 = load_classifier(&root, "sentiment", "fp32").unwrap();
+    let int8 = load_classifier(&root, "sentiment", "int8").unwrap();
+    let g = common::golden("classifier_sentiment.json");
+    let texts: Vec<&str> = g["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["text"].as_str().unwrap())
+        .collect();
+    let a = fp32.classify(&texts, Overflow::Truncate).unwrap();
+    let b = int8.classify(&texts, Overflow::Truncate).unwrap();
+    let agree = a.iter().zip(&b).filter(|(x, y)| x.label == y.label).count();
+    assert!(
+        agree >= 48,
+        "int8 labels agree with fp32 on only {agree}/50"
+    );
+    for (t, want) in texts.iter().zip(&b).take(10) {
+        let alone = &int8.classify(&[t], Overflow::Truncate).unwrap()[0];
+        assert_eq!(alone.label, want.label);
+        for (x, y) in alone.scores.iter().zip(&want.scores) {
+            assert!((x - y).abs() < 1e-4);
+        }
+    }
+}
+
+#[test]
+fn unknown_variant_is_a_clear_error() {
+    let err = load_classifier(&common::path("models"), "sentiment", "int3")
+        .err()
+        .unwrap();
+    assert!(err.to_string().contains("unknown variant"));
+}
