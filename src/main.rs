@@ -8,8 +8,10 @@ use clap::{Args, Parser, Subcommand};
 
 use quantserve::api::serve::{ServeArgs, serve_main};
 use quantserve::eval::{bench, datasets, run as eval_run};
+use quantserve::model::bert::{BertClassifier, BertConfig};
 use quantserve::model::marian::SearchOptions;
 use quantserve::model::tokenizer::Overflow;
+use quantserve::model::tokenizer::TextTokenizer;
 use quantserve::model::{fetch, variant};
 
 #[derive(Parser)]
@@ -109,6 +111,10 @@ enum Command {
         batch: Vec<usize>,
         #[arg(long, value_delimiter = ',', default_value = "1,2")]
         threads: Vec<usize>,
+        /// Classification: a BERT config.json to benchmark with random weights instead of the
+        /// model's (e.g. config/bert-base.json; the tokenizer is the model's).
+        #[arg(long)]
+        random_init: Option<PathBuf>,
         /// Classification: inputs of exactly this many tokens (default: real sentence lengths).
         #[arg(long)]
         seq_len: Option<usize>,
@@ -271,6 +277,7 @@ fn run(cli: Cli) -> Result<()> {
             variants,
             batch,
             threads,
+            random_init,
             seq_len,
             seconds,
             no_shortlist,
@@ -308,7 +315,20 @@ fn run(cli: Cli) -> Result<()> {
                                 tokens_per_s: Some(tok),
                             }
                         } else {
-                            let clf = variant::load_classifier(&models, &model, v)?;
+                            let clf = match &random_init {
+                                Some(cfg) => {
+                                    let tok = fetch::ensure_model(&models, &model)?
+                                        .join("tokenizer.json");
+                                    let mut m = BertClassifier::random_init(
+                                        BertConfig::from_file(cfg)?,
+                                        TextTokenizer::from_file(&tok)?,
+                                        42,
+                                    )?;
+                                    variant::Scheme::parse(v)?.apply_to_classifier(&mut m)?;
+                                    m
+                                }
+                                None => variant::load_classifier(&models, &model, v)?,
+                            };
                             let data = datasets::read_labelled(&data_path("sentiment/test.tsv"))?;
                             let texts: Vec<String> = data.into_iter().map(|d| d.text).collect();
                             let inputs =

@@ -10,7 +10,7 @@ use super::attention::{Heads, Rows, multi_head_attention};
 use super::embedding::Embedding;
 use super::linear::{Linear, LinearParts};
 use super::tokenizer::{Overflow, TextTokenizer, fit_to_limit};
-use super::weights::TensorStore;
+use super::weights::{Tensor, TensorStore};
 use crate::kernels::ops::{Activation, add_in_place, layer_norm, softmax};
 
 /// The fields of an HF BERT `config.json` that the forward pass needs.
@@ -180,6 +180,82 @@ impl BertClassifier {
         let tokenizer = TextTokenizer::from_file(&dir.join("tokenizer.json"))?;
         Self::from_parts(config, &mut store, tokenizer)
             .with_context(|| format!("loading BERT from {}", dir.display()))
+    }
+
+    /// A classifier with random weights for `config` (uniform in ±0.05 from a fixed seed, layer
+    /// norms at identity): for speed benchmarks at shapes no committed model has, e.g. BERT-base.
+    pub fn random_init(config: BertConfig, tokenizer: TextTokenizer, seed: u64) -> Result<Self> {
+        let (h, f) = (config.hidden_size, config.intermediate_size);
+        let labels = config.id2label.len().max(2);
+        let mut state = seed | 1;
+        let mut random = |n: usize| -> Vec<f32> {
+            (0..n)
+                .map(|_| {
+                    // xorshift64*: deterministic and dependency-free; quality is irrelevant here.
+                    state ^= state >> 12;
+                    state ^= state << 25;
+                    state ^= state >> 27;
+                    let r = state.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 40;
+                    (r as f32 / (1u64 << 24) as f32 - 0.5) * 0.1
+                })
+                .collect()
+        };
+        let mut store = TensorStore::new("random init");
+        let mut dense = |store: &mut TensorStore, prefix: String, n_out: usize, n_in: usize| {
+            let (data, bias) = (random(n_out * n_in), random(n_out));
+            store.insert(
+                format!("{prefix}.weight"),
+                Tensor {
+                    shape: vec![n_out, n_in],
+                    data,
+                },
+            );
+            store.insert(
+                format!("{prefix}.bias"),
+                Tensor {
+                    shape: vec![n_out],
+                    data: bias,
+                },
+            );
+        };
+        let norm = |store: &mut TensorStore, prefix: String| {
+            store.insert(
+                format!("{prefix}.weight"),
+                Tensor {
+                    shape: vec![h],
+                    data: vec![1.0; h],
+                },
+            );
+            store.insert(
+                format!("{prefix}.bias"),
+                Tensor {
+                    shape: vec![h],
+                    data: vec![0.0; h],
+                },
+            );
+        };
+        for (name, rows) in [
+            ("word_embeddings", config.vocab_size),
+            ("position_embeddings", config.max_position_embeddings),
+            ("token_type_embeddings", config.type_vocab_size),
+        ] {
+            dense(&mut store, format!("embeddings.{name}"), rows, h);
+        }
+        norm(&mut store, "embeddings.LayerNorm".into());
+        for i in 0..config.num_hidden_layers {
+            let p = format!("encoder.layer.{i}");
+            for part in ["query", "key", "value"] {
+                dense(&mut store, format!("{p}.attention.self.{part}"), h, h);
+            }
+            dense(&mut store, format!("{p}.attention.output.dense"), h, h);
+            norm(&mut store, format!("{p}.attention.output.LayerNorm"));
+            dense(&mut store, format!("{p}.intermediate.dense"), f, h);
+            dense(&mut store, format!("{p}.output.dense"), h, f);
+            norm(&mut store, format!("{p}.output.LayerNorm"));
+        }
+        dense(&mut store, "pooler.dense".into(), h, h);
+        dense(&mut store, "classifier".into(), labels, h);
+        Self::from_parts(config, &mut store, tokenizer)
     }
 
     pub fn from_parts(

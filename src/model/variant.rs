@@ -43,6 +43,15 @@ impl Scheme {
         }
     }
 
+    /// Converts an fp32 classifier to this scheme in place.
+    pub fn apply_to_classifier(self, m: &mut BertClassifier) -> Result<()> {
+        if self != Self::Fp32 {
+            m.map_linears(|l| self.convert(l))?;
+            m.quantize_embeddings_int8();
+        }
+        Ok(())
+    }
+
     fn convert(self, l: &Linear) -> Result<Linear> {
         match self {
             Self::Fp32 => Ok(l.clone()),
@@ -57,12 +66,8 @@ pub fn load_classifier(root: &Path, model: &str, variant: &str) -> Result<BertCl
     if variant != "fp32" && dir.is_dir() {
         return BertClassifier::load(&dir);
     }
-    let scheme = Scheme::parse(variant)?;
     let mut m = BertClassifier::load(&fetch::ensure_model(root, model)?)?;
-    if scheme != Scheme::Fp32 {
-        m.map_linears(|l| scheme.convert(l))?;
-        m.quantize_embeddings_int8();
-    }
+    Scheme::parse(variant)?.apply_to_classifier(&mut m)?;
     Ok(m)
 }
 
