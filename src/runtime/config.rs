@@ -364,7 +364,8 @@ mod tests {
         .unwrap();
         let cfg = Config::from_toml(&text).unwrap();
         cfg.validate().unwrap();
-        assert_eq!(cfg.models["en-pt"].default_variant, "fp32");
+        assert_eq!(cfg.models["en-pt"].default_variant, "int8");
+        assert!(cfg.models["en-pt"].variants.iter().any(|v| v == "fp32"));
         assert!(cfg.models.contains_key(&cfg.defaults.classify_model));
     }
 
