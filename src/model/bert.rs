@@ -6,12 +6,13 @@ use std::path::Path;
 use anyhow::{Context, Result, bail, ensure};
 use serde::Deserialize;
 
-use super::attention::{Heads, Rows, multi_head_attention};
+use super::attention::Heads;
 use super::embedding::Embedding;
+use super::encoder::{EncoderLayer, EncoderShape, Norm, encode};
 use super::linear::{Linear, LinearParts};
 use super::tokenizer::{Overflow, TextTokenizer, fit_to_limit};
 use super::weights::{Tensor, TensorStore};
-use crate::kernels::ops::{Activation, add_in_place, layer_norm, softmax};
+use crate::kernels::ops::{Activation, add_in_place, softmax};
 
 /// The fields of an HF BERT `config.json` that the forward pass needs.
 #[derive(Clone, Debug, Deserialize)]
@@ -75,20 +76,6 @@ impl BertConfig {
     }
 }
 
-struct Norm {
-    gamma: Vec<f32>,
-    beta: Vec<f32>,
-}
-
-struct Layer {
-    qkv: Linear,
-    attn_out: Linear,
-    attn_norm: Norm,
-    ffn_in: Linear,
-    ffn_out: Linear,
-    ffn_norm: Norm,
-}
-
 /// One classification result: label index, and the softmax scores of every label.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ClassScores {
@@ -105,7 +92,7 @@ pub struct BertClassifier {
     pos_emb: Vec<f32>,
     type_emb: Vec<f32>,
     emb_norm: Norm,
-    layers: Vec<Layer>,
+    layers: Vec<EncoderLayer>,
     pooler: Linear,
     classifier: Linear,
     activation: Activation,
@@ -297,7 +284,7 @@ impl BertClassifier {
                 take_parts(store, &format!("{p}.attention.self.value"), h, h)?,
             ])?
             .build()?;
-            layers.push(Layer {
+            layers.push(EncoderLayer {
                 qkv,
                 attn_out: take_linear(store, &format!("{p}.attention.output.dense"), h, h)?,
                 attn_norm: take_norm(store, &format!("{p}.attention.output.LayerNorm"), h)?,
@@ -382,66 +369,20 @@ impl BertClassifier {
                 add_in_place(row, &self.type_emb[..h]);
             }
         }
-        layer_norm(
-            &mut x,
-            h,
-            &self.emb_norm.gamma,
-            &self.emb_norm.beta,
-            self.config.layer_norm_eps,
-        );
+        self.emb_norm.apply(&mut x, self.config.layer_norm_eps);
 
-        let mut qkv = vec![0.0f32; total * 3 * h];
-        let mut ctx = vec![0.0f32; total * h];
-        let mut tmp = vec![0.0f32; total * h];
-        let mut inter = vec![0.0f32; total * self.config.intermediate_size];
-        let mut scores = Vec::new();
-        for layer in &self.layers {
-            layer.qkv.forward(&x, total, &mut qkv);
-            for s in 0..batch.len() {
-                let (first_row, rows) = (offsets[s], offsets[s + 1] - offsets[s]);
-                let view = |col| Rows {
-                    data: &qkv,
-                    first_row,
-                    rows,
-                    stride: 3 * h,
-                    col,
-                };
-                multi_head_attention(
-                    view(0),
-                    view(h),
-                    view(2 * h),
-                    Heads {
-                        count: heads,
-                        dim: head_dim,
-                        causal: false,
-                    },
-                    &mut ctx[first_row * h..],
-                    h,
-                    &mut scores,
-                );
-            }
-            layer.attn_out.forward(&ctx, total, &mut tmp);
-            add_in_place(&mut x, &tmp);
-            layer_norm(
-                &mut x,
-                h,
-                &layer.attn_norm.gamma,
-                &layer.attn_norm.beta,
-                self.config.layer_norm_eps,
-            );
-            layer
-                .ffn_in
-                .forward_activated(&x, total, &mut inter, self.activation);
-            layer.ffn_out.forward(&inter, total, &mut tmp);
-            add_in_place(&mut x, &tmp);
-            layer_norm(
-                &mut x,
-                h,
-                &layer.ffn_norm.gamma,
-                &layer.ffn_norm.beta,
-                self.config.layer_norm_eps,
-            );
-        }
+        let shape = EncoderShape {
+            dim: h,
+            heads: Heads {
+                count: heads,
+                dim: head_dim,
+                causal: false,
+            },
+            ffn_dim: self.config.intermediate_size,
+            activation: self.activation,
+            eps: self.config.layer_norm_eps,
+        };
+        encode(&self.layers, shape, &mut x, &offsets);
 
         // Pooler on each sequence's first ([CLS]) token, then the classification head.
         let cls: Vec<f32> = offsets[..batch.len()]
@@ -480,7 +421,7 @@ impl BertClassifier {
     /// Applies `f` to every dense layer (e.g. `Linear::to_int8` to build the int8 variant).
     pub fn map_linears(&mut self, f: impl Fn(&Linear) -> Result<Linear>) -> Result<()> {
         for l in &mut self.layers {
-            for lin in [&mut l.qkv, &mut l.attn_out, &mut l.ffn_in, &mut l.ffn_out] {
+            for lin in l.linears_mut() {
                 *lin = f(lin)?;
             }
         }

@@ -7,12 +7,13 @@ use anyhow::{Context, Result, bail, ensure};
 
 use super::attention::{Heads, Rows, multi_head_attention};
 use super::embedding::Embedding;
+use super::encoder::{EncoderLayer, EncoderShape, Norm, encode};
 use super::linear::{Linear, LinearParts};
 use super::marian_bin::MarianBin;
 use super::shortlist::Shortlist;
 use super::tokenizer::{Overflow, TextTokenizer, fit_to_limit};
 use super::weights::TensorStore;
-use crate::kernels::ops::{Activation, add_in_place, argmax, layer_norm, log_softmax, sigmoid};
+use crate::kernels::ops::{Activation, add_in_place, argmax, log_softmax, sigmoid};
 
 /// Architecture read from the model's embedded `special:model.yml`.
 #[derive(Clone, Debug)]
@@ -114,20 +115,6 @@ impl Default for SearchOptions {
             shortlist: true,
         }
     }
-}
-
-struct Norm {
-    gamma: Vec<f32>,
-    beta: Vec<f32>,
-}
-
-struct EncoderLayer {
-    qkv: Linear,
-    attn_out: Linear,
-    attn_norm: Norm,
-    ffn_in: Linear,
-    ffn_out: Linear,
-    ffn_norm: Norm,
 }
 
 struct DecoderLayer {
@@ -471,7 +458,6 @@ impl MarianTranslator {
     fn encode(&self, sources: &[Vec<u32>], starts: &[usize]) -> Vec<f32> {
         let d = self.config.dim;
         let total = *starts.last().unwrap();
-        let eps = self.config.layer_norm_eps;
         let mut x = vec![0.0f32; total * d];
         for (s, ids) in sources.iter().enumerate() {
             for (pos, &id) in ids.iter().enumerate() {
@@ -479,48 +465,14 @@ impl MarianTranslator {
                 self.embed(id, pos, &mut x[r * d..(r + 1) * d]);
             }
         }
-        let mut qkv = vec![0.0f32; total * 3 * d];
-        let mut ctx = vec![0.0f32; total * d];
-        let mut tmp = vec![0.0f32; total * d];
-        let mut inter = vec![0.0f32; total * self.config.ffn_dim];
-        let mut scores = Vec::new();
-        for layer in &self.encoder {
-            layer.qkv.forward(&x, total, &mut qkv);
-            for s in 0..sources.len() {
-                let (first_row, rows) = (starts[s], starts[s + 1] - starts[s]);
-                let view = |col| Rows {
-                    data: &qkv,
-                    first_row,
-                    rows,
-                    stride: 3 * d,
-                    col,
-                };
-                multi_head_attention(
-                    view(0),
-                    view(d),
-                    view(2 * d),
-                    self.heads(),
-                    &mut ctx[first_row * d..],
-                    d,
-                    &mut scores,
-                );
-            }
-            layer.attn_out.forward(&ctx, total, &mut tmp);
-            add_in_place(&mut x, &tmp);
-            layer_norm(
-                &mut x,
-                d,
-                &layer.attn_norm.gamma,
-                &layer.attn_norm.beta,
-                eps,
-            );
-            layer
-                .ffn_in
-                .forward_activated(&x, total, &mut inter, self.config.ffn_activation);
-            layer.ffn_out.forward(&inter, total, &mut tmp);
-            add_in_place(&mut x, &tmp);
-            layer_norm(&mut x, d, &layer.ffn_norm.gamma, &layer.ffn_norm.beta, eps);
-        }
+        let shape = EncoderShape {
+            dim: d,
+            heads: self.heads(),
+            ffn_dim: self.config.ffn_dim,
+            activation: self.config.ffn_activation,
+            eps: self.config.layer_norm_eps,
+        };
+        encode(&self.encoder, shape, &mut x, starts);
         x
     }
 
@@ -568,13 +520,7 @@ impl MarianTranslator {
                 }
             }
             add_in_place(&mut x, &tmp);
-            layer_norm(
-                &mut x,
-                d,
-                &layer.ssru_norm.gamma,
-                &layer.ssru_norm.beta,
-                eps,
-            );
+            layer.ssru_norm.apply(&mut x, eps);
 
             layer.query.forward(&x, rows, &mut q);
             for (r, h) in hyps.iter().enumerate() {
@@ -604,14 +550,14 @@ impl MarianTranslator {
             }
             layer.ctx_out.forward(&ctx, rows, &mut tmp);
             add_in_place(&mut x, &tmp);
-            layer_norm(&mut x, d, &layer.ctx_norm.gamma, &layer.ctx_norm.beta, eps);
+            layer.ctx_norm.apply(&mut x, eps);
 
             layer
                 .ffn_in
                 .forward_activated(&x, rows, &mut inter, self.config.ffn_activation);
             layer.ffn_out.forward(&inter, rows, &mut tmp);
             add_in_place(&mut x, &tmp);
-            layer_norm(&mut x, d, &layer.ffn_norm.gamma, &layer.ffn_norm.beta, eps);
+            layer.ffn_norm.apply(&mut x, eps);
         }
         output.apply(&x, rows)
     }
@@ -803,7 +749,7 @@ impl MarianTranslator {
     /// Applies `f` to every dense layer, the output projection included (e.g. `Linear::to_int8`).
     pub fn map_linears(&mut self, f: impl Fn(&Linear) -> Result<Linear>) -> Result<()> {
         for l in &mut self.encoder {
-            for lin in [&mut l.qkv, &mut l.attn_out, &mut l.ffn_in, &mut l.ffn_out] {
+            for lin in l.linears_mut() {
                 *lin = f(lin)?;
             }
         }

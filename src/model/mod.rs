@@ -3,6 +3,7 @@
 pub mod attention;
 pub mod bert;
 pub mod embedding;
+pub mod encoder;
 pub mod fetch;
 pub mod linear;
 pub mod marian;

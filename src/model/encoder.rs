@@ -1,0 +1,93 @@
+//! The post-norm transformer encoder layer that BERT and Marian share: self-attention with one
+//! fused QKV matmul, then a feed-forward block, each followed by residual + layer norm.
+
+use super::attention::{Heads, Rows, multi_head_attention};
+use super::linear::Linear;
+use crate::kernels::ops::{Activation, add_in_place, layer_norm};
+
+/// Layer-norm parameters.
+pub struct Norm {
+    pub gamma: Vec<f32>,
+    pub beta: Vec<f32>,
+}
+
+impl Norm {
+    pub fn apply(&self, x: &mut [f32], eps: f32) {
+        layer_norm(x, self.gamma.len(), &self.gamma, &self.beta, eps);
+    }
+}
+
+pub struct EncoderLayer {
+    /// `[Q | K | V]` in one matmul.
+    pub qkv: Linear,
+    pub attn_out: Linear,
+    pub attn_norm: Norm,
+    pub ffn_in: Linear,
+    pub ffn_out: Linear,
+    pub ffn_norm: Norm,
+}
+
+/// What the layers of one encoder have in common.
+#[derive(Clone, Copy)]
+pub struct EncoderShape {
+    pub dim: usize,
+    pub heads: Heads,
+    pub ffn_dim: usize,
+    pub activation: Activation,
+    pub eps: f32,
+}
+
+impl EncoderLayer {
+    /// The layer's dense layers, for conversion to another scheme.
+    pub fn linears_mut(&mut self) -> [&mut Linear; 4] {
+        [
+            &mut self.qkv,
+            &mut self.attn_out,
+            &mut self.ffn_in,
+            &mut self.ffn_out,
+        ]
+    }
+}
+
+/// Runs `layers` over packed sequences: `x` is `[total_tokens, dim]`, sequence s owns rows
+/// `offsets[s]..offsets[s + 1]` and attends only to itself.
+pub fn encode(layers: &[EncoderLayer], shape: EncoderShape, x: &mut [f32], offsets: &[usize]) {
+    let d = shape.dim;
+    let total = *offsets.last().unwrap_or(&0);
+    let mut qkv = vec![0.0f32; total * 3 * d];
+    let mut ctx = vec![0.0f32; total * d];
+    let mut tmp = vec![0.0f32; total * d];
+    let mut inter = vec![0.0f32; total * shape.ffn_dim];
+    let mut scores = Vec::new();
+    for layer in layers {
+        layer.qkv.forward(x, total, &mut qkv);
+        for seq in offsets.windows(2) {
+            let (first_row, rows) = (seq[0], seq[1] - seq[0]);
+            let view = |col| Rows {
+                data: &qkv,
+                first_row,
+                rows,
+                stride: 3 * d,
+                col,
+            };
+            multi_head_attention(
+                view(0),
+                view(d),
+                view(2 * d),
+                shape.heads,
+                &mut ctx[first_row * d..],
+                d,
+                &mut scores,
+            );
+        }
+        layer.attn_out.forward(&ctx, total, &mut tmp);
+        add_in_place(x, &tmp);
+        layer.attn_norm.apply(x, shape.eps);
+        layer
+            .ffn_in
+            .forward_activated(x, total, &mut inter, shape.activation);
+        layer.ffn_out.forward(&inter, total, &mut tmp);
+        add_in_place(x, &tmp);
+        layer.ffn_norm.apply(x, shape.eps);
+    }
+}
