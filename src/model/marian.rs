@@ -13,7 +13,7 @@ use super::marian_bin::MarianBin;
 use super::shortlist::Shortlist;
 use super::tokenizer::{Overflow, TextTokenizer, fit_to_limit};
 use super::weights::TensorStore;
-use crate::kernels::ops::{Activation, add_in_place, argmax, log_softmax, sigmoid};
+use crate::kernels::ops::{Activation, add_in_place, log_softmax, sigmoid};
 
 /// Architecture read from the model's embedded `special:model.yml`.
 #[derive(Clone, Debug)]
@@ -266,8 +266,9 @@ struct Sentence {
     src_start: usize,
     src_len: usize,
     max_len: usize,
-    /// Positions of the sentence's allowed targets inside the batch's output columns (shortlist).
-    allowed: Option<Vec<bool>>,
+    /// Positions of the sentence's allowed targets inside the batch's output columns (sorted;
+    /// None = all columns).
+    allowed: Option<Vec<u32>>,
 }
 
 /// A partial hypothesis (one decoder row).
@@ -611,18 +612,17 @@ impl MarianTranslator {
                     .max_length
                     .map_or(by_factor, |m| m.min(by_factor))
                     .max(1);
+                // The sentence's own shortlist as positions in the batch's columns; None when
+                // it is every column (a batch of one, or no shortlist).
                 let allowed = match (shortlist, &columns) {
                     (Some(sl), Some(cols)) => {
                         let own = sl.allowed_targets(src, self.config.vocab, &[self.eos]);
-                        let mut mask = vec![false; cols.len()];
-                        let mut j = 0;
-                        for (c, &id) in cols.iter().enumerate() {
-                            while j < own.len() && own[j] < id {
-                                j += 1;
-                            }
-                            mask[c] = j < own.len() && own[j] == id;
-                        }
-                        Some(mask)
+                        let positions: Vec<u32> = own
+                            .iter()
+                            .filter_map(|id| cols.binary_search(id).ok())
+                            .map(|c| c as u32)
+                            .collect();
+                        (positions.len() < cols.len()).then_some(positions)
                     }
                     _ => None,
                 };
@@ -654,25 +654,13 @@ impl MarianTranslator {
         let mut step = 0;
         while !hyps.is_empty() {
             let mut logits = self.decode_step(&hyps, &sentences, step, &mut states, &cross, output);
-            for (r, h) in hyps.iter().enumerate() {
-                // Marian never outputs <unk> (its default without --allow-unk).
-                if let Some(c) = unk_column {
-                    logits[r * n_cols + c] = f32::NEG_INFINITY;
-                }
-                if let Some(mask) = &sentences[h.sentence].allowed {
-                    for (v, &ok) in logits[r * n_cols..(r + 1) * n_cols].iter_mut().zip(mask) {
-                        if !ok {
-                            *v = f32::NEG_INFINITY;
-                        }
-                    }
-                }
-            }
             step += 1;
             // Candidate continuations: (sentence, parent row, token, score).
             let mut chosen: Vec<(usize, usize, u32, f32)> = Vec::new();
             if opts.beam_size <= 1 {
                 for (r, h) in hyps.iter().enumerate() {
-                    let c = argmax(&logits[r * n_cols..(r + 1) * n_cols]);
+                    let row = &logits[r * n_cols..(r + 1) * n_cols];
+                    let c = best_column(row, sentences[h.sentence].allowed.as_deref(), unk_column);
                     chosen.push((h.sentence, r, to_token(c), 0.0));
                 }
             } else {
@@ -680,6 +668,7 @@ impl MarianTranslator {
                     vec![Vec::new(); sources.len()];
                 for (r, h) in hyps.iter().enumerate() {
                     let row = &mut logits[r * n_cols..(r + 1) * n_cols];
+                    mask_row(row, sentences[h.sentence].allowed.as_deref(), unk_column);
                     log_softmax(row);
                     let k = live_beam[h.sentence];
                     for c in top_k(row, k) {
@@ -817,6 +806,39 @@ impl MarianTranslator {
             })
             .sum();
         self.embeddings.bytes() + self.output.bytes() + enc + dec
+    }
+}
+
+/// The column with the largest logit among `allowed` (all columns when None), never `unk`
+/// (Marian does not output <unk> unless told to); the lowest column wins ties.
+fn best_column(row: &[f32], allowed: Option<&[u32]>, unk: Option<usize>) -> usize {
+    let mut best: Option<usize> = None;
+    let mut consider = |c: usize| {
+        if Some(c) != unk && best.is_none_or(|b| row[c] > row[b]) {
+            best = Some(c);
+        }
+    };
+    match allowed {
+        Some(cols) => cols.iter().for_each(|&c| consider(c as usize)),
+        None => (0..row.len()).for_each(&mut consider),
+    }
+    best.unwrap_or(0)
+}
+
+/// Sets every column outside `allowed`, and `unk`, to −∞ (before a softmax over the row).
+fn mask_row(row: &mut [f32], allowed: Option<&[u32]>, unk: Option<usize>) {
+    if let Some(cols) = allowed {
+        let mut next = cols.iter().peekable();
+        for (c, v) in row.iter_mut().enumerate() {
+            if next.peek().is_some_and(|&&a| a as usize == c) {
+                next.next();
+            } else {
+                *v = f32::NEG_INFINITY;
+            }
+        }
+    }
+    if let Some(u) = unk {
+        row[u] = f32::NEG_INFINITY;
     }
 }
 
