@@ -15,6 +15,9 @@ use super::tokenizer::{Overflow, TextTokenizer, fit_to_limit};
 use super::weights::TensorStore;
 use crate::kernels::ops::{Activation, add_in_place, log_softmax, sigmoid};
 
+/// Most sentences decoded together; larger batches are split into groups of similar length.
+const MAX_DECODE_BATCH: usize = 32;
+
 /// Architecture read from the model's embedded `special:model.yml`.
 #[derive(Clone, Debug)]
 pub struct MarianConfig {
@@ -569,6 +572,25 @@ impl MarianTranslator {
         sources: &[Vec<u32>],
         opts: &SearchOptions,
     ) -> Result<Vec<Vec<u32>>> {
+        if sources.len() <= MAX_DECODE_BATCH {
+            return self.translate_group(sources, opts);
+        }
+        // Large batches decode in groups of similar length: the shortlist union (the output
+        // matmul's width) and the finished-row churn both grow with the group. Outputs do not
+        // depend on grouping, so this changes only speed.
+        let mut order: Vec<usize> = (0..sources.len()).collect();
+        order.sort_by_key(|&i| sources[i].len());
+        let mut outputs = vec![Vec::new(); sources.len()];
+        for group in order.chunks(MAX_DECODE_BATCH) {
+            let batch: Vec<Vec<u32>> = group.iter().map(|&i| sources[i].clone()).collect();
+            for (&i, out) in group.iter().zip(self.translate_group(&batch, opts)?) {
+                outputs[i] = out;
+            }
+        }
+        Ok(outputs)
+    }
+
+    fn translate_group(&self, sources: &[Vec<u32>], opts: &SearchOptions) -> Result<Vec<Vec<u32>>> {
         if sources.is_empty() {
             return Ok(Vec::new());
         }
