@@ -1,6 +1,8 @@
 //! The post-norm transformer encoder layer that BERT and Marian share: self-attention with one
 //! fused QKV matmul, then a feed-forward block, each followed by residual + layer norm.
 
+use rayon::prelude::*;
+
 use super::attention::{Heads, Rows, multi_head_attention};
 use super::linear::Linear;
 use crate::kernels::ops::{Activation, add_in_place, layer_norm};
@@ -58,28 +60,28 @@ pub fn encode(layers: &[EncoderLayer], shape: EncoderShape, x: &mut [f32], offse
     let mut ctx = vec![0.0f32; total * d];
     let mut tmp = vec![0.0f32; total * d];
     let mut inter = vec![0.0f32; total * shape.ffn_dim];
-    let mut scores = Vec::new();
     for layer in layers {
         layer.qkv.forward(x, total, &mut qkv);
+        // Sequences are independent: attend to them in parallel, each writing its own rows.
+        let mut outs = Vec::with_capacity(offsets.len().saturating_sub(1));
+        let mut rest = &mut ctx[..];
         for seq in offsets.windows(2) {
-            let (first_row, rows) = (seq[0], seq[1] - seq[0]);
-            let view = |col| Rows {
-                data: &qkv,
-                first_row,
-                rows,
-                stride: 3 * d,
-                col,
-            };
-            multi_head_attention(
-                view(0),
-                view(d),
-                view(2 * d),
-                shape.heads,
-                &mut ctx[first_row * d..],
-                d,
-                &mut scores,
-            );
+            let (head, tail) = rest.split_at_mut((seq[1] - seq[0]) * d);
+            outs.push((seq[0], seq[1] - seq[0], head));
+            rest = tail;
         }
+        let qkv = &qkv;
+        outs.into_par_iter()
+            .for_each_init(Vec::new, |scores, (first_row, rows, out)| {
+                let view = |col| Rows {
+                    data: qkv,
+                    first_row,
+                    rows,
+                    stride: 3 * d,
+                    col,
+                };
+                multi_head_attention(view(0), view(d), view(2 * d), shape.heads, out, d, scores);
+            });
         layer.attn_out.forward(&ctx, total, &mut tmp);
         add_in_place(x, &tmp);
         layer.attn_norm.apply(x, shape.eps);
