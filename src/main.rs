@@ -56,7 +56,7 @@ enum Command {
         truncate: bool,
         texts: Vec<String>,
     },
-    /// Serve the models over HTTP/JSON until SIGTERM or SIGINT.
+    /// Serve the models over HTTP/JSON and gRPC until SIGTERM or SIGINT.
     Serve {
         /// Configuration file (TOML); built-in defaults when absent.
         #[arg(long)]
@@ -64,6 +64,10 @@ enum Command {
         /// Listen address, HOST:PORT (overrides the file and QUANTSERVE_HTTP_ADDR).
         #[arg(long)]
         http_addr: Option<String>,
+        /// gRPC listen address, HOST:PORT (overrides the file and QUANTSERVE_GRPC_ADDR); gRPC
+        /// shares the HTTP port when unset.
+        #[arg(long)]
+        grpc_addr: Option<String>,
         /// Model repository (overrides the file and QUANTSERVE_MODELS).
         #[arg(long)]
         models: Option<PathBuf>,
@@ -194,10 +198,12 @@ fn run(cli: Cli) -> Result<()> {
         Command::Serve {
             config,
             http_addr,
+            grpc_addr,
             models,
         } => serve_main(ServeArgs {
             config,
             http_addr,
+            grpc_addr,
             models,
         }),
         Command::Classify {

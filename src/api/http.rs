@@ -68,12 +68,11 @@ pub fn json_response(status: StatusCode, body: &Value) -> Response {
 /// Echoes the client's `x-request-id` (or makes one) on every response, and logs one line per
 /// request at debug level.
 async fn request_context(req: Request, next: Next) -> Response {
-    let id = req
-        .headers()
-        .get(X_REQUEST_ID)
-        .and_then(|v| v.to_str().ok())
-        .filter(|s| !s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_graphic()))
-        .map_or_else(new_request_id, str::to_owned);
+    let id = request_id(
+        req.headers()
+            .get(X_REQUEST_ID)
+            .and_then(|v| v.to_str().ok()),
+    );
     let (method, path) = (req.method().clone(), req.uri().path().to_owned());
     let started = Instant::now();
     let mut resp = next.run(req).await;
@@ -91,6 +90,14 @@ async fn request_context(req: Request, next: Next) -> Response {
     resp
 }
 
+/// The client's request id if it is a sane header value (visible ASCII, at most 128 bytes), else
+/// a new one. Shared with the gRPC front end so both echo ids the same way.
+pub(crate) fn request_id(given: Option<&str>) -> String {
+    given
+        .filter(|s| !s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_graphic()))
+        .map_or_else(new_request_id, str::to_owned)
+}
+
 /// 16 hex digits, unique within the process and unpredictable across processes.
 fn new_request_id() -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -100,18 +107,26 @@ fn new_request_id() -> String {
 }
 
 async fn require_api_key(State(rt): AppState, req: Request, next: Next) -> Response {
-    if let Some(key) = &rt.config.server.api_key {
-        let given = req
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .unwrap_or("");
-        if !same_secret(given.as_bytes(), key.as_bytes()) {
-            return ApiError::unauthorized().into_response();
-        }
+    let given = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    if !authorized(&rt, given) {
+        return ApiError::unauthorized().into_response();
     }
     next.run(req).await
+}
+
+/// Whether an `Authorization` value (`Bearer <key>`) passes: always when no API key is
+/// configured. Shared with the gRPC front end (its `authorization` metadata).
+pub(crate) fn authorized(rt: &Runtime, authorization: Option<&str>) -> bool {
+    let Some(key) = &rt.config.server.api_key else {
+        return true;
+    };
+    let given = authorization
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    same_secret(given.as_bytes(), key.as_bytes())
 }
 
 /// Compares without stopping at the first difference, so timing does not reveal the key.

@@ -1,6 +1,7 @@
-//! The HTTP/JSON API over the runtime.
+//! The HTTP/JSON and gRPC APIs over the runtime.
 
 pub mod errors;
+pub mod grpc;
 pub mod http;
 pub mod openapi;
 pub mod serve;

@@ -1,5 +1,6 @@
-//! `quantserve serve`: configuration, logging, the HTTP server on its own executor, and the
-//! graceful shutdown (stop accepting, drain within `drain_seconds`, stop the workers).
+//! `quantserve serve`: configuration, logging, the HTTP and gRPC servers on their own executor
+//! (one listener for both, or one each), and the graceful shutdown of both together (stop
+//! accepting, drain within `drain_seconds`, stop the workers).
 
 use std::future::IntoFuture;
 use std::net::SocketAddr;
@@ -20,6 +21,7 @@ use crate::runtime::config::{Config, Overrides};
 pub struct ServeArgs {
     pub config: Option<PathBuf>,
     pub http_addr: Option<String>,
+    pub grpc_addr: Option<String>,
     pub models: Option<PathBuf>,
 }
 
@@ -27,11 +29,12 @@ pub fn serve_main(args: ServeArgs) -> Result<()> {
     init_tracing();
     let overrides = Overrides {
         http_addr: args.http_addr,
+        grpc_addr: args.grpc_addr,
         models_dir: args.models,
     };
     let config = Config::load(args.config.as_deref(), &overrides)?;
     let server = Server::start(config, true)?;
-    tracing::info!(addr = %server.addr(), "listening");
+    tracing::info!(http = %server.addr(), grpc = %server.grpc_addr(), "listening");
     server.wait()
 }
 
@@ -52,29 +55,35 @@ pub fn init_tracing() {
 /// A running server: listening, loading models in the background.
 pub struct Server {
     addr: SocketAddr,
+    /// `addr` when gRPC shares the HTTP port.
+    grpc_addr: SocketAddr,
     runtime: Arc<Runtime>,
     trigger: watch::Sender<bool>,
     thread: JoinHandle<Result<()>>,
 }
 
 impl Server {
-    /// Binds `config.server.http_addr` and serves on a thread of its own. With `handle_signals`,
-    /// SIGTERM and SIGINT start the graceful shutdown.
+    /// Binds `config.server.http_addr` (and `grpc_addr` when set) and serves on a thread of its
+    /// own. With `handle_signals`, SIGTERM and SIGINT start the graceful shutdown.
     pub fn start(config: Config, handle_signals: bool) -> Result<Self> {
-        let addr = &config.server.http_addr;
-        let listener =
-            std::net::TcpListener::bind(addr).with_context(|| format!("binding {addr}"))?;
-        listener.set_nonblocking(true)?;
-        let addr = listener.local_addr()?;
+        // Bound here, before any thread starts, so a taken port fails `start` itself.
+        let http = bind(&config.server.http_addr)?;
+        let grpc = config.server.grpc_addr.as_deref().map(bind).transpose()?;
+        let addr = http.local_addr()?;
+        let grpc_addr = match &grpc {
+            Some(l) => l.local_addr()?,
+            None => addr,
+        };
         let runtime = Runtime::start(config, Arc::new(Metrics::new()))?;
         let (trigger, triggered) = watch::channel(false);
         let rt = runtime.clone();
         let thread = std::thread::Builder::new()
             .name("qs-http".into())
-            .spawn(move || run_http(rt, listener, triggered, handle_signals))
+            .spawn(move || run_servers(rt, http, grpc, triggered, handle_signals))
             .context("starting the HTTP thread")?;
         Ok(Self {
             addr,
+            grpc_addr,
             runtime,
             trigger,
             thread,
@@ -83,6 +92,11 @@ impl Server {
 
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Where gRPC is served: its own listener's address, or the HTTP one's when shared.
+    pub fn grpc_addr(&self) -> SocketAddr {
+        self.grpc_addr
     }
 
     pub fn runtime(&self) -> &Arc<Runtime> {
@@ -107,9 +121,16 @@ impl Server {
     }
 }
 
-fn run_http(
+fn bind(addr: &str) -> Result<std::net::TcpListener> {
+    let listener = std::net::TcpListener::bind(addr).with_context(|| format!("binding {addr}"))?;
+    listener.set_nonblocking(true)?;
+    Ok(listener)
+}
+
+fn run_servers(
     runtime: Arc<Runtime>,
-    listener: std::net::TcpListener,
+    http: std::net::TcpListener,
+    grpc: Option<std::net::TcpListener>,
     triggered: watch::Receiver<bool>,
     handle_signals: bool,
 ) -> Result<()> {
@@ -126,17 +147,43 @@ fn run_http(
     let (began_tx, began_rx) = oneshot::channel::<Instant>();
     let rt = runtime.clone();
     let result = executor.block_on(async move {
-        let listener = tokio::net::TcpListener::from_std(listener)?;
-        let app = super::http::router(rt.clone());
-        let shutdown = async move {
+        let http = tokio::net::TcpListener::from_std(http)?;
+        let grpc = grpc.map(tokio::net::TcpListener::from_std).transpose()?;
+        // Turns true when the shutdown begins: both listeners stop accepting and drain.
+        let (stopping_tx, stopping) = watch::channel(false);
+        let (health, health_service) = super::grpc::health::Health::new().await;
+        tokio::spawn(health.follow(rt.clone(), stopping.clone()));
+        let http_app = super::http::router(rt.clone());
+        let grpc_app = super::grpc::router(rt.clone(), health_service)?;
+        let (http_app, grpc) = match grpc {
+            Some(listener) => {
+                let elsewhere = super::grpc::elsewhere(listener.local_addr()?);
+                (super::grpc::shared_port(http_app, elsewhere), Some((listener, grpc_app)))
+            }
+            None => (super::grpc::shared_port(http_app, grpc_app), None),
+        };
+        let serve_http = axum::serve(http, http_app)
+            .with_graceful_shutdown(stopped(stopping.clone()))
+            .into_future();
+        let serve_grpc = async {
+            match grpc {
+                Some((listener, app)) => axum::serve(listener, app)
+                    .with_graceful_shutdown(stopped(stopping.clone()))
+                    .await,
+                None => Ok(()),
+            }
+        };
+        tokio::spawn(async move {
             wait_for_shutdown(triggered, handle_signals).await;
             tracing::info!(drain_seconds = drain.as_secs(), in_flight = rt.in_flight(), "shutting down: draining");
             rt.begin_drain();
+            let _ = stopping_tx.send(true);
             let _ = began_tx.send(Instant::now());
-        };
-        let serve = axum::serve(listener, app).with_graceful_shutdown(shutdown).into_future();
+        });
         tokio::select! {
-            r = serve => r.context("serving HTTP")?,
+            r = async { tokio::try_join!(serve_http, serve_grpc) } => {
+                r.context("serving HTTP and gRPC")?;
+            }
             _ = drain_deadline(began_rx, drain) => tracing::warn!("drain time over: exiting with requests in flight"),
         }
         anyhow::Ok(())
@@ -149,6 +196,11 @@ fn run_http(
     executor.shutdown_timeout(Duration::from_secs(1));
     tracing::info!("stopped");
     result
+}
+
+/// Resolves once `stopping` turns true (or its sender is gone).
+async fn stopped(mut stopping: watch::Receiver<bool>) {
+    let _ = stopping.wait_for(|s| *s).await;
 }
 
 /// Resolves `drain` after the shutdown began; never if it does not.

@@ -43,6 +43,9 @@ pub struct Config {
 #[serde(default, deny_unknown_fields)]
 pub struct ServerConfig {
     pub http_addr: String,
+    /// A listener of its own for gRPC; when `None`, gRPC shares `http_addr` (h2c, told apart by
+    /// its `content-type`).
+    pub grpc_addr: Option<String>,
     /// Model repository: `<models_dir>/<model>/<variant>/`.
     pub models_dir: PathBuf,
     /// When set, every inference and model-listing request needs `Authorization: Bearer <key>`.
@@ -61,6 +64,7 @@ impl Default for ServerConfig {
     fn default() -> Self {
         Self {
             http_addr: "127.0.0.1:8080".into(),
+            grpc_addr: None,
             models_dir: PathBuf::from("models"),
             api_key: None,
             timeout_ms: 30_000,
@@ -206,6 +210,7 @@ impl ModelConfig {
 #[derive(Clone, Debug, Default)]
 pub struct Overrides {
     pub http_addr: Option<String>,
+    pub grpc_addr: Option<String>,
     pub models_dir: Option<PathBuf>,
 }
 
@@ -233,6 +238,9 @@ impl Config {
         if let Some(a) = &overrides.http_addr {
             cfg.server.http_addr = a.clone();
         }
+        if let Some(a) = &overrides.grpc_addr {
+            cfg.server.grpc_addr = Some(a.clone());
+        }
         if let Some(m) = &overrides.models_dir {
             cfg.server.models_dir = m.clone();
         }
@@ -244,7 +252,7 @@ impl Config {
         toml::from_str(text).context("parsing the configuration")
     }
 
-    /// `QUANTSERVE_HTTP_ADDR`, `QUANTSERVE_MODELS`, `QUANTSERVE_API_KEY`, `QUANTSERVE_WORKERS`,
+    /// `QUANTSERVE_HTTP_ADDR`, `QUANTSERVE_GRPC_ADDR`, `QUANTSERVE_MODELS`, `QUANTSERVE_API_KEY`, `QUANTSERVE_WORKERS`,
     /// `QUANTSERVE_THREADS`, `QUANTSERVE_TIMEOUT_MS`. `env` is a parameter so tests need not touch
     /// the process environment.
     pub fn apply_env(&mut self, env: impl Fn(&str) -> Option<String>) -> Result<()> {
@@ -259,6 +267,9 @@ impl Config {
         };
         if let Some(v) = env("QUANTSERVE_HTTP_ADDR") {
             self.server.http_addr = v;
+        }
+        if let Some(v) = env("QUANTSERVE_GRPC_ADDR") {
+            self.server.grpc_addr = Some(v);
         }
         if let Some(v) = env("QUANTSERVE_MODELS") {
             self.server.models_dir = v.into();
@@ -351,6 +362,7 @@ mod tests {
     fn empty_file_gives_defaults() {
         let cfg = Config::from_toml("").unwrap();
         assert_eq!(cfg.server.http_addr, "127.0.0.1:8080");
+        assert_eq!(cfg.server.grpc_addr, None);
         assert!(cfg.models.is_empty());
         cfg.validate().unwrap();
     }
@@ -374,11 +386,13 @@ mod tests {
         let mut cfg = Config::from_toml("[server]\nhttp_addr = \"0.0.0.0:1\"\n").unwrap();
         cfg.apply_env(|k| match k {
             "QUANTSERVE_HTTP_ADDR" => Some("127.0.0.1:9".into()),
+            "QUANTSERVE_GRPC_ADDR" => Some("127.0.0.1:10".into()),
             "QUANTSERVE_THREADS" => Some("3".into()),
             _ => None,
         })
         .unwrap();
         assert_eq!(cfg.server.http_addr, "127.0.0.1:9");
+        assert_eq!(cfg.server.grpc_addr.as_deref(), Some("127.0.0.1:10"));
         assert_eq!(cfg.workers.threads, 3);
         assert!(
             cfg.apply_env(|k| (k == "QUANTSERVE_WORKERS").then(|| "many".into()))

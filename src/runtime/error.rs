@@ -1,5 +1,5 @@
 //! What can go wrong with a request, independent of the transport: the HTTP layer maps each kind
-//! to a status code (`api::errors`), a gRPC layer would map it to a gRPC code.
+//! to a status code (`api::errors`), `api::grpc` derives a gRPC code from that status.
 
 /// A request's failure, as its client should see it.
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]

@@ -1,5 +1,5 @@
 //! The inference runtime, independent of any transport: configuration, model registry, queues
-//! and batching, worker threads. `api` (HTTP today, gRPC later) only parses requests, calls
+//! and batching, worker threads. `api` (HTTP and gRPC) only parses requests, calls
 //! `Runtime::classify`/`Runtime::translate` and formats their results or `RuntimeError`s.
 
 pub mod batcher;

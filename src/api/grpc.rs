@@ -1,0 +1,165 @@
+//! The gRPC front end (`proto/quantserve.proto`): parse, call the runtime, format; no inference
+//! happens here. Beside the `Inference` service: the standard health service (`health`) and
+//! server reflection (v1 and v1alpha), so stock tools such as grpcurl work without the proto.
+//!
+//! The services form an axum router, served either on the HTTP port (`shared_port`) or on a
+//! listener of their own; `serve.rs` decides and runs both with the same graceful drain.
+
+mod call;
+mod convert;
+mod deadline;
+pub mod health;
+pub mod pb;
+mod status;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use axum::Router;
+use axum::body::Body;
+use axum::extract::Request;
+use axum::http::{HeaderValue, header};
+use axum::middleware;
+use tonic::service::Routes;
+use tonic::{Code, Request as GrpcRequest, Response, Status};
+use tonic_health::pb::health_server::HealthServer;
+use tower::ServiceExt;
+
+use crate::api::errors::ApiError;
+use crate::runtime::Runtime;
+use call::Call;
+use health::DrainingHealth;
+use pb::inference_server::{Inference, InferenceServer};
+
+pub use status::X_ERROR;
+
+const GRPC_STATUS: &str = "grpc-status";
+
+/// The gRPC services as one router: inference, health and reflection.
+pub fn router(rt: Arc<Runtime>, health: HealthServer<DrainingHealth>) -> Result<Router> {
+    // The same cap on a request's size as HTTP's body limit.
+    let max_message = rt.config.limits.max_body_bytes;
+    let inference =
+        InferenceServer::new(InferenceApi { rt }).max_decoding_message_size(max_message);
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    // grpcurl and others ask v1 first and fall back to v1alpha; older tools know only v1alpha.
+    let v1 = reflection()
+        .build_v1()
+        .context("building gRPC reflection")?;
+    let v1alpha = reflection()
+        .build_v1alpha()
+        .context("building gRPC reflection")?;
+    Ok(Routes::new(inference)
+        .add_service(health)
+        .add_service(v1)
+        .add_service(v1alpha)
+        .prepare()
+        .into_axum_router()
+        .layer(middleware::map_response(too_large_is_exhausted)))
+}
+
+/// tonic refuses a message over `max_decoding_message_size` with OUT_OF_RANGE before any handler
+/// runs; HTTP answers 413 to the same request, so here it becomes RESOURCE_EXHAUSTED like every
+/// other 413. Handlers never return OUT_OF_RANGE, so nothing else is rewritten. Such refusals
+/// come with no header but the status (trailers-only), which is where this looks.
+async fn too_large_is_exhausted(mut resp: axum::response::Response) -> axum::response::Response {
+    let headers = resp.headers_mut();
+    let out_of_range = (Code::OutOfRange as i32).to_string();
+    if headers
+        .get(GRPC_STATUS)
+        .is_some_and(|v| v.as_bytes() == out_of_range.as_bytes())
+    {
+        let exhausted = (Code::ResourceExhausted as i32).to_string();
+        if let Ok(v) = HeaderValue::from_str(&exhausted) {
+            headers.insert(GRPC_STATUS, v);
+        }
+        headers.insert(X_ERROR, HeaderValue::from_static("payload_too_large"));
+    }
+    resp
+}
+
+/// HTTP and gRPC on one port: gRPC requests (`content-type: application/grpc...`) go to the gRPC
+/// router, everything else to the HTTP one. Dispatching on the content type rather than merging
+/// the routes keeps each router's fallback and middleware (JSON errors, body limit) to itself.
+pub fn shared_port(http: Router, grpc: Router) -> Router {
+    Router::new().fallback(move |req: Request| {
+        let target = if is_grpc(&req) {
+            grpc.clone()
+        } else {
+            http.clone()
+        };
+        target.oneshot(req)
+    })
+}
+
+/// What gRPC calls reaching the HTTP port get when gRPC has a port of its own: UNIMPLEMENTED
+/// naming that port, rather than a JSON 404 that gRPC clients report as a protocol error.
+pub fn elsewhere(grpc_addr: SocketAddr) -> Router {
+    Router::new().fallback(move || async move {
+        Status::unimplemented(format!(
+            "gRPC is served on {grpc_addr}, not on the HTTP port"
+        ))
+        .into_http::<Body>()
+    })
+}
+
+fn is_grpc(req: &Request) -> bool {
+    req.headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
+}
+
+struct InferenceApi {
+    rt: Arc<Runtime>,
+}
+
+#[tonic::async_trait]
+impl Inference for InferenceApi {
+    async fn classify(
+        &self,
+        request: GrpcRequest<pb::ClassifyRequest>,
+    ) -> Result<Response<pb::ClassifyResponse>, Status> {
+        let call = Call::inference(&self.rt, "grpc_classify", &request);
+        let mut target = None;
+        let result = async {
+            let timeout = call.admit()?;
+            let (req, top_k) = convert::classify_request(request.into_inner(), timeout)?;
+            target = self.rt.classify_target(&req);
+            let resp = self.rt.classify(req).await?;
+            Ok::<_, ApiError>(convert::classify_response(resp, top_k))
+        }
+        .await;
+        call.finish(target, result)
+    }
+
+    async fn translate(
+        &self,
+        request: GrpcRequest<pb::TranslateRequest>,
+    ) -> Result<Response<pb::TranslateResponse>, Status> {
+        let call = Call::inference(&self.rt, "grpc_translate", &request);
+        let mut target = None;
+        let result = async {
+            let timeout = call.admit()?;
+            let req = convert::translate_request(request.into_inner(), timeout);
+            target = self.rt.translate_target(&req);
+            let resp = self.rt.translate(req).await?;
+            Ok::<_, ApiError>(convert::translate_response(resp))
+        }
+        .await;
+        call.finish(target, result)
+    }
+
+    async fn list_models(
+        &self,
+        request: GrpcRequest<pb::ListModelsRequest>,
+    ) -> Result<Response<pb::ListModelsResponse>, Status> {
+        let call = Call::other(&self.rt, "grpc_list_models", &request);
+        let result = call.admit().map(|_| convert::list_models(&self.rt));
+        call.finish(None, result)
+    }
+}
