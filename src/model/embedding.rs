@@ -30,13 +30,6 @@ impl Embedding {
         }
     }
 
-    pub fn rows(&self) -> usize {
-        match self {
-            Self::F32 { data, dim } => data.len() / dim,
-            Self::Int8 { scales, .. } => scales.len(),
-        }
-    }
-
     /// Writes `scale · row(id)` into `out` (length `dim`). `id` must be `< rows()`.
     pub fn lookup(&self, id: usize, scale: f32, out: &mut [f32]) {
         match self {

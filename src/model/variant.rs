@@ -52,6 +52,15 @@ impl Scheme {
         Ok(())
     }
 
+    /// Converts an fp32 translator to this scheme in place.
+    pub fn apply_to_translator(self, m: &mut MarianTranslator) -> Result<()> {
+        if self != Self::Fp32 {
+            m.map_linears(|l| self.convert(l))?;
+            m.quantize_embeddings_int8();
+        }
+        Ok(())
+    }
+
     fn convert(self, l: &Linear) -> Result<Linear> {
         match self {
             Self::Fp32 => Ok(l.clone()),
@@ -66,8 +75,9 @@ pub fn load_classifier(root: &Path, model: &str, variant: &str) -> Result<BertCl
     if variant != "fp32" && dir.is_dir() {
         return BertClassifier::load(&dir);
     }
+    let scheme = Scheme::parse(variant)?;
     let mut m = BertClassifier::load(&fetch::ensure_model(root, model)?)?;
-    Scheme::parse(variant)?.apply_to_classifier(&mut m)?;
+    scheme.apply_to_classifier(&mut m)?;
     Ok(m)
 }
 
@@ -79,9 +89,6 @@ pub fn load_translator(root: &Path, model: &str, variant: &str) -> Result<Marian
     }
     let scheme = Scheme::parse(variant)?;
     let mut m = MarianTranslator::load(&fetch::ensure_model(root, model)?)?;
-    if scheme != Scheme::Fp32 {
-        m.map_linears(|l| scheme.convert(l))?;
-        m.quantize_embeddings_int8();
-    }
+    scheme.apply_to_translator(&mut m)?;
     Ok(m)
 }

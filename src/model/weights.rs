@@ -123,10 +123,6 @@ impl TensorStore {
         Ok(Weight::F32(self.take(name, shape)?))
     }
 
-    pub fn names(&self) -> impl Iterator<Item = &str> {
-        self.tensors.keys().map(String::as_str)
-    }
-
     /// Removes a tensor and checks its shape. Leading 1-sized dimensions are ignored on both
     /// sides, because Marian stores vectors as [1, n] where HF stores [n].
     pub fn take(&mut self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
