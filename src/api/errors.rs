@@ -15,6 +15,9 @@ pub struct ApiError {
     /// Machine-readable kind, stable across messages.
     pub code: &'static str,
     pub message: String,
+    /// Extra machine-readable facts, sent as `details` (the measured self-check of a refused
+    /// variant).
+    pub details: Option<serde_json::Value>,
 }
 
 impl ApiError {
@@ -23,6 +26,7 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            details: None,
         }
     }
 
@@ -70,14 +74,31 @@ impl From<RuntimeError> for ApiError {
             RuntimeError::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "shutting_down"),
             RuntimeError::DeadlineExceeded => (StatusCode::GATEWAY_TIMEOUT, "deadline_exceeded"),
             RuntimeError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+            RuntimeError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            RuntimeError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            RuntimeError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            RuntimeError::LoadFailed(_) => (StatusCode::UNPROCESSABLE_ENTITY, "load_failed"),
+            RuntimeError::SelfCheckFailed(_) => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "self_check_failed")
+            }
         };
-        Self::new(status, code, e.to_string())
+        let details = match &e {
+            RuntimeError::SelfCheckFailed(check) => serde_json::to_value(check).ok(),
+            _ => None,
+        };
+        Self {
+            details,
+            ..Self::new(status, code, e.to_string())
+        }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = serde_json::json!({ "error": self.message, "code": self.code });
+        let mut body = serde_json::json!({ "error": self.message, "code": self.code });
+        if let Some(d) = self.details {
+            body["details"] = d;
+        }
         let mut resp = super::http::json_response(self.status, &body);
         let headers = resp.headers_mut();
         if self.status == StatusCode::TOO_MANY_REQUESTS {

@@ -128,9 +128,12 @@ impl Inference for InferenceApi {
         let mut target = None;
         let result = async {
             let timeout = call.admit()?;
-            let (req, top_k) = convert::classify_request(request.into_inner(), timeout)?;
-            target = self.rt.classify_target(&req);
-            let resp = self.rt.classify(req).await?;
+            let (mut req, top_k) = convert::classify_request(request.into_inner(), timeout)?;
+            req.request_id = Some(call.request_id().to_string());
+            req.headers = call.headers().clone();
+            let entry = self.rt.route_classify(&req)?;
+            target = Some(entry.key.clone());
+            let resp = self.rt.classify_on(entry, req).await?;
             Ok::<_, ApiError>(convert::classify_response(resp, top_k))
         }
         .await;
@@ -145,9 +148,12 @@ impl Inference for InferenceApi {
         let mut target = None;
         let result = async {
             let timeout = call.admit()?;
-            let req = convert::translate_request(request.into_inner(), timeout);
-            target = self.rt.translate_target(&req);
-            let resp = self.rt.translate(req).await?;
+            let mut req = convert::translate_request(request.into_inner(), timeout);
+            req.request_id = Some(call.request_id().to_string());
+            req.headers = call.headers().clone();
+            let entry = self.rt.route_translate(&req)?;
+            target = Some(entry.key.clone());
+            let resp = self.rt.translate_on(entry, req).await?;
             Ok::<_, ApiError>(convert::translate_response(resp))
         }
         .await;

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::extract::{DefaultBodyLimit, Extension, Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -16,9 +16,10 @@ use axum::routing::{get, post};
 use serde_json::{Value, json};
 
 use super::errors::ApiError;
-use super::wire;
+use super::{admin, wire};
 use crate::runtime::Runtime;
 use crate::runtime::pool::QueueKey;
+use crate::runtime::service::RouteHeaders;
 
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub const X_VARIANT: HeaderName = HeaderName::from_static("x-quantserve-variant");
@@ -35,12 +36,16 @@ pub fn router(runtime: Arc<Runtime>) -> Router {
         .route("/translate", post(translate))
         .route("/v1/translate", post(translate))
         .route("/v1/models", get(models))
+        .route("/v1/models/{model}", get(admin::model_detail))
+        .route("/v1/models/{model}/ab", get(admin::ab_report))
+        .route("/v1/feedback", post(admin::feedback))
         .route_layer(middleware::from_fn_with_state(
             runtime.clone(),
             require_api_key,
         ));
     Router::new()
         .merge(protected)
+        .merge(admin::router(runtime.clone()))
         .route("/health/live", get(live))
         .route("/health/ready", get(ready))
         .route("/metrics", get(metrics))
@@ -65,14 +70,19 @@ pub fn json_response(status: StatusCode, body: &Value) -> Response {
         .into_response()
 }
 
+/// The request's id, for handlers (feedback refers to served requests by it).
+#[derive(Clone, Debug)]
+pub struct RequestId(pub String);
+
 /// Echoes the client's `x-request-id` (or makes one) on every response, and logs one line per
 /// request at debug level.
-async fn request_context(req: Request, next: Next) -> Response {
+async fn request_context(mut req: Request, next: Next) -> Response {
     let id = request_id(
         req.headers()
             .get(X_REQUEST_ID)
             .and_then(|v| v.to_str().ok()),
     );
+    req.extensions_mut().insert(RequestId(id.clone()));
     let (method, path) = (req.method().clone(), req.uri().path().to_owned());
     let started = Instant::now();
     let mut resp = next.run(req).await;
@@ -120,13 +130,27 @@ async fn require_api_key(State(rt): AppState, req: Request, next: Next) -> Respo
 /// Whether an `Authorization` value (`Bearer <key>`) passes: always when no API key is
 /// configured. Shared with the gRPC front end (its `authorization` metadata).
 pub(crate) fn authorized(rt: &Runtime, authorization: Option<&str>) -> bool {
-    let Some(key) = &rt.config.server.api_key else {
+    bearer_matches(rt.config.server.api_key.as_deref(), authorization)
+}
+
+/// Whether `authorization` is `Bearer <key>`; true when there is no key to check.
+pub(crate) fn bearer_matches(key: Option<&str>, authorization: Option<&str>) -> bool {
+    let Some(key) = key else {
         return true;
     };
     let given = authorization
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or("");
     same_secret(given.as_bytes(), key.as_bytes())
+}
+
+/// The router's view of a request's headers (for a sticky key).
+fn route_headers(headers: &HeaderMap) -> RouteHeaders {
+    RouteHeaders::new(
+        headers
+            .iter()
+            .filter_map(|(k, v)| Some((k.as_str(), v.to_str().ok()?))),
+    )
 }
 
 /// Compares without stopping at the first difference, so timing does not reveal the key.
@@ -182,6 +206,7 @@ fn finish(
 
 async fn classify(
     State(rt): AppState,
+    Extension(RequestId(id)): Extension<RequestId>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
@@ -189,9 +214,12 @@ async fn classify(
     let mut target = None;
     let result = async {
         let body = body.map_err(ApiError::from_body_rejection)?;
-        let parsed = wire::parse_classify(&body, header_timeout(&headers)?)?;
-        target = rt.classify_target(&parsed.request);
-        let resp = rt.classify(parsed.request).await?;
+        let mut parsed = wire::parse_classify(&body, header_timeout(&headers)?)?;
+        parsed.request.request_id = Some(id);
+        parsed.request.headers = route_headers(&headers);
+        let entry = rt.route_classify(&parsed.request)?;
+        target = Some(entry.key.clone());
+        let resp = rt.classify_on(entry, parsed.request).await?;
         Ok::<_, ApiError>(json_response(
             StatusCode::OK,
             &wire::classify_body(&resp, parsed.top_k),
@@ -203,6 +231,7 @@ async fn classify(
 
 async fn translate(
     State(rt): AppState,
+    Extension(RequestId(id)): Extension<RequestId>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
@@ -210,9 +239,12 @@ async fn translate(
     let mut target = None;
     let result = async {
         let body = body.map_err(ApiError::from_body_rejection)?;
-        let parsed = wire::parse_translate(&body, header_timeout(&headers)?)?;
-        target = rt.translate_target(&parsed.request);
-        let resp = rt.translate(parsed.request).await?;
+        let mut parsed = wire::parse_translate(&body, header_timeout(&headers)?)?;
+        parsed.request.request_id = Some(id);
+        parsed.request.headers = route_headers(&headers);
+        let entry = rt.route_translate(&parsed.request)?;
+        target = Some(entry.key.clone());
+        let resp = rt.translate_on(entry, parsed.request).await?;
         Ok::<_, ApiError>(json_response(
             StatusCode::OK,
             &wire::translate_body(resp, parsed.batched),
@@ -223,36 +255,12 @@ async fn translate(
 }
 
 async fn models(State(rt): AppState) -> Response {
-    let mut models: Vec<Value> = Vec::new();
-    for name in rt.registry.model_names() {
-        let cfg = &rt.config.models[&name];
-        let mut task = cfg.task.map(|t| t.as_str());
-        let mut variants = Vec::new();
-        for entry in rt
-            .registry
-            .entries()
-            .into_iter()
-            .filter(|e| e.key.model == name)
-        {
-            let status = entry.status();
-            let (scheme, bits) = entry.scheme_and_bits();
-            let engine = entry.engine();
-            task = task.or(engine.map(|e| e.task().as_str()));
-            let mut v = json!({
-                "name": entry.key.variant,
-                "status": status.as_str(),
-                "bytes": engine.map(|e| e.weight_bytes()),
-                "scheme": scheme,
-                "bits": bits.parse::<u32>().ok(),
-                "queue_depth": rt.pool.queue_depth(&entry.key),
-            });
-            if let crate::runtime::registry::ModelStatus::Failed(msg) = status {
-                v["error"] = Value::String(msg);
-            }
-            variants.push(v);
-        }
-        models.push(json!({ "name": name, "task": task, "default_variant": cfg.default_variant, "variants": variants }));
-    }
+    let models: Vec<Value> = rt
+        .registry
+        .views(|q| rt.pool.queue_depth(q))
+        .iter()
+        .map(admin::model_json)
+        .collect();
     json_response(StatusCode::OK, &json!({ "models": models }))
 }
 
@@ -264,13 +272,16 @@ async fn ready(State(rt): AppState) -> Response {
     if rt.is_ready() {
         return json_response(StatusCode::OK, &json!({ "status": "ready" }));
     }
-    let waiting: Vec<Value> = rt
-        .registry
-        .entries()
-        .into_iter()
-        .filter(|e| e.is_default)
-        .map(|e| json!({ "model": e.key.model, "variant": e.key.variant, "status": e.status().as_str() }))
-        .collect();
+    let waiting: Vec<Value> =
+        rt.registry
+            .views(|_| 0)
+            .iter()
+            .flat_map(|m| {
+                m.variants.iter().filter(|v| v.weight > 0).map(
+                    |v| json!({ "model": m.name, "variant": v.name, "status": v.status.as_str() }),
+                )
+            })
+            .collect();
     let status = if rt.is_draining() {
         "shutting_down"
     } else {

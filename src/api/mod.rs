@@ -1,5 +1,6 @@
 //! The HTTP/JSON and gRPC APIs over the runtime.
 
+pub mod admin;
 pub mod errors;
 pub mod grpc;
 pub mod http;

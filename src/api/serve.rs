@@ -153,6 +153,9 @@ fn run_servers(
         let (stopping_tx, stopping) = watch::channel(false);
         let (health, health_service) = super::grpc::health::Health::new().await;
         tokio::spawn(health.follow(rt.clone(), stopping.clone()));
+        if handle_signals {
+            tokio::spawn(reload_on_hangup(rt.clone()));
+        }
         let http_app = super::http::router(rt.clone());
         let grpc_app = super::grpc::router(rt.clone(), health_service)?;
         let (http_app, grpc) = match grpc {
@@ -237,6 +240,26 @@ async fn terminate() {
         Err(_) => std::future::pending().await,
     }
 }
+
+/// SIGHUP re-reads the configuration file and applies its models and routing.
+#[cfg(unix)]
+async fn reload_on_hangup(rt: Arc<Runtime>) {
+    let Ok(mut hangups) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+    else {
+        return;
+    };
+    while hangups.recv().await.is_some() {
+        tracing::info!("SIGHUP received: reloading the configuration");
+        let rt = rt.clone();
+        let outcome = super::admin::off_executor(move || rt.reload_config()).await;
+        if let Err(e) = outcome {
+            tracing::error!("configuration reload failed: {e}");
+        }
+    }
+}
+
+#[cfg(not(unix))]
+async fn reload_on_hangup(_rt: Arc<Runtime>) {}
 
 #[cfg(not(unix))]
 async fn terminate() {

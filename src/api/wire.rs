@@ -99,6 +99,7 @@ pub fn parse_classify(body: &[u8], header_timeout: Option<Duration>) -> Result<C
             inputs,
             truncate: b.truncate.unwrap_or(false),
             timeout: timeout(b.timeout_ms, header_timeout),
+            ..ClassifyRequest::default()
         },
         top_k,
     })
@@ -127,6 +128,7 @@ pub fn parse_translate(
             max_length: usize_field(b.max_length),
             truncate: b.truncate.unwrap_or(false),
             timeout: timeout(b.timeout_ms, header_timeout),
+            ..TranslateRequest::default()
         },
         batched,
     })

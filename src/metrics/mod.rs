@@ -2,8 +2,8 @@
 //! rendered in the text exposition format at `/metrics`.
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
-    exponential_buckets,
+    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
+    TextEncoder, exponential_buckets, linear_buckets,
 };
 
 /// Latency buckets from 1 ms to 60 s.
@@ -29,9 +29,26 @@ pub struct Metrics {
     pub generated_tokens_total: IntCounterVec,
     /// {model, variant, scheme, bits} = bytes of weights.
     pub variant_info: IntGaugeVec,
+    /// {model, variant}: the self-check agreement measured when the variant was activated.
+    pub self_check_agreement: GaugeVec,
+    /// {model, variant, reference}: inputs (texts or sentences) re-run on the reference.
+    pub shadow_comparisons_total: IntCounterVec,
+    /// {model, variant, reference}: of those, same label (classifiers) or same text (translators).
+    pub shadow_agreements_total: IntCounterVec,
+    /// {model, variant, reference}: sampled inputs not compared (shadow queue full or too slow).
+    pub shadow_dropped_total: IntCounterVec,
+    /// {model, variant, reference}: mean |p_variant − p_reference| over labels, per input.
+    pub shadow_score_abs_diff: HistogramVec,
+    /// {model, variant, reference}: Jensen–Shannon divergence (bits) of the scores, per input.
+    pub shadow_js_divergence: HistogramVec,
+    /// {model, variant, reference}: sentence chrF of the output against the reference's.
+    pub shadow_chrf: HistogramVec,
+    /// {model, variant, correct}: ground truth sent to `/v1/feedback`.
+    pub feedback_total: IntCounterVec,
 }
 
 const MV: &[&str] = &["model", "variant"];
+const MVR: &[&str] = &["model", "variant", "reference"];
 
 impl Metrics {
     pub fn new() -> Self {
@@ -43,14 +60,16 @@ impl Metrics {
                 .expect("unique metric");
             c
         };
-        let histogram = |name: &str, help: &str, buckets: Vec<f64>| {
-            let h = HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), MV)
+        let histogram_of = |name: &str, help: &str, buckets: Vec<f64>, labels: &[&str]| {
+            let h = HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), labels)
                 .expect("valid histogram");
             registry
                 .register(Box::new(h.clone()))
                 .expect("unique metric");
             h
         };
+        let histogram =
+            |name: &str, help: &str, buckets: Vec<f64>| histogram_of(name, help, buckets, MV);
         let gauge = |name: &str, help: &str, labels: &[&str]| {
             let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid gauge");
             registry
@@ -58,7 +77,15 @@ impl Metrics {
                 .expect("unique metric");
             g
         };
+        let float_gauge = |name: &str, help: &str, labels: &[&str]| {
+            let g = GaugeVec::new(Opts::new(name, help), labels).expect("valid gauge");
+            registry
+                .register(Box::new(g.clone()))
+                .expect("unique metric");
+            g
+        };
         let seconds = SECONDS_BUCKETS.to_vec();
+        let small = vec![0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0];
         let metrics = Self {
             requests_total: counter(
                 "quantserve_requests_total",
@@ -109,6 +136,49 @@ impl Metrics {
                 "quantserve_variant_info",
                 "Loaded model variants; the value is the bytes of their weights.",
                 &["model", "variant", "scheme", "bits"],
+            ),
+            self_check_agreement: float_gauge(
+                "quantserve_self_check_agreement",
+                "Agreement with the reference variant measured when the variant was activated (0-1).",
+                MV,
+            ),
+            shadow_comparisons_total: counter(
+                "quantserve_shadow_comparisons_total",
+                "Inputs re-run on the reference variant and compared.",
+                MVR,
+            ),
+            shadow_agreements_total: counter(
+                "quantserve_shadow_agreements_total",
+                "Compared inputs whose label (classifiers) or text (translators) equals the reference's.",
+                MVR,
+            ),
+            shadow_dropped_total: counter(
+                "quantserve_shadow_dropped_total",
+                "Sampled inputs not compared because the shadow queue was full or too slow.",
+                MVR,
+            ),
+            shadow_score_abs_diff: histogram_of(
+                "quantserve_shadow_score_abs_diff",
+                "Mean absolute difference of label probabilities from the reference's, per input.",
+                small.clone(),
+                MVR,
+            ),
+            shadow_js_divergence: histogram_of(
+                "quantserve_shadow_js_divergence",
+                "Jensen-Shannon divergence (bits) of label probabilities from the reference's.",
+                small,
+                MVR,
+            ),
+            shadow_chrf: histogram_of(
+                "quantserve_shadow_chrf",
+                "Sentence chrF of a translation against the reference variant's (0-100).",
+                linear_buckets(10.0, 10.0, 10).expect("valid buckets"),
+                MVR,
+            ),
+            feedback_total: counter(
+                "quantserve_feedback_total",
+                "Ground truth received for served requests, by whether the variant was correct.",
+                &["model", "variant", "correct"],
             ),
             registry,
         };

@@ -9,6 +9,8 @@ use std::time::Duration;
 use anyhow::{Context, Result, ensure};
 use serde::Deserialize;
 
+use super::routing::Routing;
+
 /// What a model does; decides which endpoint serves it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -37,6 +39,9 @@ pub struct Config {
     pub defaults: Defaults,
     /// Served models by name (the folder under `models_dir`).
     pub models: BTreeMap<String, ModelConfig>,
+    /// Where this configuration came from, so SIGHUP and `/admin/reload` can read it again.
+    #[serde(skip)]
+    pub source: Option<(PathBuf, Overrides)>,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -50,6 +55,8 @@ pub struct ServerConfig {
     pub models_dir: PathBuf,
     /// When set, every inference and model-listing request needs `Authorization: Bearer <key>`.
     pub api_key: Option<String>,
+    /// When set, the `/admin/...` endpoints need `Authorization: Bearer <admin_key>`.
+    pub admin_key: Option<String>,
     /// Default per-request deadline; a request may ask for another (`timeout_ms`, `x-timeout-ms`).
     pub timeout_ms: u64,
     /// Upper bound on the deadline a request may ask for.
@@ -67,6 +74,7 @@ impl Default for ServerConfig {
             grpc_addr: None,
             models_dir: PathBuf::from("models"),
             api_key: None,
+            admin_key: None,
             timeout_ms: 30_000,
             max_timeout_ms: 300_000,
             drain_seconds: 30,
@@ -112,6 +120,8 @@ pub struct BatchingConfig {
     pub age_bound_ms: u64,
     /// Items (texts or sentences) a model's queue holds; more are refused with 429.
     pub queue_capacity: usize,
+    /// Items a variant's shadow queue holds; shadow copies beyond it are dropped (and counted).
+    pub shadow_queue_capacity: usize,
 }
 
 impl Default for BatchingConfig {
@@ -122,6 +132,7 @@ impl Default for BatchingConfig {
             max_wait_ms: 0,
             age_bound_ms: 200,
             queue_capacity: 1024,
+            shadow_queue_capacity: 64,
         }
     }
 }
@@ -169,19 +180,38 @@ impl Default for Defaults {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelConfig {
-    /// Variant used when a request names none; must be one of `variants`.
+    /// Variant used when a request names none and the model has no routing split.
     #[serde(default = "fp32")]
     pub default_variant: String,
-    /// Variants to load (default: just the default variant).
+    /// Variants to load (default: just the default variant; the routing's variants are added).
     #[serde(default)]
     pub variants: Vec<String>,
     /// Detected from the model's files when absent.
     #[serde(default)]
     pub task: Option<Task>,
+    /// The variant others are checked against when they load (loaded for the check if it is
+    /// not served).
+    #[serde(default = "fp32")]
+    pub reference_variant: String,
+    /// A variant whose self-check agreement with the reference is below this is not activated.
+    #[serde(default = "default_min_agreement")]
+    pub min_agreement: f64,
+    /// Texts for the self-check, one per line (default: built-in sentences in the source
+    /// language).
+    #[serde(default)]
+    pub self_check_file: Option<PathBuf>,
+    /// A/B split, sticky key, override policy and shadow traffic; default: all traffic to
+    /// `default_variant`, overrides allowed.
+    #[serde(default)]
+    pub routing: Option<Routing>,
 }
 
 fn fp32() -> String {
     "fp32".into()
+}
+
+fn default_min_agreement() -> f64 {
+    0.8
 }
 
 impl ModelConfig {
@@ -190,20 +220,41 @@ impl ModelConfig {
             default_variant: fp32(),
             variants: Vec::new(),
             task: None,
+            reference_variant: fp32(),
+            min_agreement: default_min_agreement(),
+            self_check_file: None,
+            routing: None,
         }
     }
 
-    /// The variants to load, default first.
+    /// The variants to load, default first, then the listed ones, then any the routing uses.
     pub fn all_variants(&self) -> Vec<String> {
+        let routing = self.effective_routing();
         let mut all = vec![self.default_variant.clone()];
-        all.extend(
-            self.variants
-                .iter()
-                .filter(|v| **v != self.default_variant)
-                .cloned(),
-        );
+        let more = self
+            .variants
+            .iter()
+            .chain(routing.split.keys())
+            .chain(routing.shadow.as_ref().map(|s| &s.reference));
+        for v in more {
+            if !all.contains(v) {
+                all.push(v.clone());
+            }
+        }
         all
     }
+
+    /// The configured routing, or everything to the default variant.
+    pub fn effective_routing(&self) -> Routing {
+        self.routing
+            .clone()
+            .unwrap_or_else(|| Routing::single(&self.default_variant))
+    }
+}
+
+/// A model or variant name that is safe as one folder of the model repository.
+pub fn is_folder_name(name: &str) -> bool {
+    !name.is_empty() && !name.contains(['/', '\\']) && name != "." && name != ".."
 }
 
 /// Command-line overrides (the highest precedence).
@@ -235,6 +286,7 @@ impl Config {
             None => Self::with_default_models(),
         };
         cfg.apply_env(|k| std::env::var(k).ok())?;
+        cfg.source = path.map(|p| (p.to_path_buf(), overrides.clone()));
         if let Some(a) = &overrides.http_addr {
             cfg.server.http_addr = a.clone();
         }
@@ -252,7 +304,8 @@ impl Config {
         toml::from_str(text).context("parsing the configuration")
     }
 
-    /// `QUANTSERVE_HTTP_ADDR`, `QUANTSERVE_GRPC_ADDR`, `QUANTSERVE_MODELS`, `QUANTSERVE_API_KEY`, `QUANTSERVE_WORKERS`,
+    /// `QUANTSERVE_HTTP_ADDR`, `QUANTSERVE_GRPC_ADDR`, `QUANTSERVE_MODELS`, `QUANTSERVE_API_KEY`,
+    /// `QUANTSERVE_ADMIN_KEY`, `QUANTSERVE_WORKERS`,
     /// `QUANTSERVE_THREADS`, `QUANTSERVE_TIMEOUT_MS`. `env` is a parameter so tests need not touch
     /// the process environment.
     pub fn apply_env(&mut self, env: impl Fn(&str) -> Option<String>) -> Result<()> {
@@ -276,6 +329,9 @@ impl Config {
         }
         if let Some(v) = env("QUANTSERVE_API_KEY") {
             self.server.api_key = Some(v);
+        }
+        if let Some(v) = env("QUANTSERVE_ADMIN_KEY") {
+            self.server.admin_key = Some(v);
         }
         if let Some(v) = number("QUANTSERVE_WORKERS")? {
             self.workers.count = v as usize;
@@ -314,20 +370,34 @@ impl Config {
         );
         for (name, m) in &self.models {
             ensure!(
-                !name.is_empty() && !name.contains(['/', '\\']) && name != "." && name != "..",
+                is_folder_name(name),
                 "model name {name:?} is not a folder name"
             );
             for v in m.all_variants() {
                 ensure!(
-                    !v.is_empty() && !v.contains(['/', '\\']) && v != "." && v != "..",
+                    is_folder_name(&v),
                     "variant {v:?} of {name} is not a folder name"
                 );
+            }
+            ensure!(
+                (0.0..=1.0).contains(&m.min_agreement),
+                "models.{name}.min_agreement must be between 0 and 1"
+            );
+            if let Some(r) = &m.routing {
+                r.validate()
+                    .map_err(|e| anyhow::anyhow!("models.{name}.routing: {e}"))?;
             }
         }
         if let Some(k) = &self.server.api_key {
             ensure!(
                 !k.is_empty(),
                 "server.api_key is empty (leave it out to disable authentication)"
+            );
+        }
+        if let Some(k) = &self.server.admin_key {
+            ensure!(
+                !k.is_empty(),
+                "server.admin_key is empty (leave it out to leave /admin open)"
             );
         }
         Ok(())

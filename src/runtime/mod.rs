@@ -2,7 +2,9 @@
 //! and batching, worker threads. `api` (HTTP and gRPC) only parses requests, calls
 //! `Runtime::classify`/`Runtime::translate` and formats their results or `RuntimeError`s.
 
+pub mod abtest;
 pub mod batcher;
+pub mod compare;
 pub mod config;
 pub mod engine;
 pub mod error;
@@ -10,8 +12,11 @@ pub mod loader;
 pub mod pending;
 pub mod pool;
 pub mod registry;
+pub mod routing;
 pub mod segment;
+pub mod selfcheck;
 pub mod service;
+pub mod shadow;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -20,18 +25,26 @@ use std::time::Duration;
 use anyhow::Result;
 
 use crate::metrics::Metrics;
+use abtest::AbStats;
 use batcher::BatchLimits;
 use config::Config;
 use pool::{PoolSettings, WorkerPool};
 use registry::Registry;
+use shadow::ShadowRecorder;
 
 pub use error::RuntimeError;
 
 pub struct Runtime {
+    /// The configuration the server started with; `[models]` lives on in `registry`, which
+    /// SIGHUP and `/admin/reload` update.
     pub config: Config,
     pub registry: Registry,
     pub pool: WorkerPool,
     pub metrics: Arc<Metrics>,
+    pub ab: Arc<AbStats>,
+    pub shadow: Arc<ShadowRecorder>,
+    /// Serialises admin changes (loads, unloads, reloads) so each sees the others' result.
+    admin: std::sync::Mutex<()>,
     draining: AtomicBool,
     in_flight: AtomicUsize,
 }
@@ -51,14 +64,19 @@ impl Runtime {
             },
             max_wait: Duration::from_millis(b.max_wait_ms),
             queue_capacity: b.queue_capacity,
+            low_priority_capacity: b.shadow_queue_capacity,
         };
         tracing::info!(workers, threads_per_worker = threads, "starting workers");
         let pool = WorkerPool::start(settings, metrics.clone())?;
+        let ab = Arc::new(AbStats::default());
         let runtime = Arc::new(Self {
-            registry: Registry::new(&config),
+            registry: Registry::new(&config.models),
             config,
             pool,
+            shadow: Arc::new(ShadowRecorder::new(metrics.clone(), ab.clone())),
+            ab,
             metrics,
+            admin: std::sync::Mutex::new(()),
             draining: AtomicBool::new(false),
             in_flight: AtomicUsize::new(0),
         });
@@ -66,9 +84,10 @@ impl Runtime {
         Ok(runtime)
     }
 
-    /// Serving: every model's default variant is loaded and warmed up, and no shutdown began.
+    /// Serving: every model has a variant of its routing split loaded, warmed up and checked,
+    /// and no shutdown began.
     pub fn is_ready(&self) -> bool {
-        !self.is_draining() && self.registry.defaults_ready()
+        !self.is_draining() && self.registry.all_routable()
     }
 
     /// New requests are refused from now on; queued and in-flight ones finish.

@@ -64,15 +64,27 @@ pub struct PoolSettings {
     pub limits: BatchLimits,
     pub max_wait: Duration,
     pub queue_capacity: usize,
+    /// Items a low-priority (shadow) queue holds; more are dropped by `submit`'s caller.
+    pub low_priority_capacity: usize,
 }
 
+/// Names one queue of the pool. A (model, variant) gets a new queue each time it is loaded, so a
+/// reloaded variant never shares a queue with the copy it replaces.
+pub type QueueId = u64;
+
 struct ModelQueue {
+    key: QueueKey,
     engine: Arc<dyn Engine>,
     items: VecDeque<WorkItem>,
+    /// Served only when no normal queue has work (shadow traffic).
+    low_priority: bool,
+    /// Its handle is gone: removed once empty.
+    retired: bool,
 }
 
 struct State {
-    queues: BTreeMap<QueueKey, ModelQueue>,
+    queues: BTreeMap<QueueId, ModelQueue>,
+    next_id: QueueId,
     /// Set by `close`: workers finish what is queued, then exit.
     closing: bool,
 }
@@ -98,11 +110,37 @@ pub struct WorkerPool {
     workers: Mutex<Vec<JoinHandle<()>>>,
 }
 
+/// An open queue. Dropping the handle retires the queue: it takes no new items, its queued ones
+/// still run, and it is removed (releasing its engine) once empty.
+pub struct QueueHandle {
+    id: QueueId,
+    shared: Arc<Shared>,
+}
+
+impl QueueHandle {
+    pub fn id(&self) -> QueueId {
+        self.id
+    }
+}
+
+impl Drop for QueueHandle {
+    fn drop(&mut self) {
+        let mut state = self.shared.lock();
+        if let Some(q) = state.queues.get_mut(&self.id) {
+            q.retired = true;
+            if q.items.is_empty() {
+                state.queues.remove(&self.id);
+            }
+        }
+    }
+}
+
 impl WorkerPool {
     pub fn start(settings: PoolSettings, metrics: Arc<Metrics>) -> Result<Self> {
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 queues: BTreeMap::new(),
+                next_id: 0,
                 closing: false,
             }),
             work: Condvar::new(),
@@ -129,28 +167,48 @@ impl WorkerPool {
         })
     }
 
-    /// Opens a queue for a loaded model.
-    pub fn add_queue(&self, key: QueueKey, engine: Arc<dyn Engine>) {
-        self.shared.lock().queues.insert(
-            key,
+    /// Opens a queue for a loaded model; `low_priority` queues run only when the others are idle.
+    pub fn open_queue(
+        &self,
+        key: QueueKey,
+        engine: Arc<dyn Engine>,
+        low_priority: bool,
+    ) -> QueueHandle {
+        let mut state = self.shared.lock();
+        let id = state.next_id;
+        state.next_id += 1;
+        state.queues.insert(
+            id,
             ModelQueue {
+                key,
                 engine,
                 items: VecDeque::new(),
+                low_priority,
+                retired: false,
             },
         );
+        QueueHandle {
+            id,
+            shared: self.shared.clone(),
+        }
     }
 
     /// Queues all items of one request, or none of them.
-    pub fn submit(&self, key: &QueueKey, items: Vec<WorkItem>) -> Result<(), RuntimeError> {
-        let capacity = self.shared.settings.queue_capacity;
+    pub fn submit(&self, queue: &QueueHandle, items: Vec<WorkItem>) -> Result<(), RuntimeError> {
+        let settings = &self.shared.settings;
         let mut state = self.shared.lock();
         if state.closing {
             return Err(RuntimeError::ShuttingDown);
         }
         let queue = state
             .queues
-            .get_mut(key)
-            .ok_or_else(|| RuntimeError::NotReady(format!("{key} is not loaded")))?;
+            .get_mut(&queue.id)
+            .ok_or_else(|| RuntimeError::NotReady("the variant was unloaded".into()))?;
+        let capacity = if queue.low_priority {
+            settings.low_priority_capacity
+        } else {
+            settings.queue_capacity
+        };
         if items.len() > capacity {
             return Err(RuntimeError::TooLarge(format!(
                 "the request has {} items (texts or sentences), more than a queue holds ({capacity})",
@@ -158,25 +216,32 @@ impl WorkerPool {
             )));
         }
         if queue.items.len() + items.len() > capacity {
-            return Err(RuntimeError::QueueFull(key.to_string()));
+            return Err(RuntimeError::QueueFull(queue.key.to_string()));
         }
         queue.items.extend(items);
-        self.shared
-            .metrics
-            .queue_depth
-            .with_label_values(&key.labels())
-            .set(queue.items.len() as i64);
+        if !queue.low_priority {
+            self.shared
+                .metrics
+                .queue_depth
+                .with_label_values(&queue.key.labels())
+                .set(queue.items.len() as i64);
+        }
         drop(state);
         self.shared.work.notify_all();
         Ok(())
     }
 
-    pub fn queue_depth(&self, key: &QueueKey) -> usize {
+    pub fn queue_depth(&self, queue: &QueueHandle) -> usize {
         self.shared
             .lock()
             .queues
-            .get(key)
+            .get(&queue.id)
             .map_or(0, |q| q.items.len())
+    }
+
+    /// Queues open or retiring (for tests of unloading).
+    pub fn queue_count(&self) -> usize {
+        self.shared.lock().queues.len()
     }
 
     /// Refuses new items; workers drain the queues and exit.
@@ -221,13 +286,17 @@ impl Shared {
         loop {
             let now = Instant::now();
             self.drop_dead_items(&mut state, now);
-            // The queue whose oldest item has waited longest goes first, across models.
-            let oldest = state
-                .queues
-                .iter()
-                .filter_map(|(k, q)| q.items.front().map(|i| (i.enqueued, k.clone())))
-                .min_by_key(|(t, _)| *t);
-            let Some((_, key)) = oldest else {
+            // The queue whose oldest item has waited longest goes first, across models; shadow
+            // queues only when no live request waits.
+            let oldest = |low: bool| {
+                state
+                    .queues
+                    .iter()
+                    .filter(|(_, q)| q.low_priority == low)
+                    .filter_map(|(id, q)| q.items.front().map(|i| (i.enqueued, *id)))
+                    .min_by_key(|(t, _)| *t)
+            };
+            let Some((_, id)) = oldest(false).or_else(|| oldest(true)) else {
                 if state.closing {
                     return None;
                 }
@@ -235,7 +304,7 @@ impl Shared {
                 continue;
             };
             let closing = state.closing;
-            let queue = state.queues.get_mut(&key).expect("queue exists");
+            let queue = state.queues.get_mut(&id).expect("queue exists");
             let head_params = queue.items[0].params;
             let candidates: Vec<Candidate> = queue
                 .items
@@ -275,12 +344,19 @@ impl Shared {
             taken.sort_by_key(|(i, _)| plan.picks.iter().position(|p| p == i));
             let items: Vec<WorkItem> = taken.into_iter().map(|(_, item)| item).collect();
             let engine = queue.engine.clone();
-            self.metrics
-                .queue_depth
-                .with_label_values(&key.labels())
-                .set(queue.items.len() as i64);
+            let key = queue.key.clone();
+            if !queue.low_priority {
+                self.metrics
+                    .queue_depth
+                    .with_label_values(&key.labels())
+                    .set(queue.items.len() as i64);
+            }
+            let now_empty = queue.items.is_empty();
+            if now_empty && queue.retired {
+                state.queues.remove(&id);
+            }
             // Another worker may take the next batch while this one runs.
-            if !queue.items.is_empty() {
+            if !now_empty {
                 self.work.notify_one();
             }
             return Some(Batch {
@@ -295,7 +371,7 @@ impl Shared {
     /// Removes items nobody waits for (client gone, request already failed) and items past their
     /// deadline, which are answered with `DeadlineExceeded` without computing.
     fn drop_dead_items(&self, state: &mut State, now: Instant) {
-        for (key, queue) in state.queues.iter_mut() {
+        for queue in state.queues.values_mut() {
             let before = queue.items.len();
             queue.items.retain(|item| {
                 if item.deadline <= now {
@@ -305,13 +381,16 @@ impl Shared {
                     !item.pending.is_abandoned()
                 }
             });
-            if queue.items.len() != before {
+            if queue.items.len() != before && !queue.low_priority {
                 self.metrics
                     .queue_depth
-                    .with_label_values(&key.labels())
+                    .with_label_values(&queue.key.labels())
                     .set(queue.items.len() as i64);
             }
         }
+        state
+            .queues
+            .retain(|_, q| !(q.retired && q.items.is_empty()));
     }
 }
 
@@ -457,14 +536,14 @@ mod tests {
         }
     }
 
-    fn pool(capacity: usize) -> (WorkerPool, QueueKey, Arc<FakeEngine>) {
+    fn pool(capacity: usize) -> (WorkerPool, QueueHandle, Arc<FakeEngine>) {
         pool_waiting(capacity, Duration::ZERO)
     }
 
     fn pool_waiting(
         capacity: usize,
         max_wait: Duration,
-    ) -> (WorkerPool, QueueKey, Arc<FakeEngine>) {
+    ) -> (WorkerPool, QueueHandle, Arc<FakeEngine>) {
         let settings = PoolSettings {
             workers: 1,
             threads_per_worker: 1,
@@ -475,14 +554,15 @@ mod tests {
             },
             max_wait,
             queue_capacity: capacity,
+            low_priority_capacity: 2,
         };
         let p = WorkerPool::start(settings, Arc::new(Metrics::new())).unwrap();
         let key = QueueKey::new("fake", "fp32");
         let engine = Arc::new(FakeEngine {
             batches: AtomicUsize::new(0),
         });
-        p.add_queue(key.clone(), engine.clone());
-        (p, key, engine)
+        let queue = p.open_queue(key, engine.clone(), false);
+        (p, queue, engine)
     }
 
     fn items(
@@ -602,5 +682,51 @@ mod tests {
         assert_eq!(p.submit(&key, late).err(), Some(RuntimeError::ShuttingDown));
         assert!(p.join(Duration::from_secs(5)));
         assert!(rx.blocking_recv().unwrap().is_ok());
+    }
+
+    #[test]
+    fn low_priority_runs_only_when_live_queues_are_idle() {
+        let (p, live, engine) = pool(16);
+        let shadow = p.open_queue(QueueKey::new("fake", "fp32"), engine.clone(), true);
+        // Occupy the worker, then queue shadow work before live work: live goes first anyway.
+        let (busy, busy_rx) = items(&[vec![777]], LONG);
+        p.submit(&live, busy).unwrap();
+        while p.queue_depth(&live) > 0 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        // Both slow (200 ms), so which finished first is plain to see.
+        let (low, mut low_rx) = items(&[vec![777]], LONG);
+        p.submit(&shadow, low).unwrap();
+        let (high, mut high_rx) = items(&[vec![777, 2]], LONG);
+        p.submit(&live, high).unwrap();
+        assert!(busy_rx.blocking_recv().unwrap().is_ok());
+        // The live reply arrives while the shadow item may still wait: poll both.
+        let order = std::iter::from_fn(|| {
+            std::thread::sleep(Duration::from_millis(1));
+            Some((high_rx.try_recv().is_ok(), low_rx.try_recv().is_ok()))
+        })
+        .find(|(h, l)| *h || *l)
+        .unwrap();
+        assert_eq!(order, (true, false), "the live item ran first");
+        // A full shadow queue refuses rather than growing.
+        let (a, _a) = items(&[vec![1], vec![1], vec![1]], LONG);
+        assert!(p.submit(&shadow, a).is_err());
+    }
+
+    #[test]
+    fn a_dropped_handle_retires_its_queue_after_the_queued_items_ran() {
+        let (p, queue, _) = pool(16);
+        let (busy, busy_rx) = items(&[vec![777]], LONG);
+        p.submit(&queue, busy).unwrap();
+        while p.queue_depth(&queue) > 0 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let (queued, queued_rx) = items(&[vec![1]], LONG);
+        p.submit(&queue, queued).unwrap();
+        drop(queue);
+        assert_eq!(p.queue_count(), 1, "kept while an item waits");
+        assert!(busy_rx.blocking_recv().unwrap().is_ok());
+        assert!(queued_rx.blocking_recv().unwrap().is_ok());
+        assert_eq!(p.queue_count(), 0);
     }
 }

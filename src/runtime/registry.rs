@@ -1,221 +1,425 @@
-//! The served models by (model, variant): their load status and, once loaded, their engines.
+//! The served models and their variants, changed at run time: variants load, swap and unload, and
+//! each model's routing decides which variant answers a request.
+//!
+//! A request holds the `Arc<ModelEntry>` it was routed to until it is answered, so a swap or
+//! unload never pulls a variant from under it: the registry forgets the entry at once, the entry
+//! (its engine and queues) goes away with its last request.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, OnceLock, RwLock};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use super::config::Config;
+use super::config::{ModelConfig, Task};
 use super::engine::Engine;
 use super::error::RuntimeError;
-use super::pool::QueueKey;
+use super::pool::{QueueHandle, QueueKey};
+use super::routing::{Routing, random_u64};
+use super::selfcheck::SelfCheck;
+
+/// A loaded, warmed-up and checked variant.
+pub struct ModelEntry {
+    pub key: QueueKey,
+    pub engine: Arc<dyn Engine>,
+    pub queue: QueueHandle,
+    /// Low-priority queue where shadow copies of other variants' requests run on this one.
+    pub shadow_queue: QueueHandle,
+    /// `None` for the model's reference variant, which is not checked against itself.
+    pub self_check: Option<SelfCheck>,
+}
 
 #[derive(Clone, Debug, PartialEq)]
-pub enum ModelStatus {
+pub enum VariantStatus {
     Loading,
-    /// Loaded and warmed up: serving.
+    /// Loaded, warmed up, checked: serving.
     Ready,
     Failed(String),
 }
 
-impl ModelStatus {
+impl VariantStatus {
     pub fn as_str(&self) -> &'static str {
         match self {
-            ModelStatus::Loading => "loading",
-            ModelStatus::Ready => "ready",
-            ModelStatus::Failed(_) => "failed",
+            VariantStatus::Loading => "loading",
+            VariantStatus::Ready => "ready",
+            VariantStatus::Failed(_) => "failed",
         }
     }
 }
 
-pub struct ModelEntry {
-    pub key: QueueKey,
-    /// The variant requests get when they name none.
-    pub is_default: bool,
-    status: RwLock<ModelStatus>,
-    engine: OnceLock<Arc<dyn Engine>>,
+/// Quantization scheme and bits, from a variant's name (`fp32`, `int8`, `int4-g32`, ...).
+pub fn scheme_and_bits(variant: &str) -> (String, Option<u32>) {
+    let scheme = variant
+        .split(['-', '_'])
+        .next()
+        .unwrap_or(variant)
+        .to_string();
+    let bits: String = scheme.chars().filter(char::is_ascii_digit).collect();
+    (scheme, bits.parse().ok())
 }
 
-impl ModelEntry {
-    fn new(key: QueueKey, is_default: bool) -> Self {
+struct Slot {
+    serving: Option<Arc<ModelEntry>>,
+    status: VariantStatus,
+    /// A load of this variant is running (first load or a hot swap).
+    loading: bool,
+    /// Why the last load failed, also while an older copy keeps serving.
+    last_error: Option<String>,
+}
+
+struct ModelState {
+    config: ModelConfig,
+    routing: Routing,
+    slots: BTreeMap<String, Slot>,
+}
+
+impl ModelState {
+    fn new(config: ModelConfig) -> Self {
+        let routing = config.effective_routing();
+        let slots = config
+            .all_variants()
+            .into_iter()
+            .map(|v| {
+                (
+                    v,
+                    Slot {
+                        serving: None,
+                        status: VariantStatus::Loading,
+                        loading: false,
+                        last_error: None,
+                    },
+                )
+            })
+            .collect();
         Self {
-            key,
-            is_default,
-            status: RwLock::new(ModelStatus::Loading),
-            engine: OnceLock::new(),
+            config,
+            routing,
+            slots,
         }
     }
 
-    pub fn status(&self) -> ModelStatus {
-        self.status
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-    }
-
-    fn set_status(&self, status: ModelStatus) {
-        *self.status.write().unwrap_or_else(|e| e.into_inner()) = status;
-    }
-
-    /// The engine once loaded, warmed up or not.
-    pub fn engine(&self) -> Option<&Arc<dyn Engine>> {
-        self.engine.get()
-    }
-
-    pub fn set_loaded(&self, engine: Arc<dyn Engine>) {
-        let _ = self.engine.set(engine);
-    }
-
-    pub fn set_ready(&self) {
-        self.set_status(ModelStatus::Ready);
-    }
-
-    pub fn set_failed(&self, message: String) {
-        self.set_status(ModelStatus::Failed(message));
-    }
-
-    /// The engine, if this variant is serving.
-    pub fn ready_engine(&self) -> Result<Arc<dyn Engine>, RuntimeError> {
-        match (self.status(), self.engine.get()) {
-            (ModelStatus::Ready, Some(e)) => Ok(e.clone()),
-            (ModelStatus::Failed(msg), _) => Err(RuntimeError::NotReady(format!(
-                "{} failed to load: {msg}",
-                self.key
-            ))),
-            _ => Err(RuntimeError::NotReady(format!(
-                "{} is still loading",
-                self.key
-            ))),
-        }
-    }
-
-    /// Quantization scheme and bits, from the variant's name (`fp32`, `int8`, `int4-g32`, ...).
-    pub fn scheme_and_bits(&self) -> (String, String) {
-        let v = &self.key.variant;
-        let scheme = v.split(['-', '_']).next().unwrap_or(v).to_string();
-        let bits: String = scheme.chars().filter(char::is_ascii_digit).collect();
-        (
-            scheme,
-            if bits.is_empty() {
-                "unknown".into()
-            } else {
-                bits
-            },
-        )
+    fn serving(&self, variant: &str) -> Option<&Arc<ModelEntry>> {
+        self.slots.get(variant).and_then(|s| s.serving.as_ref())
     }
 }
 
+/// What `/v1/models` and the gRPC `ListModels` show of one variant.
+#[derive(Clone, Debug)]
+pub struct VariantView {
+    pub name: String,
+    pub status: VariantStatus,
+    pub reloading: bool,
+    pub last_error: Option<String>,
+    pub engine: Option<Arc<dyn Engine>>,
+    pub weight: u32,
+    pub self_check: Option<SelfCheck>,
+    pub queue_depth: usize,
+}
+
+#[derive(Clone, Debug)]
+pub struct ModelView {
+    pub name: String,
+    pub task: Option<Task>,
+    pub default_variant: String,
+    pub reference: String,
+    pub routing: Routing,
+    pub variants: Vec<VariantView>,
+}
+
+#[derive(Default)]
 pub struct Registry {
-    entries: BTreeMap<QueueKey, Arc<ModelEntry>>,
-    default_variants: BTreeMap<String, String>,
+    models: RwLock<BTreeMap<String, ModelState>>,
 }
 
 impl Registry {
-    /// Every configured (model, variant), all still loading.
-    pub fn new(config: &Config) -> Self {
-        let mut entries = BTreeMap::new();
-        let mut default_variants = BTreeMap::new();
-        for (name, m) in &config.models {
-            default_variants.insert(name.clone(), m.default_variant.clone());
-            for v in m.all_variants() {
-                let key = QueueKey::new(name, &v);
-                entries.insert(
-                    key.clone(),
-                    Arc::new(ModelEntry::new(key, v == m.default_variant)),
-                );
+    /// Every configured model with its variants, all still loading.
+    pub fn new(models: &BTreeMap<String, ModelConfig>) -> Self {
+        let registry = Self::default();
+        for (name, cfg) in models {
+            registry.put_model(name, cfg.clone());
+        }
+        registry
+    }
+
+    fn read(&self) -> RwLockReadGuard<'_, BTreeMap<String, ModelState>> {
+        self.models.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, BTreeMap<String, ModelState>> {
+        self.models.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Adds a model or replaces its configuration and routing, keeping its loaded variants; the
+    /// variants to load must then be loaded by the caller.
+    pub fn put_model(&self, name: &str, config: ModelConfig) {
+        let mut models = self.write();
+        match models.get_mut(name) {
+            Some(state) => {
+                state.routing = config.effective_routing();
+                for v in config.all_variants() {
+                    state.slots.entry(v).or_insert(Slot {
+                        serving: None,
+                        status: VariantStatus::Loading,
+                        loading: false,
+                        last_error: None,
+                    });
+                }
+                state.config = config;
+            }
+            None => {
+                models.insert(name.into(), ModelState::new(config));
             }
         }
-        Self {
-            entries,
-            default_variants,
-        }
+    }
+
+    /// Forgets a model and all its variants (they finish their requests first).
+    pub fn remove_model(&self, name: &str) -> bool {
+        self.write().remove(name).is_some()
     }
 
     pub fn has_model(&self, model: &str) -> bool {
-        self.default_variants.contains_key(model)
-    }
-
-    /// The entry for `model` and `variant` (the model's default when `None`).
-    pub fn resolve(
-        &self,
-        model: &str,
-        variant: Option<&str>,
-    ) -> Result<Arc<ModelEntry>, RuntimeError> {
-        let default = self
-            .default_variants
-            .get(model)
-            .ok_or_else(|| RuntimeError::UnknownModel(model.into()))?;
-        let variant = variant.unwrap_or(default);
-        self.entries
-            .get(&QueueKey::new(model, variant))
-            .cloned()
-            .ok_or_else(|| RuntimeError::UnknownVariant {
-                model: model.into(),
-                variant: variant.into(),
-            })
-    }
-
-    /// Entries by model name then variant, each model's default variant first.
-    pub fn entries(&self) -> Vec<Arc<ModelEntry>> {
-        let mut all: Vec<_> = self.entries.values().cloned().collect();
-        all.sort_by(|a, b| {
-            a.key
-                .model
-                .cmp(&b.key.model)
-                .then(b.is_default.cmp(&a.is_default))
-                .then(a.key.variant.cmp(&b.key.variant))
-        });
-        all
+        self.read().contains_key(model)
     }
 
     pub fn model_names(&self) -> Vec<String> {
-        self.default_variants.keys().cloned().collect()
+        self.read().keys().cloned().collect()
     }
 
-    /// Every model's default variant is serving.
-    pub fn defaults_ready(&self) -> bool {
-        self.entries
-            .values()
-            .filter(|e| e.is_default)
-            .all(|e| e.status() == ModelStatus::Ready)
+    pub fn model_config(&self, model: &str) -> Option<ModelConfig> {
+        self.read().get(model).map(|s| s.config.clone())
     }
-}
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::runtime::config::ModelConfig;
+    pub fn routing(&self, model: &str) -> Result<Routing, RuntimeError> {
+        self.read()
+            .get(model)
+            .map(|s| s.routing.clone())
+            .ok_or_else(|| RuntimeError::UnknownModel(model.into()))
+    }
 
-    #[test]
-    fn resolves_defaults_and_reports_unknowns() {
-        let mut cfg = Config::default();
-        cfg.models.insert(
-            "en-pt".into(),
-            ModelConfig {
-                variants: vec!["int8".into()],
-                ..ModelConfig::fp32()
-            },
-        );
-        let r = Registry::new(&cfg);
-        assert_eq!(r.resolve("en-pt", None).unwrap().key.variant, "fp32");
-        assert_eq!(
-            r.resolve("en-pt", Some("int8")).unwrap().key.variant,
-            "int8"
-        );
-        assert!(matches!(
-            r.resolve("xx", None),
-            Err(RuntimeError::UnknownModel(_))
-        ));
-        assert!(matches!(
-            r.resolve("en-pt", Some("int3")),
-            Err(RuntimeError::UnknownVariant { .. })
-        ));
-        assert!(!r.defaults_ready());
-        assert!(matches!(
-            r.resolve("en-pt", None).unwrap().ready_engine(),
-            Err(RuntimeError::NotReady(_))
-        ));
-        assert_eq!(
-            r.resolve("en-pt", Some("int8")).unwrap().scheme_and_bits(),
-            ("int8".into(), "8".into())
-        );
+    /// The serving entry of `model`'s `variant`.
+    pub fn resolve(&self, model: &str, variant: &str) -> Result<Arc<ModelEntry>, RuntimeError> {
+        let models = self.read();
+        let state = models
+            .get(model)
+            .ok_or_else(|| RuntimeError::UnknownModel(model.into()))?;
+        let slot = state
+            .slots
+            .get(variant)
+            .ok_or_else(|| RuntimeError::UnknownVariant {
+                model: model.into(),
+                variant: variant.into(),
+            })?;
+        match (&slot.serving, &slot.status) {
+            (Some(e), _) => Ok(e.clone()),
+            (None, VariantStatus::Failed(msg)) => Err(RuntimeError::NotReady(format!(
+                "{model}/{variant} failed to load: {msg}"
+            ))),
+            (None, _) => Err(RuntimeError::NotReady(format!(
+                "{model}/{variant} is still loading"
+            ))),
+        }
+    }
+
+    /// The variant that serves a request: the one it names (if the model's routing allows
+    /// overrides), else the routing split's pick, sticky by the header `sticky_key` names.
+    pub fn route(
+        &self,
+        model: &str,
+        requested: Option<&str>,
+        header: impl Fn(&str) -> Option<String>,
+    ) -> Result<Arc<ModelEntry>, RuntimeError> {
+        let models = self.read();
+        let state = models
+            .get(model)
+            .ok_or_else(|| RuntimeError::UnknownModel(model.into()))?;
+        if let Some(v) = requested {
+            if !state.routing.allow_override {
+                return Err(RuntimeError::Forbidden(format!(
+                    "model `{model}` does not allow choosing a variant (its routing has \
+                     allow_override = false); leave `variant` out"
+                )));
+            }
+            drop(models);
+            return self.resolve(model, v);
+        }
+        let routing = &state.routing;
+        let draw = routing
+            .sticky_key
+            .as_deref()
+            .and_then(&header)
+            .map_or_else(random_u64, |key| Routing::sticky_draw(model, &key));
+        let picked = routing.pick(draw, |v| state.serving(v).is_some());
+        match picked.and_then(|v| state.serving(v)) {
+            Some(entry) => Ok(entry.clone()),
+            None => {
+                let live: Vec<&str> = routing.live_variants().collect();
+                Err(RuntimeError::NotReady(format!(
+                    "no variant of `{model}` in its routing split ({}) is ready",
+                    live.join(", ")
+                )))
+            }
+        }
+    }
+
+    /// Marks a load of `variant` as started; refused while another load of it runs.
+    pub fn begin_load(&self, model: &str, variant: &str) -> Result<(), RuntimeError> {
+        let mut models = self.write();
+        let state = models
+            .get_mut(model)
+            .ok_or_else(|| RuntimeError::UnknownModel(model.into()))?;
+        let slot = state.slots.entry(variant.into()).or_insert(Slot {
+            serving: None,
+            status: VariantStatus::Loading,
+            loading: false,
+            last_error: None,
+        });
+        if slot.loading {
+            return Err(RuntimeError::Conflict(format!(
+                "{model}/{variant} is already being loaded"
+            )));
+        }
+        slot.loading = true;
+        if slot.serving.is_none() {
+            slot.status = VariantStatus::Loading;
+        }
+        Ok(())
+    }
+
+    /// Ends a load: on success the new entry replaces any older one in one step (the old one
+    /// finishes its requests); on failure an older copy keeps serving.
+    pub fn finish_load(&self, model: &str, variant: &str, result: Result<Arc<ModelEntry>, String>) {
+        let mut models = self.write();
+        let Some(slot) = models.get_mut(model).and_then(|s| s.slots.get_mut(variant)) else {
+            return; // the model was removed meanwhile: the entry is dropped here
+        };
+        slot.loading = false;
+        match result {
+            Ok(entry) => {
+                slot.serving = Some(entry);
+                slot.status = VariantStatus::Ready;
+                slot.last_error = None;
+            }
+            Err(msg) => {
+                if slot.serving.is_none() {
+                    slot.status = VariantStatus::Failed(msg.clone());
+                }
+                slot.last_error = Some(msg);
+            }
+        }
+    }
+
+    /// Removes a variant. Refused while the routing sends it traffic or uses it as the shadow
+    /// reference (change the routing first), so no request is ever routed to a missing variant.
+    pub fn unload(&self, model: &str, variant: &str) -> Result<(), RuntimeError> {
+        let mut models = self.write();
+        let state = models
+            .get_mut(model)
+            .ok_or_else(|| RuntimeError::UnknownModel(model.into()))?;
+        let Some(slot) = state.slots.get(variant) else {
+            return Err(RuntimeError::UnknownVariant {
+                model: model.into(),
+                variant: variant.into(),
+            });
+        };
+        if slot.loading {
+            return Err(RuntimeError::Conflict(format!(
+                "{model}/{variant} is being loaded; unload it once that finished"
+            )));
+        }
+        if state.routing.live_variants().any(|v| v == variant) {
+            return Err(RuntimeError::Conflict(format!(
+                "{model}/{variant} has traffic in the routing split; give it weight 0 first"
+            )));
+        }
+        if state
+            .routing
+            .shadow
+            .as_ref()
+            .is_some_and(|s| s.reference == variant)
+        {
+            return Err(RuntimeError::Conflict(format!(
+                "{model}/{variant} is the shadow reference; change the routing first"
+            )));
+        }
+        state.slots.remove(variant);
+        Ok(())
+    }
+
+    /// Sets a model's routing; every variant with weight and the shadow reference must be
+    /// serving, so the change never routes to a variant that cannot answer.
+    pub fn set_routing(&self, model: &str, routing: Routing) -> Result<(), RuntimeError> {
+        routing.validate().map_err(RuntimeError::BadRequest)?;
+        let mut models = self.write();
+        let state = models
+            .get_mut(model)
+            .ok_or_else(|| RuntimeError::UnknownModel(model.into()))?;
+        let wanted = routing
+            .live_variants()
+            .chain(routing.shadow.as_ref().map(|s| s.reference.as_str()));
+        for v in wanted {
+            if state.serving(v).is_none() {
+                return Err(RuntimeError::Conflict(format!(
+                    "{model}/{v} is not loaded; load it first \
+                     (POST /admin/models/{model}/variants/{v}:load)"
+                )));
+            }
+        }
+        state.routing = routing;
+        Ok(())
+    }
+
+    /// Every model can answer: a variant of its routing split is serving.
+    pub fn all_routable(&self) -> bool {
+        self.read().values().all(|state| {
+            state
+                .routing
+                .live_variants()
+                .any(|v| state.serving(v).is_some())
+        })
+    }
+
+    /// Variants of a model, in loading order: the reference first, then the default, then others.
+    pub fn variants_to_load(&self, model: &str) -> Vec<String> {
+        let models = self.read();
+        let Some(state) = models.get(model) else {
+            return Vec::new();
+        };
+        let mut all: Vec<String> = state.slots.keys().cloned().collect();
+        let reference = &state.config.reference_variant;
+        let default = &state.config.default_variant;
+        all.sort_by_key(|v| (v != reference, v != default));
+        all
+    }
+
+    pub fn views(&self, queue_depth: impl Fn(&QueueHandle) -> usize) -> Vec<ModelView> {
+        self.read()
+            .iter()
+            .map(|(name, state)| {
+                let variants = state
+                    .slots
+                    .iter()
+                    .map(|(v, slot)| VariantView {
+                        name: v.clone(),
+                        status: slot.status.clone(),
+                        reloading: slot.loading && slot.serving.is_some(),
+                        last_error: slot.last_error.clone(),
+                        engine: slot.serving.as_ref().map(|e| e.engine.clone()),
+                        weight: state.routing.split.get(v).copied().unwrap_or(0),
+                        self_check: slot.serving.as_ref().and_then(|e| e.self_check.clone()),
+                        queue_depth: slot.serving.as_ref().map_or(0, |e| queue_depth(&e.queue)),
+                    })
+                    .collect();
+                ModelView {
+                    name: name.clone(),
+                    task: state.config.task.or_else(|| {
+                        state
+                            .slots
+                            .values()
+                            .find_map(|s| s.serving.as_ref().map(|e| e.engine.task()))
+                    }),
+                    default_variant: state.config.default_variant.clone(),
+                    reference: state.config.reference_variant.clone(),
+                    routing: state.routing.clone(),
+                    variants,
+                }
+            })
+            .collect()
     }
 }

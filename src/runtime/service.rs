@@ -8,17 +8,47 @@ use super::config::Task;
 use super::engine::{DecodeParams, Engine, LabelScore, Output};
 use super::error::RuntimeError;
 use super::pending::Pending;
-use super::pool::{QueueKey, WorkItem};
+use super::pool::WorkItem;
 use super::registry::ModelEntry;
+use super::routing::random_unit;
 use super::segment::{self, Piece};
+use super::shadow::ShadowJob;
 use super::{InFlight, Runtime};
 use crate::model::tokenizer::{InputTooLong, Overflow};
+
+/// Request headers (HTTP) or metadata (gRPC) the router may read: the model's sticky key.
+#[derive(Clone, Debug, Default)]
+pub struct RouteHeaders(Vec<(String, String)>);
+
+impl RouteHeaders {
+    /// From (name, value) pairs; names compare case-insensitively.
+    pub fn new<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
+        Self(
+            pairs
+                .into_iter()
+                .map(|(k, v)| (k.to_ascii_lowercase(), v.to_string()))
+                .collect(),
+        )
+    }
+
+    pub fn get(&self, name: &str) -> Option<String> {
+        self.0
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.clone())
+            .filter(|v| !v.is_empty())
+    }
+}
 
 #[derive(Clone, Debug, Default)]
 pub struct ClassifyRequest {
     /// The configured default classifier when `None`.
     pub model: Option<String>,
+    /// Chosen by the model's routing when `None`.
     pub variant: Option<String>,
+    /// Remembered for `/v1/feedback` when set.
+    pub request_id: Option<String>,
+    pub headers: RouteHeaders,
     pub inputs: Vec<String>,
     pub truncate: bool,
     /// The configured default when `None`.
@@ -37,7 +67,11 @@ pub struct ClassifyResponse {
 pub struct TranslateRequest {
     /// `"{source}-{target}"` when `None`.
     pub model: Option<String>,
+    /// Chosen by the model's routing when `None`.
     pub variant: Option<String>,
+    /// Remembered for `/v1/feedback` when set.
+    pub request_id: Option<String>,
+    pub headers: RouteHeaders,
     pub source: Option<String>,
     pub target: Option<String>,
     pub inputs: Vec<String>,
@@ -58,6 +92,8 @@ pub struct TranslateResponse {
 struct TranslationPlan {
     layouts: Vec<Vec<Slot>>,
     ids: Vec<Vec<u32>>,
+    /// The sentence each of `ids` is, for the shadow log.
+    sentences: Vec<String>,
 }
 
 /// A part of an input text's rebuilt translation.
@@ -67,42 +103,121 @@ enum Slot {
 }
 
 impl Runtime {
-    pub async fn classify(&self, req: ClassifyRequest) -> Result<ClassifyResponse, RuntimeError> {
-        let _in_flight = InFlight::new(&self.in_flight);
-        let deadline = self.deadline(req.timeout)?;
-        self.check_accepting()?;
+    /// The variant a classify request goes to: the one it names, or the routing's pick.
+    pub fn route_classify(&self, req: &ClassifyRequest) -> Result<Arc<ModelEntry>, RuntimeError> {
         let model = req
             .model
             .as_deref()
             .unwrap_or(&self.config.defaults.classify_model);
-        let entry = self.registry.resolve(model, req.variant.as_deref())?;
-        let engine = self.serving_engine(&entry, Task::Classify)?;
+        self.registry
+            .route(model, req.variant.as_deref(), |h| req.headers.get(h))
+    }
+
+    /// The variant a translate request goes to: the one it names, or the routing's pick.
+    pub fn route_translate(&self, req: &TranslateRequest) -> Result<Arc<ModelEntry>, RuntimeError> {
+        let model = self.translation_model(req)?;
+        self.registry
+            .route(&model, req.variant.as_deref(), |h| req.headers.get(h))
+    }
+
+    pub async fn classify(&self, req: ClassifyRequest) -> Result<ClassifyResponse, RuntimeError> {
+        let entry = self.route_classify(&req)?;
+        self.classify_on(entry, req).await
+    }
+
+    pub async fn translate(
+        &self,
+        req: TranslateRequest,
+    ) -> Result<TranslateResponse, RuntimeError> {
+        let entry = self.route_translate(&req)?;
+        self.translate_on(entry, req).await
+    }
+
+    /// Runs a classify request on the variant it was routed to (which stays alive until the
+    /// answer, whatever the admin API does meanwhile).
+    pub async fn classify_on(
+        &self,
+        entry: Arc<ModelEntry>,
+        req: ClassifyRequest,
+    ) -> Result<ClassifyResponse, RuntimeError> {
+        let started = Instant::now();
+        let result = self.classify_inner(&entry, req).await;
+        self.ab
+            .record_request(&entry.key, result.is_ok(), started.elapsed());
+        result
+    }
+
+    pub async fn translate_on(
+        &self,
+        entry: Arc<ModelEntry>,
+        req: TranslateRequest,
+    ) -> Result<TranslateResponse, RuntimeError> {
+        let started = Instant::now();
+        let result = self.translate_inner(&entry, req).await;
+        self.ab
+            .record_request(&entry.key, result.is_ok(), started.elapsed());
+        result
+    }
+
+    async fn classify_inner(
+        &self,
+        entry: &Arc<ModelEntry>,
+        req: ClassifyRequest,
+    ) -> Result<ClassifyResponse, RuntimeError> {
+        let _in_flight = InFlight::new(&self.in_flight);
+        let deadline = self.deadline(req.timeout)?;
+        self.check_accepting()?;
+        let engine = self.serving_engine(entry, Task::Classify)?;
         self.check_inputs(&req.inputs)?;
         if let Some(i) = req.inputs.iter().position(|t| t.trim().is_empty()) {
             return Err(RuntimeError::BadRequest(format!("input {i} is empty")));
         }
         let overflow = overflow(req.truncate);
         let texts = req.inputs;
-        let ids = off_executor(move || {
-            texts
+        let (ids, texts) = off_executor(move || {
+            let ids = texts
                 .iter()
                 .enumerate()
                 .map(|(i, t)| tokenize(&*engine, i, t, overflow))
-                .collect::<Result<Vec<_>, _>>()
+                .collect::<Result<Vec<_>, _>>();
+            (ids, texts)
         })
-        .await??;
-        let outputs = self
-            .run(&entry, ids, DecodeParams::default(), deadline)
-            .await?;
-        let results = outputs
-            .into_iter()
-            .map(|o| match o {
-                Output::Classes(scores) => Ok(scores),
+        .await?;
+        let ids = ids?;
+        let shadow = self.shadow_reference(entry);
+        let shadow_ids = shadow.as_ref().map(|_| ids.clone());
+        let params = DecodeParams::default();
+        let outputs = self.run(entry, ids, params, deadline).await?;
+        let mut results = Vec::with_capacity(outputs.len());
+        for o in &outputs {
+            match o {
+                Output::Classes(scores) => results.push(scores.clone()),
                 Output::Translation { .. } => {
-                    Err(RuntimeError::Internal("a classifier returned text".into()))
+                    return Err(RuntimeError::Internal("a classifier returned text".into()));
                 }
-            })
-            .collect::<Result<_, _>>()?;
+            }
+        }
+        if let Some(id) = &req.request_id {
+            let labels = results
+                .iter()
+                .map(|r: &Vec<LabelScore>| r.first().map(|s| s.label.clone()).unwrap_or_default())
+                .collect();
+            self.ab.remember(id, &entry.key, Some(labels));
+        }
+        if let (Some(reference), Some(ids)) = (shadow, shadow_ids) {
+            self.shadow.submit(
+                &self.pool,
+                ShadowJob {
+                    live: entry.clone(),
+                    reference,
+                    request_id: req.request_id,
+                    inputs: texts,
+                    ids,
+                    params,
+                    outputs,
+                },
+            );
+        }
         Ok(ClassifyResponse {
             model: entry.key.model.clone(),
             variant: entry.key.variant.clone(),
@@ -110,16 +225,15 @@ impl Runtime {
         })
     }
 
-    pub async fn translate(
+    async fn translate_inner(
         &self,
+        entry: &Arc<ModelEntry>,
         req: TranslateRequest,
     ) -> Result<TranslateResponse, RuntimeError> {
         let _in_flight = InFlight::new(&self.in_flight);
         let deadline = self.deadline(req.timeout)?;
         self.check_accepting()?;
-        let model = self.translation_model(&req)?;
-        let entry = self.registry.resolve(&model, req.variant.as_deref())?;
-        let engine = self.serving_engine(&entry, Task::Translate)?;
+        let engine = self.serving_engine(entry, Task::Translate)?;
         self.check_inputs(&req.inputs)?;
         if req.inputs.iter().all(|t| t.trim().is_empty()) {
             return Err(RuntimeError::BadRequest(
@@ -130,19 +244,41 @@ impl Runtime {
         let overflow = overflow(req.truncate);
         let split = self.config.translation.split_sentences;
         let texts = req.inputs;
-        let TranslationPlan { layouts, ids } =
-            off_executor(move || plan_translation(&*engine, &texts, split, overflow)).await??;
-        let outputs = self.run(&entry, ids, params, deadline).await?;
+        let TranslationPlan {
+            layouts,
+            ids,
+            sentences,
+        } = off_executor(move || plan_translation(&*engine, &texts, split, overflow)).await??;
+        let shadow = self.shadow_reference(entry);
+        let shadow_ids = shadow.as_ref().map(|_| ids.clone());
+        let outputs = self.run(entry, ids, params, deadline).await?;
         let mut translated = Vec::with_capacity(outputs.len());
-        for o in outputs {
+        for o in &outputs {
             match o {
-                Output::Translation { text, .. } => translated.push(text),
+                Output::Translation { text, .. } => translated.push(text.clone()),
                 Output::Classes(_) => {
                     return Err(RuntimeError::Internal(
                         "a translator returned classes".into(),
                     ));
                 }
             }
+        }
+        if let Some(id) = &req.request_id {
+            self.ab.remember(id, &entry.key, None);
+        }
+        if let (Some(reference), Some(ids)) = (shadow, shadow_ids) {
+            self.shadow.submit(
+                &self.pool,
+                ShadowJob {
+                    live: entry.clone(),
+                    reference,
+                    request_id: req.request_id,
+                    inputs: sentences,
+                    ids,
+                    params,
+                    outputs,
+                },
+            );
         }
         let outputs = layouts
             .into_iter()
@@ -163,25 +299,15 @@ impl Runtime {
         })
     }
 
-    /// The (model, variant) a classify request is for, if it names a served one.
-    pub fn classify_target(&self, req: &ClassifyRequest) -> Option<QueueKey> {
-        let model = req
-            .model
-            .as_deref()
-            .unwrap_or(&self.config.defaults.classify_model);
+    /// The reference variant to shadow this request on, if the model's routing samples it.
+    fn shadow_reference(&self, entry: &ModelEntry) -> Option<Arc<ModelEntry>> {
+        let shadow = self.registry.routing(&entry.key.model).ok()?.shadow?;
+        if shadow.reference == entry.key.variant || random_unit() >= shadow.sample_rate {
+            return None;
+        }
         self.registry
-            .resolve(model, req.variant.as_deref())
+            .resolve(&entry.key.model, &shadow.reference)
             .ok()
-            .map(|e| e.key.clone())
-    }
-
-    /// The (model, variant) a translate request is for, if it names a served one.
-    pub fn translate_target(&self, req: &TranslateRequest) -> Option<QueueKey> {
-        let model = self.translation_model(req).ok()?;
-        self.registry
-            .resolve(&model, req.variant.as_deref())
-            .ok()
-            .map(|e| e.key.clone())
     }
 
     fn deadline(&self, timeout: Option<Duration>) -> Result<Instant, RuntimeError> {
@@ -207,7 +333,7 @@ impl Runtime {
         entry: &ModelEntry,
         task: Task,
     ) -> Result<Arc<dyn Engine>, RuntimeError> {
-        let engine = entry.ready_engine()?;
+        let engine = entry.engine.clone();
         if engine.task() != task {
             return Err(RuntimeError::BadRequest(format!(
                 "model `{}` does not {}; use /{}",
@@ -337,7 +463,7 @@ impl Runtime {
                 index,
             })
             .collect();
-        self.pool.submit(&entry.key, items)?;
+        self.pool.submit(&entry.queue, items)?;
         match tokio::time::timeout_at(deadline.into(), rx).await {
             Err(_) => Err(RuntimeError::DeadlineExceeded),
             Ok(Err(_)) => Err(RuntimeError::Internal(
@@ -392,6 +518,7 @@ fn plan_translation(
 ) -> Result<TranslationPlan, RuntimeError> {
     let mut layouts = Vec::with_capacity(texts.len());
     let mut ids = Vec::new();
+    let mut sentences = Vec::new();
     for (i, text) in texts.iter().enumerate() {
         let pieces = if text.trim().is_empty() {
             vec![Piece::Gap(text.as_str())]
@@ -411,11 +538,16 @@ fn plan_translation(
                 })),
                 Piece::Sentence(s) => {
                     ids.push(tokenize(engine, i, s, overflow)?);
+                    sentences.push(s.to_string());
                     slots.push(Slot::Item(ids.len() - 1));
                 }
             }
         }
         layouts.push(slots);
     }
-    Ok(TranslationPlan { layouts, ids })
+    Ok(TranslationPlan {
+        layouts,
+        ids,
+        sentences,
+    })
 }

@@ -5,13 +5,14 @@
 use std::time::{Duration, Instant};
 
 use axum::http::{HeaderMap, HeaderValue, header};
-use tonic::metadata::MetadataMap;
+use tonic::metadata::{KeyAndValueRef, MetadataMap};
 use tonic::{Request, Response, Status};
 
 use super::{deadline, status};
 use crate::api::errors::ApiError;
 use crate::api::http::{self as http_api, X_MODEL, X_REQUEST_ID, X_VARIANT};
 use crate::runtime::pool::QueueKey;
+use crate::runtime::service::RouteHeaders;
 use crate::runtime::{Runtime, RuntimeError};
 
 pub struct Call<'a> {
@@ -24,6 +25,8 @@ pub struct Call<'a> {
     started: Instant,
     authorized: bool,
     timeout: Result<Option<Duration>, ApiError>,
+    /// The metadata the router may read (a sticky key).
+    headers: RouteHeaders,
 }
 
 impl<'a> Call<'a> {
@@ -47,7 +50,20 @@ impl<'a> Call<'a> {
             started: Instant::now(),
             authorized: http_api::authorized(rt, text(header::AUTHORIZATION.as_str())),
             timeout: timeout(md),
+            headers: RouteHeaders::new(md.iter().filter_map(|kv| match kv {
+                KeyAndValueRef::Ascii(k, v) => Some((k.as_str(), v.to_str().ok()?)),
+                KeyAndValueRef::Binary(..) => None,
+            })),
         }
+    }
+
+    /// The call's request id (the client's `x-request-id`, or a new one).
+    pub fn request_id(&self) -> &str {
+        &self.request_id
+    }
+
+    pub fn headers(&self) -> &RouteHeaders {
+        &self.headers
     }
 
     /// Checks the API key, then returns the call's timeout (`None`: the server's default).

@@ -6,7 +6,7 @@ use std::time::Duration;
 use super::pb;
 use crate::api::errors::ApiError;
 use crate::runtime::Runtime;
-use crate::runtime::registry::ModelStatus;
+use crate::runtime::registry::{VariantStatus, scheme_and_bits};
 use crate::runtime::service::{
     ClassifyRequest, ClassifyResponse, TranslateRequest, TranslateResponse,
 };
@@ -25,6 +25,7 @@ pub fn classify_request(
         inputs: m.inputs,
         truncate: m.truncate,
         timeout,
+        ..ClassifyRequest::default()
     };
     Ok((request, m.top_k.map(usize_of)))
 }
@@ -40,6 +41,7 @@ pub fn translate_request(m: pb::TranslateRequest, timeout: Option<Duration>) -> 
         max_length: m.max_length.map(usize_of),
         truncate: m.truncate,
         timeout,
+        ..TranslateRequest::default()
     }
 }
 
@@ -87,39 +89,33 @@ pub fn translate_response(r: TranslateResponse) -> pb::TranslateResponse {
 
 /// What `GET /v1/models` lists, as messages.
 pub fn list_models(rt: &Runtime) -> pb::ListModelsResponse {
-    let entries = rt.registry.entries();
     let models = rt
         .registry
-        .model_names()
+        .views(|q| rt.pool.queue_depth(q))
         .into_iter()
-        .map(|name| {
-            let cfg = &rt.config.models[&name];
-            let mut task = cfg.task.map(|t| t.as_str());
-            let mut variants = Vec::new();
-            for entry in entries.iter().filter(|e| e.key.model == name) {
-                let status = entry.status();
-                let (scheme, bits) = entry.scheme_and_bits();
-                let engine = entry.engine();
-                task = task.or(engine.map(|e| e.task().as_str()));
-                variants.push(pb::VariantInfo {
-                    name: entry.key.variant.clone(),
-                    status: status.as_str().into(),
-                    bytes: engine.map(|e| e.weight_bytes() as u64),
-                    scheme,
-                    bits: bits.parse().ok(),
-                    queue_depth: rt.pool.queue_depth(&entry.key) as u64,
-                    error: match status {
-                        ModelStatus::Failed(msg) => Some(msg),
-                        _ => None,
-                    },
-                });
-            }
-            pb::ModelInfo {
-                task: task.unwrap_or_default().into(),
-                default_variant: cfg.default_variant.clone(),
-                name,
-                variants,
-            }
+        .map(|m| pb::ModelInfo {
+            task: m.task.map(|t| t.as_str()).unwrap_or_default().into(),
+            default_variant: m.default_variant,
+            name: m.name,
+            variants: m
+                .variants
+                .into_iter()
+                .map(|v| {
+                    let (scheme, bits) = scheme_and_bits(&v.name);
+                    pb::VariantInfo {
+                        status: v.status.as_str().into(),
+                        bytes: v.engine.map(|e| e.weight_bytes() as u64),
+                        scheme,
+                        bits,
+                        queue_depth: v.queue_depth as u64,
+                        error: match v.status {
+                            VariantStatus::Failed(msg) => Some(msg),
+                            _ => None,
+                        },
+                        name: v.name,
+                    }
+                })
+                .collect(),
         })
         .collect();
     pb::ListModelsResponse { models }

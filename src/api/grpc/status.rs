@@ -21,6 +21,8 @@ pub fn code(status: StatusCode) -> Code {
         // INVALID_ARGUMENT, not FAILED_PRECONDITION. `x-quantserve-error` keeps the kind.
         400 | 422 => Code::InvalidArgument,
         401 => Code::Unauthenticated,
+        403 => Code::PermissionDenied,
+        409 => Code::FailedPrecondition,
         404 => Code::NotFound,
         413 | 429 => Code::ResourceExhausted,
         503 => Code::Unavailable,
