@@ -164,6 +164,11 @@ impl AbStats {
 
     /// Records ground truth for a served request; returns its variant and whether it was right.
     pub fn feedback(&self, fb: &Feedback) -> Result<(QueueKey, bool), RuntimeError> {
+        if fb.label.is_some() == fb.correct.is_some() {
+            return Err(RuntimeError::BadRequest(
+                "give exactly one of `label` and `correct`".into(),
+            ));
+        }
         let mut guard = self.served.lock().unwrap_or_else(|e| e.into_inner());
         let served = guard.0.get_mut(&fb.request_id).ok_or_else(|| {
             RuntimeError::NotFound(format!(
@@ -177,20 +182,16 @@ impl AbStats {
                 fb.request_id
             )));
         }
-        let correct = match (&fb.label, fb.correct, &served.labels) {
-            (Some(_), Some(_), _) | (None, None, _) => {
-                return Err(RuntimeError::BadRequest(
-                    "give exactly one of `label` and `correct`".into(),
-                ));
-            }
-            (None, Some(c), _) => c,
-            (Some(_), None, None) => {
-                return Err(RuntimeError::BadRequest(
-                    "`label` applies to classification requests; send `correct` for a translation"
-                        .into(),
-                ));
-            }
-            (Some(label), None, Some(labels)) => {
+        let correct = match (fb.correct, &fb.label) {
+            (Some(c), _) => c,
+            (None, label) => {
+                let Some(labels) = &served.labels else {
+                    return Err(RuntimeError::BadRequest(
+                        "`label` applies to classification requests; send `correct` for a \
+                         translation"
+                            .into(),
+                    ));
+                };
                 let predicted = labels.get(fb.index).ok_or_else(|| {
                     RuntimeError::BadRequest(format!(
                         "`index` {} is out of range: the request had {} inputs",
@@ -198,7 +199,7 @@ impl AbStats {
                         labels.len()
                     ))
                 })?;
-                predicted == label
+                label.as_ref() == Some(predicted)
             }
         };
         served.answered = true;

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 /// A model's routing, as configured (`[models.NAME.routing]`) or set with
 /// `PUT /admin/models/{model}/routing`.
-#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Routing {
     /// Variant → weight. Empty: everything goes to the model's default variant.
@@ -28,6 +28,18 @@ fn yes() -> bool {
     true
 }
 
+impl Default for Routing {
+    /// No split yet; overrides allowed, no shadow.
+    fn default() -> Self {
+        Self {
+            split: BTreeMap::new(),
+            sticky_key: None,
+            allow_override: true,
+            shadow: None,
+        }
+    }
+}
+
 /// A sampled fraction of requests is re-run on `reference` at low priority and compared.
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -41,9 +53,7 @@ impl Routing {
     pub fn single(variant: &str) -> Self {
         Self {
             split: BTreeMap::from([(variant.to_string(), 100)]),
-            sticky_key: None,
-            allow_override: true,
-            shadow: None,
+            ..Self::default()
         }
     }
 
