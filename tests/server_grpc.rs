@@ -24,6 +24,7 @@ use quantserve::api::grpc::pb::inference_client::InferenceClient;
 use quantserve::api::grpc::pb::{self, ClassifyRequest, TranslateRequest};
 use quantserve::api::serve::Server;
 use quantserve::runtime::config::{Config, ModelConfig, WorkersConfig};
+use quantserve::runtime::routing::Routing;
 use tonic::codegen::http::Uri;
 use tonic::codegen::tokio_stream;
 use tonic::{Code, Request, Status};
@@ -798,4 +799,62 @@ async fn separate_grpc_port_and_graceful_shutdown() {
     for addr in [http_addr, grpc_addr] {
         assert!(TcpStream::connect(addr).is_err(), "{addr} still accepting");
     }
+}
+
+#[tokio::test]
+async fn routing_reads_the_sticky_key_from_metadata_and_refuses_overrides() {
+    let mut cfg = config(&[]);
+    cfg.models.insert(
+        "tiny-bert".into(),
+        ModelConfig {
+            variants: vec!["int8".into()],
+            // A random model: its int8 copy need not agree with fp32 to be routed to here.
+            min_agreement: 0.0,
+            routing: Some(Routing {
+                split: [("fp32".to_string(), 50), ("int8".to_string(), 50)].into(),
+                sticky_key: Some("x-user-id".into()),
+                allow_override: false,
+                shadow: None,
+            }),
+            ..ModelConfig::fp32()
+        },
+    );
+    let server = start(cfg);
+    let mut client = inference(server.grpc_addr());
+    let mut seen = std::collections::BTreeSet::new();
+    for user in 0..16 {
+        let call = |user: i32| {
+            let mut r = Request::new(classify(&["a b c"]));
+            r.metadata_mut()
+                .insert("x-user-id", format!("u{user}").parse().unwrap());
+            r
+        };
+        let first = client
+            .classify(call(user))
+            .await
+            .unwrap()
+            .into_inner()
+            .variant;
+        for _ in 0..3 {
+            let again = client.classify(call(user)).await.unwrap().into_inner();
+            assert_eq!(again.variant, first, "user u{user} moved");
+        }
+        seen.insert(first);
+    }
+    assert_eq!(seen.len(), 2, "16 users all on {seen:?}");
+    let named = ClassifyRequest {
+        variant: Some("fp32".into()),
+        ..classify(&["a"])
+    };
+    expect_err(
+        client.classify(named).await,
+        Code::PermissionDenied,
+        "forbidden",
+    );
+    server.shutdown();
+    // Waited for off the test's executor, which must keep serving the client's connection.
+    tokio::task::spawn_blocking(move || server.wait())
+        .await
+        .unwrap()
+        .unwrap();
 }
