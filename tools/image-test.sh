@@ -19,6 +19,7 @@
 #   IMAGE_TEST_KEEP=1           keep the image (localhost/quantserve:image-test) afterwards
 #   IMAGE_TEST_READY_SECONDS    how long to wait for /health/ready (default 300)
 #   IMAGE_TEST_DIR              work directory (default target/image-test)
+#   IMAGE_TEST_FRESH_BASE=1     remake the base image from scratch (a cold run)
 #
 # Everything the script creates except the base image and its tarball is removed on exit.
 set -euo pipefail
@@ -71,6 +72,7 @@ cleanup() {
         podman rm -f -t 0 "$CTR" >/dev/null 2>&1
     fi
     [ -n "${KEEP:-}" ] || podman rmi -f "$TAG" >/dev/null 2>&1
+    [ -n "${dangling_before+set}" ] && remove_new_dangling
     rm -f "$PREBUILT"
     rmdir deploy/.prebuilt 2>/dev/null
     [ $rc = 0 ] && echo "image-test: OK (${SECONDS}s)" || echo "image-test: FAILED (${SECONDS}s)" >&2
@@ -78,7 +80,19 @@ cleanup() {
 KEEP=${IMAGE_TEST_KEEP:-}
 trap cleanup EXIT
 
+# Stage images of the multi-stage build stay behind as dangling images: remove the new ones.
+dangling_before=$(podman images -q --filter dangling=true | sort)
+remove_new_dangling() {
+    comm -13 <(echo "$dangling_before") <(podman images -q --filter dangling=true | sort) |
+        xargs -r podman rmi -f >/dev/null 2>&1
+}
+
 # ---- (1) base image ----------------------------------------------------------------------------
+if [ -n "${IMAGE_TEST_FRESH_BASE:-}" ]; then
+    say "IMAGE_TEST_FRESH_BASE: removing $BASE and its cached tarball"
+    podman rmi -f "$BASE" >/dev/null 2>&1 || true
+    rm -f "$WORK/bookworm-minbase.tar"
+fi
 if podman image exists "$BASE"; then
     say "base image $BASE present"
 else
@@ -89,8 +103,11 @@ else
         rm -rf "$rootfs"
         debootstrap --variant=minbase bookworm "$rootfs" http://deb.debian.org/debian >"$WORK/debootstrap.log" 2>&1 ||
             { tail -20 "$WORK/debootstrap.log"; fail "debootstrap failed (log: $WORK/debootstrap.log)"; }
-        # What the official slim image leaves out: package caches and lists.
-        rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/* "$rootfs"/var/log/*.log
+        # What the official slim image leaves out (its dpkg path excludes): documentation but the
+        # copyright files, man pages, translations; and package caches and lists.
+        find "$rootfs/usr/share/doc" -mindepth 1 ! -name copyright ! -type d -delete
+        rm -rf "$rootfs"/usr/share/{man,groff,info,lintian,linda,locale}/* \
+            "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/* "$rootfs"/var/log/*.log
         tar -C "$rootfs" -cf "$tarball.tmp" . && mv "$tarball.tmp" "$tarball"
         rm -rf "$rootfs"
     fi
@@ -111,7 +128,8 @@ build_start=$SECONDS
 buildah bud --pull=never --isolation=chroot --format docker --quiet \
     -f deploy/Dockerfile --build-arg BINARY=prebuilt --build-arg MODELS="$MODELS" -t "$TAG" . >/dev/null
 size=$(podman image inspect --format '{{.Size}}' "$TAG")
-echo "built $TAG in $((SECONDS - build_start))s: $((size / 1000000)) MB ($size bytes)"
+base_size=$(podman image inspect --format '{{.Size}}' "$BASE")
+echo "built $TAG in $((SECONDS - build_start))s: $((size / 1000000)) MB ($size bytes), of which the base image $((base_size / 1000000)) MB"
 [ "$(podman image inspect --format '{{.Config.User}}' "$TAG")" = "10001:10001" ] || fail "image does not run as uid 10001"
 [ "$(podman image inspect --format '{{.Config.StopSignal}}' "$TAG")" = "SIGTERM" ] || fail "STOPSIGNAL is not SIGTERM"
 podman image inspect --format '{{.Config.Healthcheck.Test}}' "$TAG" | grep -q health/live || fail "no HEALTHCHECK on /health/live"
@@ -119,9 +137,14 @@ podman image inspect --format '{{.Config.Healthcheck.Test}}' "$TAG" | grep -q he
 # ---- (4) run ------------------------------------------------------------------------------------
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 URL=http://127.0.0.1:$port
-# --health-interval=disable: podman schedules healthchecks with systemd timers, and there is no
-# systemd here; the check itself still runs below with `podman healthcheck run`.
-run_args=(-d --name "$CTR" -p "127.0.0.1:$port:8080" -e QUANTSERVE_WORKERS=1 --health-interval=disable)
+# Run it as the Kubernetes Deployment does: read-only root file system, no capabilities, no
+# privilege escalation, the ConfigMap's config file mounted over the image's, threads from the
+# CPU limit. --health-interval=disable: podman schedules healthchecks with systemd timers, and
+# there is no systemd here; the check itself still runs below with `podman healthcheck run`.
+run_args=(-d --name "$CTR" -p "127.0.0.1:$port:8080" --health-interval=disable
+    --read-only --cap-drop=ALL --security-opt=no-new-privileges
+    -v "$ROOT/deploy/k8s/base/quantserve.toml:/etc/quantserve/quantserve.toml:ro"
+    -e QUANTSERVE_WORKERS=1 -e QUANTSERVE_THREADS=2)
 [ "$MODELS" = mounted ] && run_args+=(-v "$ROOT/models:/models:ro")
 say "podman run ($URL)"
 # podman's stderr goes to a file: without systemd it complains about healthcheck timers.
