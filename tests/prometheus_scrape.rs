@@ -60,10 +60,12 @@ fn encode(q: &str) -> String {
         .collect()
 }
 
-/// The Prometheus process; killed when dropped, so a failing assertion does not leave it behind.
+/// The Prometheus process; killed (and its storage removed) when dropped, so a failing assertion
+/// does not leave it behind. Failures print its log first.
 struct Prometheus {
     child: Child,
     addr: SocketAddr,
+    dir: PathBuf,
     log: PathBuf,
 }
 
@@ -71,6 +73,7 @@ impl Drop for Prometheus {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -124,16 +127,24 @@ fn start_prometheus(target: SocketAddr) -> Option<Prometheus> {
         .stdout(std::fs::File::create(&log).unwrap())
         .stderr(std::fs::File::options().append(true).open(&log).unwrap())
         .spawn();
-    match spawned {
-        Ok(child) => Some(Prometheus { child, addr, log }),
-        Err(e) if std::env::var_os("CI").is_some() => {
-            panic!("prometheus is required in CI (Debian package `prometheus`): {e}")
-        }
+    let child = match spawned {
+        Ok(child) => child,
         Err(e) => {
+            let _ = std::fs::remove_dir_all(&dir);
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "prometheus is required in CI (Debian package `prometheus`): {e}"
+            );
             eprintln!("prometheus not runnable ({e}): test skipped; apt-get install prometheus");
-            None
+            return None;
         }
-    }
+    };
+    Some(Prometheus {
+        child,
+        addr,
+        dir,
+        log,
+    })
 }
 
 #[test]
