@@ -79,6 +79,10 @@ cleanup() {
 }
 KEEP=${IMAGE_TEST_KEEP:-}
 trap cleanup EXIT
+trap 'exit 130' INT TERM   # so that the EXIT trap cleans up on Ctrl-C and kill too
+
+# Containers of an earlier run that was killed before it could clean up.
+podman ps -a --format '{{.Names}}' | grep '^quantserve-image-test-' | xargs -r podman rm -f -t 0 >/dev/null 2>&1 || true
 
 # Stage images of the multi-stage build stay behind as dangling images: remove the new ones.
 dangling_before=$(podman images -q --filter dangling=true | sort)
