@@ -1,6 +1,7 @@
 //! A real Prometheus server (Debian package `prometheus`) scrapes a running quantserve on
-//! loopback, with the recording rules of `deploy/prometheus/rules.yml` loaded, and the test reads
-//! a per-variant series and a recorded per-variant rate back through Prometheus's HTTP API.
+//! loopback, with the rules of `deploy/prometheus/rules.yml` loaded, and the test reads a
+//! per-variant series and a recorded per-variant rate back through Prometheus's HTTP API, then
+//! checks that every rule and every query of the Grafana dashboard evaluates without error.
 //!
 //! Without `prometheus` on PATH the test is skipped with a message, except under CI (`CI` set),
 //! where `.ci/run` installs it and its absence is a failure.
@@ -78,18 +79,39 @@ impl Drop for Prometheus {
 }
 
 impl Prometheus {
+    /// GET of the HTTP API (errors come as JSON too); `Null` when there is no JSON answer.
+    fn api(&self, path: &str) -> Value {
+        http(self.addr, "GET", path, "")
+            .ok()
+            .and_then(|(_, body)| serde_json::from_str(&body).ok())
+            .unwrap_or(Value::Null)
+    }
+
     /// Instant query; the `data.result` array (empty until the series exists).
     fn query(&self, q: &str) -> Vec<Value> {
-        let Ok((200, body)) = http(
-            self.addr,
-            "GET",
-            &format!("/api/v1/query?query={}", encode(q)),
-            "",
-        ) else {
-            return Vec::new();
-        };
-        let v: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
-        v["data"]["result"].as_array().cloned().unwrap_or_default()
+        self.api(&format!("/api/v1/query?query={}", encode(q)))["data"]["result"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// (name, health, lastError) of every loaded rule.
+    fn rules(&self) -> Vec<(String, String, String)> {
+        let v = self.api("/api/v1/rules");
+        let field = |r: &Value, k: &str| r[k].as_str().unwrap_or_default().to_string();
+        v["data"]["groups"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|g| g["rules"].as_array().cloned().unwrap_or_default())
+            .map(|r| {
+                (
+                    field(&r, "name"),
+                    field(&r, "health"),
+                    field(&r, "lastError"),
+                )
+            })
+            .collect()
     }
 
     fn log(&self) -> String {
@@ -221,6 +243,42 @@ fn prometheus_scrapes_per_variant_series() {
         "1",
         "scrape target down"
     );
+
+    // Every recording and alerting rule evaluates on the real series without an error (such as
+    // a many-to-many match), once each group has run.
+    let start = Instant::now();
+    let mut rules = prom.rules();
+    while (rules.is_empty() || rules.iter().any(|r| r.1 == "unknown")) && start.elapsed() < WAIT {
+        std::thread::sleep(Duration::from_millis(500));
+        rules = prom.rules();
+    }
+    assert!(rules.len() >= 10, "rules not loaded: {rules:?}");
+    let bad: Vec<_> = rules.iter().filter(|r| r.1 != "ok").collect();
+    assert!(bad.is_empty(), "rules not healthy: {bad:?}");
+
+    // Every query of the Grafana dashboard runs, with its variables set to "all".
+    let path = common::path("deploy/grafana/dashboards/quantserve.json");
+    let dashboard: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let mut queries = 0;
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().into_iter().flatten() {
+            let expr = target["expr"]
+                .as_str()
+                .unwrap()
+                .replace("$__rate_interval", "1m")
+                .replace("$model", ".*")
+                .replace("$variant", ".*")
+                .replace("$job", ".*");
+            let answer = prom.api(&format!("/api/v1/query?query={}", encode(&expr)));
+            assert_eq!(
+                answer["status"], "success",
+                "{}: {expr}: {answer}",
+                panel["title"]
+            );
+            queries += 1;
+        }
+    }
+    assert!(queries >= 10, "{queries} dashboard queries");
     drop(prom);
     server.shutdown();
     server.wait().unwrap();
