@@ -8,8 +8,9 @@
 # Steps: (1) the base image `debian:bookworm-slim` is `debootstrap --variant=minbase bookworm`
 # imported with podman, made once and kept (cached tarball in $WORK); (2) the release binary is
 # built on the host (`cargo build --release`) and handed to the Dockerfile's `BINARY=prebuilt`
-# stage, since no rust image can be pulled; (3) `buildah bud --pull=never --isolation=chroot`
-# builds the image with the models baked in (MODELS=baked); (4) podman runs it, the test waits for
+# stage, since no rust image can be pulled, and the translation models are fetched into ./models
+# when missing (the image has no pip); (3) `buildah bud --pull=never --isolation=chroot` builds
+# the image with the models baked in (MODELS=baked); (4) podman runs it, the test waits for
 # /health/ready, runs the image's HEALTHCHECK, classifies, translates, scrapes /metrics, reads the
 # server's resident memory, then stops it with SIGTERM while a request is in flight and checks that
 # the request is answered and the server exits 0.
@@ -122,6 +123,9 @@ fi
 # ---- (2) binary ---------------------------------------------------------------------------------
 say "cargo build --release"
 cargo build --release --quiet
+# The image gets no pip, so the translation models must be in ./models before it is built (or
+# mounted); a no-op when they are there already.
+env -u QUANTSERVE_MODELS target/release/quantserve fetch --models models >/dev/null
 mkdir -p deploy/.prebuilt
 # The Dockerfile's own build stage compiles without debug info; strip it here to match.
 objcopy --strip-debug target/release/quantserve "$PREBUILT"
