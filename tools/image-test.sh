@@ -21,6 +21,9 @@
 #   IMAGE_TEST_READY_SECONDS    how long to wait for /health/ready (default 300)
 #   IMAGE_TEST_DIR              work directory (default target/image-test)
 #   IMAGE_TEST_FRESH_BASE=1     remake the base image from scratch (a cold run)
+#   IMAGE_TEST_IMAGE=TAG        test an image built elsewhere (e.g. by the standard build stage)
+#                               instead of building one; it is kept. With IMAGE_TEST_MODELS=mounted
+#                               when it has no models.
 #
 # Everything the script creates except the base image and its tarball is removed on exit.
 set -euo pipefail
@@ -93,51 +96,66 @@ remove_new_dangling() {
 }
 
 # ---- (1) base image ----------------------------------------------------------------------------
-if [ -n "${IMAGE_TEST_FRESH_BASE:-}" ]; then
-    say "IMAGE_TEST_FRESH_BASE: removing $BASE and its cached tarball"
-    podman rmi -f "$BASE" >/dev/null 2>&1 || true
-    rm -f "$WORK/bookworm-minbase.tar"
-fi
-if podman image exists "$BASE"; then
-    say "base image $BASE present"
-else
-    tarball=$WORK/bookworm-minbase.tar
-    if [ ! -s "$tarball" ]; then
-        say "debootstrap --variant=minbase bookworm"
-        rootfs=$WORK/rootfs
-        rm -rf "$rootfs"
-        debootstrap --variant=minbase bookworm "$rootfs" http://deb.debian.org/debian >"$WORK/debootstrap.log" 2>&1 ||
-            { tail -20 "$WORK/debootstrap.log"; fail "debootstrap failed (log: $WORK/debootstrap.log)"; }
-        # What the official slim image leaves out (its dpkg path excludes): documentation but the
-        # copyright files, man pages, translations; and package caches and lists.
-        find "$rootfs/usr/share/doc" -mindepth 1 ! -name copyright ! -type d -delete
-        rm -rf "$rootfs"/usr/share/{man,groff,info,lintian,linda,locale}/* \
-            "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/* "$rootfs"/var/log/*.log
-        tar -C "$rootfs" -cf "$tarball.tmp" . && mv "$tarball.tmp" "$tarball"
-        rm -rf "$rootfs"
+make_base() {
+    if [ -n "${IMAGE_TEST_FRESH_BASE:-}" ]; then
+        say "IMAGE_TEST_FRESH_BASE: removing $BASE and its cached tarball"
+        podman rmi -f "$BASE" >/dev/null 2>&1 || true
+        rm -f "$WORK/bookworm-minbase.tar"
     fi
-    say "podman import $tarball as $BASE"
-    podman import --change 'CMD ["bash"]' "$tarball" "$BASE" >/dev/null
+    if podman image exists "$BASE"; then
+        say "base image $BASE present"
+    else
+        tarball=$WORK/bookworm-minbase.tar
+        if [ ! -s "$tarball" ]; then
+            say "debootstrap --variant=minbase bookworm"
+            rootfs=$WORK/rootfs
+            rm -rf "$rootfs"
+            debootstrap --variant=minbase bookworm "$rootfs" http://deb.debian.org/debian >"$WORK/debootstrap.log" 2>&1 ||
+                { tail -20 "$WORK/debootstrap.log"; fail "debootstrap failed (log: $WORK/debootstrap.log)"; }
+            # What the official slim image leaves out (its dpkg path excludes): documentation
+            # but the copyright files, man pages, translations; and package caches and lists.
+            find "$rootfs/usr/share/doc" -mindepth 1 ! -name copyright ! -type d -delete
+            rm -rf "$rootfs"/usr/share/{man,groff,info,lintian,linda,locale}/* \
+                "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/* "$rootfs"/var/log/*.log
+            tar -C "$rootfs" -cf "$tarball.tmp" . && mv "$tarball.tmp" "$tarball"
+            rm -rf "$rootfs"
+        fi
+        say "podman import $tarball as $BASE"
+        podman import --change 'CMD ["bash"]' "$tarball" "$BASE" >/dev/null
+    fi
+}
+
+# ---- (2) binary and (3) build --------------------------------------------------------------------
+build_image() {
+    say "cargo build --release"
+    cargo build --release --quiet
+    # The image gets no pip, so the translation models must be in ./models before it is built
+    # (or mounted); a no-op when they are there already.
+    env -u QUANTSERVE_MODELS target/release/quantserve fetch --models models >/dev/null
+    mkdir -p deploy/.prebuilt
+    # The Dockerfile's own build stage compiles without debug info; strip it here to match.
+    objcopy --strip-debug target/release/quantserve "$PREBUILT"
+
+    say "buildah bud (MODELS=$MODELS)"
+    build_start=$SECONDS
+    buildah bud --pull=never --isolation=chroot --format docker --quiet \
+        -f deploy/Dockerfile --build-arg BINARY=prebuilt --build-arg MODELS="$MODELS" -t "$TAG" . >/dev/null
+    base_size=$(podman image inspect --format '{{.Size}}' "$BASE")
+    echo "built in $((SECONDS - build_start))s on the base image $BASE ($((base_size / 1000000)) MB)"
+}
+
+if [ -n "${IMAGE_TEST_IMAGE:-}" ]; then
+    TAG=$IMAGE_TEST_IMAGE
+    KEEP=1
+    podman image exists "$TAG" || fail "no image $TAG"
+    [ "$MODELS" = baked ] || [ -d models/en-pt/fp32 ] || fail "models/ lacks the translation models (quantserve fetch)"
+    say "testing the existing image $TAG"
+else
+    make_base
+    build_image
 fi
-
-# ---- (2) binary ---------------------------------------------------------------------------------
-say "cargo build --release"
-cargo build --release --quiet
-# The image gets no pip, so the translation models must be in ./models before it is built (or
-# mounted); a no-op when they are there already.
-env -u QUANTSERVE_MODELS target/release/quantserve fetch --models models >/dev/null
-mkdir -p deploy/.prebuilt
-# The Dockerfile's own build stage compiles without debug info; strip it here to match.
-objcopy --strip-debug target/release/quantserve "$PREBUILT"
-
-# ---- (3) build ----------------------------------------------------------------------------------
-say "buildah bud (MODELS=$MODELS)"
-build_start=$SECONDS
-buildah bud --pull=never --isolation=chroot --format docker --quiet \
-    -f deploy/Dockerfile --build-arg BINARY=prebuilt --build-arg MODELS="$MODELS" -t "$TAG" . >/dev/null
 size=$(podman image inspect --format '{{.Size}}' "$TAG")
-base_size=$(podman image inspect --format '{{.Size}}' "$BASE")
-echo "built $TAG in $((SECONDS - build_start))s: $((size / 1000000)) MB ($size bytes), of which the base image $((base_size / 1000000)) MB"
+echo "image $TAG: $((size / 1000000)) MB ($size bytes)"
 [ "$(podman image inspect --format '{{.Config.User}}' "$TAG")" = "10001:10001" ] || fail "image does not run as uid 10001"
 [ "$(podman image inspect --format '{{.Config.StopSignal}}' "$TAG")" = "SIGTERM" ] || fail "STOPSIGNAL is not SIGTERM"
 podman image inspect --format '{{.Config.Healthcheck.Test}}' "$TAG" | grep -q health/live || fail "no HEALTHCHECK on /health/live"
