@@ -1,0 +1,25 @@
+//! The configuration files the deployment ships (ConfigMaps of deploy/k8s) are valid quantserve
+//! configurations that listen on all interfaces and read the image's /models.
+
+use quantserve::runtime::config::Config;
+
+#[test]
+fn kubernetes_configs_parse_and_point_at_the_image() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    for file in [
+        "deploy/k8s/base/quantserve.toml",
+        "deploy/k8s/overlays/int8-only/quantserve.toml",
+    ] {
+        let path = format!("{root}/{file}");
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        let cfg = Config::from_toml(&text).unwrap_or_else(|e| panic!("{file}: {e:#}"));
+        cfg.validate().unwrap_or_else(|e| panic!("{file}: {e:#}"));
+        assert_eq!(cfg.server.http_addr, "0.0.0.0:8080", "{file}");
+        assert_eq!(cfg.server.models_dir.to_str(), Some("/models"), "{file}");
+        // terminationGracePeriodSeconds (45) covers preStop (5) and the drain.
+        assert!(cfg.server.drain_seconds + 5 < 45, "{file}");
+        for model in ["sentiment", "en-pt", "pt-en"] {
+            assert_eq!(cfg.models[model].default_variant, "int8", "{file}: {model}");
+        }
+    }
+}
