@@ -183,7 +183,7 @@ fn prometheus_scrapes_per_variant_series() {
         ModelConfig {
             default_variant: "int8".into(),
             variants: vec!["int8".into(), "fp32".into()],
-            task: None,
+            ..ModelConfig::fp32()
         },
     );
     let server = Server::start(cfg, false).unwrap();
@@ -194,12 +194,12 @@ fn prometheus_scrapes_per_variant_series() {
         );
         http(addr, "POST", "/classify", &body).map_or(0, |r| r.0)
     };
-    // /health/ready covers the default variant only; fp32 may load a moment later.
+    // Variants load one after the other (the reference first): wait for both.
     let start = Instant::now();
-    while classify("fp32") != 200 {
+    while classify("fp32") != 200 || classify("int8") != 200 {
         assert!(
             start.elapsed() < WAIT,
-            "quantserve: sentiment/fp32 not served"
+            "quantserve: sentiment/fp32 and int8 not both served"
         );
         std::thread::sleep(Duration::from_millis(100));
     }
