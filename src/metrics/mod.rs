@@ -25,6 +25,8 @@ pub struct Metrics {
     /// Padded tokens per batch (size × longest).
     pub batch_tokens: HistogramVec,
     pub queue_depth: IntGaugeVec,
+    /// {model, variant}: items its queue holds before answering 429.
+    pub queue_capacity: IntGaugeVec,
     pub input_tokens_total: IntCounterVec,
     pub generated_tokens_total: IntCounterVec,
     /// {model, variant, scheme, bits} = bytes of weights.
@@ -120,6 +122,11 @@ impl Metrics {
             queue_depth: gauge(
                 "quantserve_queue_depth",
                 "Items waiting in a model's queue.",
+                MV,
+            ),
+            queue_capacity: gauge(
+                "quantserve_queue_capacity",
+                "Items a variant's queue holds; more are refused with 429.",
                 MV,
             ),
             input_tokens_total: counter(

@@ -179,6 +179,9 @@ impl Runtime {
         m.variant_info
             .with_label_values(&[key.model.as_str(), key.variant.as_str(), &scheme, &bits])
             .set(entry.engine.weight_bytes() as i64);
+        m.queue_capacity
+            .with_label_values(&[key.model.as_str(), key.variant.as_str()])
+            .set(self.config.batching.queue_capacity as i64);
         if let Some(check) = &entry.self_check {
             m.self_check_agreement
                 .with_label_values(&[key.model.as_str(), key.variant.as_str()])
@@ -193,10 +196,14 @@ impl Runtime {
         self.registry.unload(model, variant)?;
         let (scheme, bits) = scheme_and_bits(variant);
         let bits = bits.map_or_else(|| "unknown".into(), |b| b.to_string());
-        let _ = self
-            .metrics
+        let m = &self.metrics;
+        let _ = m
             .variant_info
             .remove_label_values(&[model, variant, &scheme, &bits]);
+        let _ = m.queue_capacity.remove_label_values(&[model, variant]);
+        let _ = m
+            .self_check_agreement
+            .remove_label_values(&[model, variant]);
         tracing::info!(model, variant, "variant unloaded");
         Ok(())
     }
