@@ -31,7 +31,7 @@ const SPACE: char = '▁';
 /// are the SentencePiece ids), same normalisation, same segmentation.
 pub fn unigram_from_spm(bytes: &[u8]) -> Result<Tokenizer> {
     let proto = pb::ModelProto::decode(bytes).context("not a SentencePiece model file")?;
-    let trainer = proto.trainer_spec.clone().unwrap_or_default();
+    let trainer = proto.trainer_spec.unwrap_or_default();
     ensure!(
         trainer.model_type() == ModelType::Unigram,
         "SentencePiece model type {:?} is not supported (only unigram)",
