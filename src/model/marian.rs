@@ -148,6 +148,8 @@ pub struct SearchOptions {
     pub max_length: Option<usize>,
     /// Restrict the output vocabulary to the lexical shortlist (when the model has one).
     pub shortlist: bool,
+    /// EOS is not generated before this many output tokens (transformers' `min_length`).
+    pub min_length: usize,
 }
 
 impl Default for SearchOptions {
@@ -158,6 +160,7 @@ impl Default for SearchOptions {
             max_length_factor: 2.5,
             max_length: None,
             shortlist: true,
+            min_length: 0,
         }
     }
 }
@@ -836,8 +839,10 @@ impl MarianTranslator {
         let n_cols = output.n_out();
         // What the row may not output next, and whether it must output EOS.
         let banned = |h: &Hyp| -> Vec<usize> {
+            let too_short = (h.tokens.len() < opts.min_length).then_some(eos);
             self.generation
                 .banned_after(&h.tokens)
+                .chain(too_short)
                 .filter_map(to_column)
                 .collect()
         };
@@ -860,6 +865,18 @@ impl MarianTranslator {
         let mut finished: Vec<Vec<(f32, Vec<u32>)>> = vec![Vec::new(); sources.len()];
         let mut step = 0;
         while !hyps.is_empty() {
+            if hyps.iter().all(forced) {
+                // Every row must end now, with EOS scored 0 (as transformers forces it): the
+                // decoder step would change nothing, so it is not run.
+                for h in &hyps {
+                    if open[h.sentence] {
+                        let len = (h.tokens.len() + 1) as f32;
+                        let score = h.score / len.powf(opts.normalize);
+                        finished[h.sentence].push((score, h.tokens.clone()));
+                    }
+                }
+                break;
+            }
             let mut logits = self.decode_step(&hyps, &sentences, step, &mut states, &cross, output);
             step += 1;
             // Candidate continuations: (sentence, parent row, token, score).

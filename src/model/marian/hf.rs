@@ -187,6 +187,7 @@ fn generation(hf: &HfConfig, vocab: usize) -> Result<(Generation, SearchOptions)
         max_length_factor: f32::INFINITY,
         max_length: None,
         shortlist: false,
+        min_length: hf.usize_or("min_length", 0)?,
     };
     Ok((rules, opts))
 }
