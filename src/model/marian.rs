@@ -19,7 +19,9 @@ use super::marian_bin::MarianBin;
 use super::shortlist::Shortlist;
 use super::tokenizer::{Overflow, TextTokenizer, fit_to_limit};
 use super::weights::TensorStore;
-use crate::kernels::ops::{Activation, add_in_place, log_softmax, sigmoid};
+use rayon::prelude::*;
+
+use crate::kernels::ops::{Activation, add_in_place, argmax, log_softmax, sigmoid};
 
 /// Most sentences decoded together; larger batches are split into groups of similar length.
 const MAX_DECODE_BATCH: usize = 32;
@@ -640,7 +642,6 @@ impl MarianTranslator {
         let mut q = vec![0.0f32; rows * d];
         let mut ctx = vec![0.0f32; rows * d];
         let mut inter = vec![0.0f32; rows * self.config.ffn_dim];
-        let mut scores = Vec::new();
         for (l, layer) in self.decoder.iter().enumerate() {
             match &layer.self_block {
                 SelfBlock::Ssru(ssru) => {
@@ -660,33 +661,30 @@ impl MarianTranslator {
                     // The row's new key and value join its cache; the query attends to all of
                     // it (every cached position is at or before this one: causal by design).
                     qkv.forward(&x, rows, &mut gates);
-                    for (r, cache) in states[l].iter_mut().enumerate() {
-                        cache.extend_from_slice(&gates[r * 3 * d + d..(r + 1) * 3 * d]);
-                        let kv = |col| Rows {
-                            data: cache,
-                            first_row: 0,
-                            rows: cache.len() / (2 * d),
-                            stride: 2 * d,
-                            col,
-                        };
-                        let query = Rows {
-                            data: &gates,
-                            first_row: r,
-                            rows: 1,
-                            stride: 3 * d,
-                            col: 0,
-                        };
-                        let (k, v) = (kv(0), kv(d));
-                        multi_head_attention(
-                            query,
-                            k,
-                            v,
-                            self.heads(),
-                            &mut ctx[r * d..],
-                            d,
-                            &mut scores,
-                        );
-                    }
+                    let (fused, heads) = (&gates, self.heads());
+                    // Rows are independent: attend in parallel, each writing its own context.
+                    states[l]
+                        .par_iter_mut()
+                        .zip(ctx.par_chunks_mut(d))
+                        .enumerate()
+                        .for_each_init(Vec::new, |scores, (r, (cache, out))| {
+                            cache.extend_from_slice(&fused[r * 3 * d + d..(r + 1) * 3 * d]);
+                            let kv = |col| Rows {
+                                data: cache,
+                                first_row: 0,
+                                rows: cache.len() / (2 * d),
+                                stride: 2 * d,
+                                col,
+                            };
+                            let query = Rows {
+                                data: fused,
+                                first_row: r,
+                                rows: 1,
+                                stride: 3 * d,
+                                col: 0,
+                            };
+                            multi_head_attention(query, kv(0), kv(d), heads, out, d, scores);
+                        });
                     out.forward(&ctx, rows, &mut tmp);
                 }
             }
@@ -694,31 +692,28 @@ impl MarianTranslator {
             layer.self_norm.apply(&mut x, eps);
 
             layer.query.forward(&x, rows, &mut q);
-            for (r, h) in hyps.iter().enumerate() {
-                let s = &sentences[h.sentence];
-                let kv = |col| Rows {
-                    data: &cross[l],
-                    first_row: s.src_start,
-                    rows: s.src_len,
-                    stride: 2 * d,
-                    col,
-                };
-                multi_head_attention(
-                    Rows {
-                        data: &q,
+            let (q, heads) = (&q, self.heads());
+            hyps.par_iter()
+                .zip(ctx.par_chunks_mut(d))
+                .enumerate()
+                .for_each_init(Vec::new, |scores, (r, (h, out))| {
+                    let s = &sentences[h.sentence];
+                    let kv = |col| Rows {
+                        data: &cross[l],
+                        first_row: s.src_start,
+                        rows: s.src_len,
+                        stride: 2 * d,
+                        col,
+                    };
+                    let query = Rows {
+                        data: q,
                         first_row: r,
                         rows: 1,
                         stride: d,
                         col: 0,
-                    },
-                    kv(0),
-                    kv(d),
-                    self.heads(),
-                    &mut ctx[r * d..],
-                    d,
-                    &mut scores,
-                );
-            }
+                    };
+                    multi_head_attention(query, kv(0), kv(d), heads, out, d, scores);
+                });
             layer.ctx_out.forward(&ctx, rows, &mut tmp);
             add_in_place(&mut x, &tmp);
             layer.ctx_norm.apply(&mut x, eps);
@@ -883,7 +878,7 @@ impl MarianTranslator {
             let mut chosen: Vec<(usize, usize, u32, f32)> = Vec::new();
             if beam == 1 {
                 for (r, h) in hyps.iter().enumerate() {
-                    let row = &logits[r * n_cols..(r + 1) * n_cols];
+                    let row = &mut logits[r * n_cols..(r + 1) * n_cols];
                     let c = if forced(h) {
                         eos_column
                     } else {
@@ -1182,17 +1177,20 @@ fn reorder_states(states: &mut [Vec<Vec<f32>>], parents: &[usize]) {
 }
 
 /// The column with the largest logit among `allowed` (all columns when None), never a `banned`
-/// one; the lowest column wins ties.
-fn best_column(row: &[f32], allowed: Option<&[u32]>, banned: &[usize]) -> usize {
+/// one (they are set to −∞ in `row`); the lowest column wins ties.
+fn best_column(row: &mut [f32], allowed: Option<&[u32]>, banned: &[usize]) -> usize {
+    for &c in banned {
+        row[c] = f32::NEG_INFINITY;
+    }
+    let Some(cols) = allowed else {
+        return argmax(row);
+    };
     let mut best: Option<usize> = None;
-    let mut consider = |c: usize| {
-        if !banned.contains(&c) && best.is_none_or(|b| row[c] > row[b]) {
+    for &c in cols {
+        let c = c as usize;
+        if row[c] != f32::NEG_INFINITY && best.is_none_or(|b| row[c] > row[b]) {
             best = Some(c);
         }
-    };
-    match allowed {
-        Some(cols) => cols.iter().for_each(|&c| consider(c as usize)),
-        None => (0..row.len()).for_each(&mut consider),
     }
     best.unwrap_or(0)
 }
