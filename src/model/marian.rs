@@ -350,11 +350,21 @@ fn find_files(dir: &Path, need_model: bool) -> Result<ModelFiles> {
     })
 }
 
-fn take_norm(store: &mut TensorStore, prefix: &str, d: usize) -> Result<Norm> {
+/// A layer norm's scale and bias, by their tensor names.
+fn take_norm_named(store: &mut TensorStore, gamma: &str, beta: &str, d: usize) -> Result<Norm> {
     Ok(Norm {
-        gamma: store.take(&format!("{prefix}_ln_scale"), &[d])?,
-        beta: store.take(&format!("{prefix}_ln_bias"), &[d])?,
+        gamma: store.take(gamma, &[d])?,
+        beta: store.take(beta, &[d])?,
     })
+}
+
+fn take_norm(store: &mut TensorStore, prefix: &str, d: usize) -> Result<Norm> {
+    take_norm_named(
+        store,
+        &format!("{prefix}_ln_scale"),
+        &format!("{prefix}_ln_bias"),
+        d,
+    )
 }
 
 fn take_linear(

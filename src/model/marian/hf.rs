@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use super::{
     DecoderKind, DecoderLayer, Generation, MarianConfig, MarianTranslator, Positions, Search,
-    SearchOptions, SelfBlock,
+    SearchOptions, SelfBlock, take_norm_named,
 };
 use crate::kernels::ops::Activation;
 use crate::model::embedding::Embedding;
@@ -192,11 +192,10 @@ fn generation(hf: &HfConfig, vocab: usize) -> Result<(Generation, SearchOptions)
     Ok((rules, opts))
 }
 
+/// transformers' names: `<prefix>.weight` and `<prefix>.bias`.
 fn take_norm(s: &mut TensorStore, prefix: &str, d: usize) -> Result<Norm> {
-    Ok(Norm {
-        gamma: s.take(&format!("{prefix}.weight"), &[d])?,
-        beta: s.take(&format!("{prefix}.bias"), &[d])?,
-    })
+    let (w, b) = (format!("{prefix}.weight"), format!("{prefix}.bias"));
+    take_norm_named(s, &w, &b, d)
 }
 
 fn take_linear(
@@ -205,12 +204,8 @@ fn take_linear(
     n_out: usize,
     n_in: usize,
 ) -> Result<LinearParts> {
-    Ok(LinearParts {
-        weight: s.take_weight(&format!("{prefix}.weight"), &[n_out, n_in])?,
-        bias: Some(s.take(&format!("{prefix}.bias"), &[n_out])?),
-        n_out,
-        n_in,
-    })
+    let (w, b) = (format!("{prefix}.weight"), format!("{prefix}.bias"));
+    super::take_linear(s, &w, Some(&b), n_out, n_in)
 }
 
 /// `[Q | K | V]` (or `[K | V]` without Q) of an attention module, fused into one layer.
