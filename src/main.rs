@@ -130,6 +130,14 @@ enum Command {
         no_shortlist: bool,
         #[arg(long)]
         beam_size: Option<usize>,
+        /// Translation: sources of exactly this many tokens (EOS included), made from the
+        /// Bible sample's pieces run together.
+        #[arg(long)]
+        src_len: Option<usize>,
+        /// Translation: generate exactly this many tokens (EOS banned before, the output cut
+        /// after), to compare engines at a fixed length (Opus-MT models).
+        #[arg(long)]
+        force_len: Option<usize>,
     },
     /// Measure quality: accuracy on the sentiment test split, or BLEU/chrF on the Bible sample.
     Eval {
@@ -288,10 +296,18 @@ fn run(cli: Cli) -> Result<()> {
             seconds,
             no_shortlist,
             beam_size,
+            src_len,
+            force_len,
         } => {
             let min_time = std::time::Duration::from_secs_f64(seconds);
             let mut rows = Vec::new();
-            let translation = model.split_once('-');
+            // Opus-MT folders are measured on the English side of the Bible sample.
+            let opus_mt = quantserve::model::marian::is_hf_dir(&fetch::fp32_dir(&models, &model));
+            let translation = if opus_mt {
+                Some(("en", "pt"))
+            } else {
+                model.split_once('-')
+            };
             for v in &variants {
                 for &t in &threads {
                     let pool = thread_pool(Some(t))?;
@@ -300,18 +316,33 @@ fn run(cli: Cli) -> Result<()> {
                             let tr = variant::load_translator(&models, &model, v)?;
                             let data =
                                 datasets::read_bible(&data_path("bible/sample500.tsv"), from, to)?;
-                            let sources: Vec<Vec<u32>> = data
+                            let mut sources: Vec<Vec<u32>> = data
                                 .sources
                                 .iter()
                                 .map(|s| tr.tokenize(s, Overflow::Truncate))
                                 .collect::<Result<_>>()?;
-                            let opts = SearchOptions {
+                            if let Some(len) = src_len {
+                                sources = bench::fixed_length_sources(&sources, len, 512.max(b))?;
+                            }
+                            let mut opts = SearchOptions {
                                 beam_size: beam_size.unwrap_or(tr.defaults.beam_size),
                                 shortlist: !no_shortlist,
                                 ..tr.defaults.clone()
                             };
+                            if let Some(n) = force_len {
+                                opts.min_length = n;
+                                opts.max_length = Some(n + 1);
+                                opts.max_length_factor = f32::INFINITY;
+                            }
                             let (sent, tok) = pool.install(|| {
-                                bench::bench_translator(&tr, &sources, b, &opts, min_time)
+                                bench::bench_translator(
+                                    &tr,
+                                    &sources,
+                                    b,
+                                    &opts,
+                                    min_time,
+                                    force_len.is_none(),
+                                )
                             })?;
                             bench::BenchRow {
                                 variant: v.clone(),

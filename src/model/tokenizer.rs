@@ -1,5 +1,7 @@
-//! Text ↔ token ids through the `tokenizers` crate, loaded offline from `tokenizer.json`.
+//! Text ↔ token ids through the `tokenizers` crate, loaded offline from `tokenizer.json` (or
+//! converted from a SentencePiece model by `spm`, with the model's ids from a `vocab.json`).
 
+use std::collections::HashMap;
 use std::path::Path;
 
 use anyhow::{Context, Result, anyhow};
@@ -21,6 +23,60 @@ pub struct InputTooLong {
 
 pub struct TextTokenizer {
     inner: tokenizers::Tokenizer,
+    /// Opus-MT: the model's ids are `vocab.json`'s, not the tokenizer's own.
+    vocab: Option<PieceVocab>,
+}
+
+/// A model vocabulary over pieces (`vocab.json` of an Opus-MT model), as `MarianTokenizer` uses it.
+pub struct PieceVocab {
+    /// Model id of each tokenizer id (`<unk>`'s for a piece the vocabulary lacks).
+    from_piece: Vec<u32>,
+    ids: HashMap<String, u32>,
+    /// Piece of each model id (empty where the vocabulary has a gap).
+    pieces: Vec<String>,
+    /// Ids that decoding drops: `</s>`, `<unk>`, `<pad>`.
+    special: Vec<u32>,
+}
+
+impl PieceVocab {
+    pub fn new(ids: HashMap<String, u32>, tokenizer: &tokenizers::Tokenizer) -> Result<Self> {
+        let unk = *ids.get("<unk>").context("vocab.json has no <unk>")?;
+        let from_piece = (0..tokenizer.get_vocab_size(true) as u32)
+            .map(|i| {
+                tokenizer
+                    .id_to_token(i)
+                    .and_then(|p| ids.get(&p).copied())
+                    .unwrap_or(unk)
+            })
+            .collect();
+        let size = ids.values().max().map_or(0, |&m| m as usize + 1);
+        let mut pieces = vec![String::new(); size];
+        for (p, &i) in &ids {
+            pieces[i as usize] = p.clone();
+        }
+        let special = ["</s>", "<unk>", "<pad>"]
+            .iter()
+            .filter_map(|t| ids.get(*t).copied())
+            .collect();
+        Ok(Self {
+            from_piece,
+            ids,
+            pieces,
+            special,
+        })
+    }
+
+    /// A leading language code (`>>por<<`, multilingual Opus-MT) is one token, as in `MarianTokenizer`.
+    fn split_language_code<'a>(&self, text: &'a str) -> (Option<u32>, &'a str) {
+        match text.strip_prefix(">>").and_then(|rest| rest.find("<<")) {
+            Some(end) => {
+                let code = &text[..end + 4];
+                let id = self.ids.get(code).or_else(|| self.ids.get("<unk>"));
+                (id.copied(), &text[end + 4..])
+            }
+            None => (None, text),
+        }
+    }
 }
 
 impl TextTokenizer {
@@ -33,31 +89,66 @@ impl TextTokenizer {
         inner
             .with_truncation(None)
             .map_err(|e| anyhow!("disabling truncation: {e}"))?;
-        Ok(Self { inner })
+        Ok(Self { inner, vocab: None })
+    }
+
+    /// A tokenizer whose ids are mapped into `vocab` (Opus-MT's `vocab.json`).
+    pub fn with_vocab(inner: tokenizers::Tokenizer, vocab: PieceVocab) -> Self {
+        Self {
+            inner,
+            vocab: Some(vocab),
+        }
     }
 
     /// Token ids of `text`, with the tokenizer's own special tokens when `add_special` is set.
+    /// (A `vocab.json` tokenizer has no special tokens of its own: the model appends `</s>`.)
     pub fn encode(&self, text: &str, add_special: bool) -> Result<Vec<u32>> {
+        let Some(vocab) = &self.vocab else {
+            let enc = self
+                .inner
+                .encode(text, add_special)
+                .map_err(|e| anyhow!("tokenizing: {e}"))?;
+            return Ok(enc.get_ids().to_vec());
+        };
+        let (code, text) = vocab.split_language_code(text);
         let enc = self
             .inner
-            .encode(text, add_special)
+            .encode(text, false)
             .map_err(|e| anyhow!("tokenizing: {e}"))?;
-        Ok(enc.get_ids().to_vec())
+        Ok(code
+            .into_iter()
+            .chain(enc.get_ids().iter().map(|&i| vocab.from_piece[i as usize]))
+            .collect())
     }
 
     /// Text of `ids`, skipping special tokens.
     pub fn decode(&self, ids: &[u32]) -> Result<String> {
-        self.inner
-            .decode(ids, true)
-            .map_err(|e| anyhow!("detokenizing: {e}"))
+        let Some(vocab) = &self.vocab else {
+            return self
+                .inner
+                .decode(ids, true)
+                .map_err(|e| anyhow!("detokenizing: {e}"));
+        };
+        // SentencePiece decoding of the pieces: "▁" is a space, the first one is dropped.
+        let mut text = String::new();
+        for &id in ids.iter().filter(|id| !vocab.special.contains(id)) {
+            text.push_str(vocab.pieces.get(id as usize).map_or("", String::as_str));
+        }
+        Ok(text.replace('▁', " ").trim().to_string())
     }
 
     pub fn token_id(&self, token: &str) -> Option<u32> {
-        self.inner.token_to_id(token)
+        match &self.vocab {
+            Some(v) => v.ids.get(token).copied(),
+            None => self.inner.token_to_id(token),
+        }
     }
 
     pub fn vocab_size(&self) -> usize {
-        self.inner.get_vocab_size(true)
+        match &self.vocab {
+            Some(v) => v.pieces.len(),
+            None => self.inner.get_vocab_size(true),
+        }
     }
 
     pub fn token_id_or(&self, token: &str) -> Result<u32> {

@@ -141,9 +141,10 @@ impl Engine for TranslatorEngine {
     }
 }
 
-/// What a model folder holds: a HF classifier has `config.json`, a Marian model does not.
+/// What a model folder holds: a HF classifier has `config.json`; a Marian model has none, or
+/// is an Opus-MT folder (`config.json` with `source.spm`).
 pub fn detect_task(dir: &Path) -> Task {
-    if dir.join("config.json").is_file() {
+    if dir.join("config.json").is_file() && !crate::model::marian::is_hf_dir(dir) {
         Task::Classify
     } else {
         Task::Translate
