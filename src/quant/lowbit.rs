@@ -9,7 +9,13 @@
 //! Codes are kept row-major as `[rows][planes][cols]` (planes = 1 except for bcq) and parameters
 //! as `[rows][params_per_row]`, so stacking matrices (fused Q, K, V) is concatenation.
 
+use std::cell::Cell;
+
 use anyhow::{Result, bail, ensure};
+
+use super::int8::kernel_isa;
+use crate::kernels::int8::Isa;
+use crate::kernels::lowbit::{self, LowBitActivations, PackedLowBit};
 
 /// How a matrix's codes are to be read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -259,7 +265,7 @@ impl LowBitMatrix {
         self.format.planes() * self.cols
     }
 
-    fn unsigned_code(&self, q: i8) -> u8 {
+    pub(crate) fn unsigned_code(&self, q: i8) -> u8 {
         match self.format {
             LowBitFormat::Bcq { .. } => u8::from(q > 0),
             f => (i32::from(q) + f.offset()) as u8,
@@ -278,6 +284,91 @@ impl LowBitMatrix {
             f => (i32::from(u) - f.offset()) as i8,
         }
     }
+}
+
+/// A dense layer with sub-8-bit weights on the low-bit kernels: `y = xs · Σ_g s_g · (q_g · x_q) + b`.
+#[derive(Clone, Debug)]
+pub struct LinearLowBit {
+    pub packed: PackedLowBit,
+    pub bias: Option<Vec<f32>>,
+    /// Bits per weight of the scheme (codes and scales), for reports.
+    pub bits_per_weight: f64,
+    isa: Isa,
+}
+
+thread_local! {
+    // Activation scratch reused by every layer a thread runs (taken, not borrowed, across rayon).
+    static SCRATCH: Cell<LowBitActivations> = Cell::new(LowBitActivations::new());
+}
+
+impl LinearLowBit {
+    pub fn new(m: &LowBitMatrix, bias: Option<Vec<f32>>) -> Result<Self> {
+        ensure!(
+            bias.as_ref().is_none_or(|b| b.len() == m.rows),
+            "bias length differs from the output size"
+        );
+        Ok(Self {
+            packed: pack_matrix(m),
+            bias,
+            bits_per_weight: m.format.bits_per_weight(m.cols),
+            isa: kernel_isa()?,
+        })
+    }
+
+    pub fn n_out(&self) -> usize {
+        self.packed.n()
+    }
+
+    pub fn n_in(&self) -> usize {
+        self.packed.k()
+    }
+
+    pub fn bytes(&self) -> usize {
+        self.packed.bytes() + self.bias.as_ref().map_or(0, |b| b.len() * 4)
+    }
+
+    pub fn forward(&self, x: &[f32], rows: usize, out: &mut [f32]) {
+        let mut qa = SCRATCH.take();
+        lowbit::quantize_for(
+            self.isa,
+            &x[..rows * self.n_in()],
+            rows,
+            &self.packed,
+            &mut qa,
+        );
+        let n = self.n_out();
+        lowbit::gemm(
+            self.isa,
+            &qa,
+            &self.packed,
+            self.bias.as_deref(),
+            &mut out[..rows * n],
+            n,
+        );
+        SCRATCH.set(qa);
+    }
+}
+
+/// The kernel layout of a quantized matrix: unsigned codes of 4 bits (uniform ≤ 4 bits), 8 bits
+/// (uniform 5–8 bits), 2 bits (ternary) or 1 bit per plane (bcq).
+pub fn pack_matrix(m: &LowBitMatrix) -> PackedLowBit {
+    let (storage_bits, mul, group) = match m.format {
+        LowBitFormat::Uniform { bits, group } => (if bits <= 4 { 4 } else { 8 }, 1, group),
+        LowBitFormat::Ternary => (2, 1, None),
+        LowBitFormat::Bcq { .. } => (1, 2, None),
+    };
+    let unsigned: Vec<u8> = m.codes.iter().map(|&q| m.unsigned_code(q)).collect();
+    PackedLowBit::pack(
+        storage_bits,
+        m.format.offset(),
+        mul,
+        &unsigned,
+        &m.params,
+        m.rows,
+        m.cols,
+        m.format.planes(),
+        group,
+    )
 }
 
 /// Code `i` of a row packed LSB-first with `bits` bits per code.
