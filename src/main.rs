@@ -95,7 +95,8 @@ enum Command {
         /// The model's fp32 folder (HF BERT or Bergamot Marian).
         #[arg(long)]
         model: PathBuf,
-        /// `int8` (per-channel), or for Marian models also `int8-shipped` (the shipped codes).
+        /// `int8`, `int4`, `int6`, `int4-g64`, `int4-g128`, `ternary`, `ternary-row`, `bcq1`..`bcq4`
+        /// (see `model::variant`), or for Marian models also `int8-shipped` (the shipped codes).
         #[arg(long, default_value = "int8")]
         scheme: String,
         /// The variant folder to write.

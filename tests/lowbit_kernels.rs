@@ -1,7 +1,7 @@
 //! Every low-bit kernel path equals the packing-independent reference bit for bit, for every
 //! code width, group layout, batch size and ragged shape.
 
-use quantserve::kernels::int8::Isa;
+use quantserve::kernels::int8::{Activation, Isa};
 use quantserve::kernels::lowbit::{LowBitActivations, gemm, reference};
 use quantserve::quant::lowbit::{LowBitFormat, LowBitMatrix, pack_matrix};
 use quantserve::quant::{bcq, ternary, uniform};
@@ -64,6 +64,8 @@ fn every_path_equals_the_reference() {
                 let x: Vec<i8> = x.into_iter().map(|v| v.max(-127)).collect();
                 let scales: Vec<f32> = (0..rows).map(|_| rng.f32().abs() + 0.01).collect();
                 let a = LowBitActivations::from_codes(&x, &scales, k, &packed);
+                // Every fused activation, in turn.
+                let act = [Activation::None, Activation::Relu, Activation::Gelu][rows % 3];
                 let group = match format {
                     LowBitFormat::Uniform { group: Some(g), .. } => g,
                     _ => k,
@@ -77,10 +79,11 @@ fn every_path_equals_the_reference() {
                     format.planes(),
                     group,
                     Some(&bias),
+                    act,
                 );
                 for &isa in &isas {
                     let mut got = vec![f32::NAN; rows * n];
-                    gemm(isa, &a, &packed, Some(&bias), &mut got, n);
+                    gemm(isa, &a, &packed, Some(&bias), act, &mut got, n);
                     let same = got
                         .iter()
                         .zip(&want)
@@ -118,7 +121,15 @@ fn the_reference_is_the_dequantized_product() {
         let xs = vec![0.01f32; rows];
         let a = LowBitActivations::from_codes(&x, &xs, k, &packed);
         let mut got = vec![0.0; rows * n];
-        gemm(Isa::Scalar, &a, &packed, None, &mut got, n);
+        gemm(
+            Isa::Scalar,
+            &a,
+            &packed,
+            None,
+            Activation::None,
+            &mut got,
+            n,
+        );
         let deq = m.dequantize();
         for r in 0..rows {
             for c in 0..n {

@@ -4,6 +4,8 @@
 //! the best code of every weight (all `2^q` sign patterns tried). Each half-step is optimal for
 //! what it changes, so the error never increases.
 
+use rayon::prelude::*;
+
 use super::lowbit::{LowBitFormat, LowBitMatrix};
 
 /// Alternating refinement rounds (the error is usually flat after a handful).
@@ -16,14 +18,19 @@ pub fn quantize(w: &[f32], rows: usize, cols: usize, planes: usize, rounds: usiz
     assert!((1..=4).contains(&planes), "bcq needs 1..=4 planes");
     let mut codes = vec![0i8; rows * planes * cols];
     let mut params = vec![0.0f32; rows * planes];
-    for (r, row) in w.chunks_exact(cols.max(1)).enumerate().take(rows) {
-        let b = &mut codes[r * planes * cols..(r + 1) * planes * cols];
-        let a = &mut params[r * planes..(r + 1) * planes];
-        greedy(row, b, a);
-        for _ in 0..rounds {
-            refine_alpha(row, b, a);
-            refine_codes(row, b, a);
-        }
+    if cols > 0 {
+        // Rows are independent; large tables (embeddings) take seconds on one core.
+        codes
+            .par_chunks_exact_mut(planes * cols)
+            .zip(params.par_chunks_exact_mut(planes))
+            .zip(w.par_chunks_exact(cols))
+            .for_each(|((b, a), row)| {
+                greedy(row, b, a);
+                for _ in 0..rounds {
+                    refine_alpha(row, b, a);
+                    refine_codes(row, b, a);
+                }
+            });
     }
     LowBitMatrix {
         format: LowBitFormat::Bcq { planes },
@@ -57,12 +64,15 @@ pub fn refine_alpha(w: &[f32], codes: &[i8], alpha: &mut [f32]) {
     let plane = |p: usize| &codes[p * n..(p + 1) * n];
     let mut m = [[0.0f64; 5]; 4];
     for i in 0..q {
-        for j in 0..q {
-            m[i][j] = plane(i)
+        for j in i..q {
+            // ±1 products summed exactly in integers (vectorizes).
+            let dot: i32 = plane(i)
                 .iter()
                 .zip(plane(j))
-                .map(|(&a, &b)| f64::from(i32::from(a) * i32::from(b)))
+                .map(|(&a, &b)| i32::from(a) * i32::from(b))
                 .sum();
+            m[i][j] = f64::from(dot);
+            m[j][i] = f64::from(dot);
         }
         m[i][q] = plane(i)
             .iter()
@@ -71,24 +81,19 @@ pub fn refine_alpha(w: &[f32], codes: &[i8], alpha: &mut [f32]) {
             .sum();
     }
     if let Some(x) = solve(&mut m, q) {
-        let before = error(w, codes, alpha);
-        let old: Vec<f32> = alpha.to_vec();
         for (a, v) in alpha.iter_mut().zip(x) {
             *a = v as f32;
-        }
-        // The f64 optimum rounded to f32 could in principle be a hair worse; never accept that.
-        if error(w, codes, alpha) > before {
-            alpha.copy_from_slice(&old);
         }
     }
 }
 
-/// For fixed α, the best sign pattern of every weight.
+/// For fixed α, the best sign pattern of every weight: the nearest of the `2^q` pattern values,
+/// found by binary search over them sorted.
 pub fn refine_codes(w: &[f32], codes: &mut [i8], alpha: &[f32]) {
     let (q, n) = (alpha.len(), w.len());
-    let patterns: Vec<f32> = (0..1usize << q)
+    let mut patterns: Vec<(f32, usize)> = (0..1usize << q)
         .map(|bits| {
-            (0..q)
+            let v = (0..q)
                 .map(|p| {
                     if bits >> p & 1 == 1 {
                         alpha[p]
@@ -96,20 +101,21 @@ pub fn refine_codes(w: &[f32], codes: &mut [i8], alpha: &[f32]) {
                         -alpha[p]
                     }
                 })
-                .sum()
+                .sum();
+            (v, bits)
         })
         .collect();
+    patterns.sort_by(|a, b| a.0.total_cmp(&b.0));
     for (i, &v) in w.iter().enumerate() {
-        let current: usize = (0..q)
-            .filter(|&p| codes[p * n + i] > 0)
-            .map(|p| 1 << p)
-            .sum();
-        let mut best = current;
-        for (bits, &value) in patterns.iter().enumerate() {
-            if (v - value).abs() < (v - patterns[best]).abs() {
-                best = bits;
-            }
-        }
+        let hi = patterns
+            .partition_point(|p| p.0 < v)
+            .min(patterns.len() - 1);
+        let lo = hi.saturating_sub(1);
+        let best = if (v - patterns[lo].0).abs() <= (v - patterns[hi].0).abs() {
+            patterns[lo].1
+        } else {
+            patterns[hi].1
+        };
         for p in 0..q {
             codes[p * n + i] = if best >> p & 1 == 1 { 1 } else { -1 };
         }

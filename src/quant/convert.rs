@@ -4,11 +4,12 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Context, Result, ensure};
 
-use super::format::{Int8Matrix, VARIANT_FILE, VariantInfo, quantize_int8, write_variant};
+use super::format::{Int8Matrix, QuantMatrix, VARIANT_FILE, VariantInfo, write_variant};
 use crate::model::fetch::sha256_file;
 use crate::model::marian_bin::MarianBin;
+use crate::model::variant::Scheme;
 use crate::model::weights::TensorStore;
 
 /// What `quantize` wrote.
@@ -49,30 +50,44 @@ pub fn quantize_dir(src: &Path, scheme: &str, out: &Path) -> Result<QuantizeRepo
     ensure!(src != out, "--out must differ from --model");
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let is_bert = src.join("config.json").exists() && src.join("model.safetensors").exists();
+    let shipped = scheme == "int8-shipped";
+    ensure!(
+        !(shipped && is_bert),
+        "scheme `int8-shipped` is only available for Marian models"
+    );
+    let parsed = if shipped {
+        Scheme::Int8
+    } else {
+        Scheme::parse(scheme)?
+    };
+    ensure!(
+        parsed != Scheme::Fp32,
+        "fp32 is the source, not a quantization scheme"
+    );
     let mut count = 0usize;
     let info;
     if is_bert {
-        ensure!(
-            scheme == "int8",
-            "scheme `{scheme}` is not available for BERT models (available: int8)"
-        );
         let weights = src.join("model.safetensors");
         let store = TensorStore::from_safetensors(&weights)?;
         info = VariantInfo {
             scheme: scheme.into(),
-            bits: 8,
-            granularity: "per_channel".into(),
+            bits: parsed.bits(),
+            granularity: parsed.granularity(),
             model_kind: "bert".into(),
             source_sha256: sha256_file(&weights)?,
             quantserve_version: env!("CARGO_PKG_VERSION").into(),
         };
         // Every weight matrix, word embeddings included; position and token-type tables are tiny
         // and stay fp32.
-        let select = |name: &str, shape: &[usize], data: &[f32]| -> Option<Int8Matrix> {
+        let select = |name: &str, shape: &[usize], data: &[f32]| -> Option<QuantMatrix> {
             let matrix = shape.len() == 2 && name.ends_with(".weight");
             let small_table =
                 name.contains("position_embeddings") || name.contains("token_type_embeddings");
-            (matrix && !small_table).then(|| quantize_int8(shape, data))
+            let embedding = name.contains("word_embeddings");
+            if !matrix || small_table {
+                return None;
+            }
+            parsed.quantize_matrix(shape, data, embedding)
         };
         write_variant(
             &out.join(VARIANT_FILE),
@@ -85,22 +100,19 @@ pub fn quantize_dir(src: &Path, scheme: &str, out: &Path) -> Result<QuantizeRepo
     } else {
         let model = marian_model_file(src)?;
         let bin = MarianBin::read(&model)?;
-        let shipped = match scheme {
-            "int8" => false,
-            "int8-shipped" => true,
-            other => bail!(
-                "scheme `{other}` is not available for Marian models (available: int8, int8-shipped)"
-            ),
-        };
         info = VariantInfo {
             scheme: scheme.into(),
-            bits: 8,
-            granularity: if shipped { "per_tensor" } else { "per_channel" }.into(),
+            bits: parsed.bits(),
+            granularity: if shipped {
+                "per_tensor".into()
+            } else {
+                parsed.granularity()
+            },
             model_kind: "marian".into(),
             source_sha256: sha256_file(&model)?,
             quantserve_version: env!("CARGO_PKG_VERSION").into(),
         };
-        let select = |name: &str, shape: &[usize], data: &[f32]| -> Option<Int8Matrix> {
+        let select = |name: &str, shape: &[usize], data: &[f32]| -> Option<QuantMatrix> {
             // Weight matrices only: not the `*_Wo_ln_*` layer-norm vectors, nor activation scales.
             let matrix = name == "Wemb"
                 || (name.contains("_W")
@@ -112,12 +124,12 @@ pub fn quantize_dir(src: &Path, scheme: &str, out: &Path) -> Result<QuantizeRepo
             if shipped {
                 // The shipped codes, as they are: one multiplier per tensor, w = q / multiplier.
                 let s = bin.shipped_int8.get(name)?;
-                Some(Int8Matrix {
+                Some(QuantMatrix::Int8(Int8Matrix {
                     codes: s.codes.clone(),
                     scales: vec![1.0 / s.multiplier; shape[0]],
-                })
+                }))
             } else {
-                Some(quantize_int8(shape, data))
+                parsed.quantize_matrix(shape, data, name == "Wemb")
             }
         };
         let extra = HashMap::from([(MARIAN_YML_KEY.to_string(), bin.model_yml.clone())]);

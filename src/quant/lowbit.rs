@@ -14,7 +14,7 @@ use std::cell::Cell;
 use anyhow::{Result, bail, ensure};
 
 use super::int8::kernel_isa;
-use crate::kernels::int8::Isa;
+use crate::kernels::int8::{Activation, Isa};
 use crate::kernels::lowbit::{self, LowBitActivations, PackedLowBit};
 
 /// How a matrix's codes are to be read.
@@ -134,30 +134,14 @@ impl LowBitMatrix {
 
     /// Row `r` reconstructed into `out` (length `cols`), each value times `scale`.
     pub fn dequantize_row(&self, r: usize, scale: f32, out: &mut [f32]) {
-        let (cols, planes, pp) = (self.cols, self.format.planes(), self.params_per_row());
-        let params = &self.params[r * pp..(r + 1) * pp];
-        let codes = &self.codes[r * planes * cols..(r + 1) * planes * cols];
-        match self.format {
-            LowBitFormat::Uniform { group, .. } => {
-                let g = group.unwrap_or(cols.max(1));
-                for (c, o) in out.iter_mut().enumerate().take(cols) {
-                    *o = f32::from(codes[c]) * params[c / g] * scale;
-                }
-            }
-            LowBitFormat::Ternary => {
-                for (o, &q) in out.iter_mut().zip(codes) {
-                    *o = f32::from(q) * params[0] * scale;
-                }
-            }
-            LowBitFormat::Bcq { .. } => {
-                for (c, o) in out.iter_mut().enumerate().take(cols) {
-                    let v: f32 = (0..planes)
-                        .map(|p| f32::from(codes[p * cols + c]) * params[p])
-                        .sum();
-                    *o = v * scale;
-                }
-            }
-        }
+        let (per_row, pp) = (self.planes_cols(), self.params_per_row());
+        dequantize_codes(
+            self.format,
+            &self.codes[r * per_row..(r + 1) * per_row],
+            &self.params[r * pp..(r + 1) * pp],
+            scale,
+            out,
+        );
     }
 
     /// The whole matrix in f32.
@@ -327,7 +311,25 @@ impl LinearLowBit {
         self.packed.bytes() + self.bias.as_ref().map_or(0, |b| b.len() * 4)
     }
 
+    /// Only the outputs `ids`, in that order (vocabulary shortlists).
+    pub fn select_outputs(&self, ids: &[u32]) -> Self {
+        Self {
+            packed: self.packed.select_outputs(ids),
+            bias: self
+                .bias
+                .as_ref()
+                .map(|b| ids.iter().map(|&i| b[i as usize]).collect()),
+            bits_per_weight: self.bits_per_weight,
+            isa: self.isa,
+        }
+    }
+
     pub fn forward(&self, x: &[f32], rows: usize, out: &mut [f32]) {
+        self.forward_fused(x, rows, out, Activation::None);
+    }
+
+    /// `forward` with the activation applied in the kernel (no extra pass).
+    pub fn forward_fused(&self, x: &[f32], rows: usize, out: &mut [f32], activation: Activation) {
         let mut qa = SCRATCH.take();
         lowbit::quantize_for(
             self.isa,
@@ -342,6 +344,7 @@ impl LinearLowBit {
             &qa,
             &self.packed,
             self.bias.as_deref(),
+            activation,
             &mut out[..rows * n],
             n,
         );
@@ -369,6 +372,90 @@ pub fn pack_matrix(m: &LowBitMatrix) -> PackedLowBit {
         m.format.planes(),
         group,
     )
+}
+
+/// One row from its signed codes (`[planes][cols]`) and parameters, times `scale`.
+fn dequantize_codes(
+    format: LowBitFormat,
+    codes: &[i8],
+    params: &[f32],
+    scale: f32,
+    out: &mut [f32],
+) {
+    let cols = out.len();
+    match format {
+        LowBitFormat::Uniform { group, .. } => {
+            let g = group.unwrap_or(cols.max(1));
+            for (c, (o, &q)) in out.iter_mut().zip(codes).enumerate() {
+                *o = f32::from(q) * params[c / g] * scale;
+            }
+        }
+        LowBitFormat::Ternary => {
+            for (o, &q) in out.iter_mut().zip(codes) {
+                *o = f32::from(q) * params[0] * scale;
+            }
+        }
+        LowBitFormat::Bcq { planes } => {
+            for (c, o) in out.iter_mut().enumerate() {
+                let v: f32 = (0..planes)
+                    .map(|p| f32::from(codes[p * cols + c]) * params[p])
+                    .sum();
+                *o = v * scale;
+            }
+        }
+    }
+}
+
+/// A table kept as bit-packed rows (token embeddings): each lookup decodes one row.
+#[derive(Clone, Debug)]
+pub struct PackedRows {
+    pub format: LowBitFormat,
+    pub rows: usize,
+    pub cols: usize,
+    bytes: Vec<u8>,
+    params: Vec<f32>,
+}
+
+impl PackedRows {
+    pub fn new(m: &LowBitMatrix) -> Self {
+        Self {
+            format: m.format,
+            rows: m.rows,
+            cols: m.cols,
+            bytes: m.pack_rows(),
+            params: m.params.clone(),
+        }
+    }
+
+    /// Row `r` reconstructed into `out` (length `cols`), each value times `scale`.
+    pub fn dequantize_row(&self, r: usize, scale: f32, out: &mut [f32]) {
+        let row_bytes = LowBitMatrix::packed_row_bytes(self.format, self.cols);
+        let row = &self.bytes[r * row_bytes..(r + 1) * row_bytes];
+        let (bits, offset) = (self.format.code_bits(), self.format.offset());
+        let bcq = matches!(self.format, LowBitFormat::Bcq { .. });
+        let codes: Vec<i8> = (0..self.format.planes() * self.cols)
+            .map(|i| {
+                let u = i32::from(read_code(row, i, bits));
+                if bcq {
+                    (2 * u - 1) as i8
+                } else {
+                    (u - offset) as i8
+                }
+            })
+            .collect();
+        let pp = self.format.params_per_row(self.cols);
+        dequantize_codes(
+            self.format,
+            &codes,
+            &self.params[r * pp..(r + 1) * pp],
+            scale,
+            out,
+        );
+    }
+
+    pub fn bytes(&self) -> usize {
+        self.bytes.len() + self.params.len() * 4
+    }
 }
 
 /// Code `i` of a row packed LSB-first with `bits` bits per code.

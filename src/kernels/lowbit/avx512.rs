@@ -6,6 +6,8 @@ use std::cell::Cell;
 
 use super::pack::CacheLine;
 use super::{BLOCK, GEMV_MAX_ROWS, TILE_BLOCKS, TileJob};
+use crate::kernels::int8::Activation;
+use crate::kernels::int8::epilogue::gelu_avx512;
 
 /// A core alone cannot keep enough DRAM reads in flight (kernels.md §3): request each block's
 /// line this far ahead.
@@ -176,6 +178,11 @@ unsafe fn rows_pass<const BITS: u32, const MR: usize>(
             if let Some(bias) = bias {
                 y = _mm512_add_ps(y, bias);
             }
+            y = match job.activation {
+                Activation::None => y,
+                Activation::Relu => _mm512_max_ps(y, _mm512_setzero_ps()),
+                Activation::Gelu => gelu_avx512(y),
+            };
             // SAFETY: row r0 + r, columns col0..col0 + width < N belong to this tile.
             unsafe { _mm512_mask_storeu_ps(job.out.0.add((r0 + r) * job.stride + col0), keep, y) };
         }

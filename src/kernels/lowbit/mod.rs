@@ -31,7 +31,7 @@ use rayon::prelude::*;
 
 pub use pack::{LowBitActivations, PackedLowBit};
 
-use crate::kernels::int8::{Isa, QuantizedActivations, quantize_activations};
+use crate::kernels::int8::{Activation, Isa, QuantizedActivations, gelu, quantize_activations};
 
 /// Output columns per vector (i32 lanes of a zmm).
 pub(crate) const BLOCK: usize = 16;
@@ -64,13 +64,15 @@ fn vector_path(isa: Isa) -> bool {
     cfg!(target_arch = "x86_64") && isa == Isa::Avx512Vnni
 }
 
-/// `out[m][n]` (row stride `stride`) for all rows of `a`; see the module comment for the formula.
+/// `out[m][n]` (row stride `stride`) for all rows of `a`, then `activation` (the int8 kernels'
+/// GELU/ReLU, vectorized alike); see the module comment for the formula.
 /// Panics if the CPU lacks `isa` or on mismatched shapes.
 pub fn gemm(
     isa: Isa,
     a: &LowBitActivations,
     w: &PackedLowBit,
     bias: Option<&[f32]>,
+    activation: Activation,
     out: &mut [f32],
     stride: usize,
 ) {
@@ -108,6 +110,7 @@ pub fn gemm(
                 a,
                 w,
                 bias,
+                activation,
                 out: out_ptr,
                 stride,
                 tile,
@@ -146,19 +149,31 @@ pub(crate) struct TileJob<'a> {
     pub(crate) a: &'a LowBitActivations,
     pub(crate) w: &'a PackedLowBit,
     pub(crate) bias: Option<&'a [f32]>,
+    pub(crate) activation: Activation,
     pub(crate) out: SendPtr,
     pub(crate) stride: usize,
     pub(crate) tile: usize,
 }
 
-/// The f32 tail shared by every path: `facc · xs (+ bias)`.
+/// The f32 tail shared by every path: `act(facc · xs (+ bias))`.
 #[inline(always)]
-pub(crate) fn finish(facc: f32, xs: f32, bias: Option<f32>) -> f32 {
+pub(crate) fn finish(facc: f32, xs: f32, bias: Option<f32>, activation: Activation) -> f32 {
     let mut y = facc * xs;
     if let Some(b) = bias {
         y += b;
     }
-    y
+    match activation {
+        Activation::None => y,
+        // A select, to match `maxps(y, 0)` for −0.0 and NaN.
+        Activation::Relu => {
+            if y > 0.0 {
+                y
+            } else {
+                0.0
+            }
+        }
+        Activation::Gelu => gelu(y),
+    }
 }
 
 /// Straight from the signed codes of a [`crate::quant::lowbit::LowBitMatrix`]-like description,
@@ -175,6 +190,7 @@ pub fn reference(
     planes: usize,
     group_len: usize,
     bias: Option<&[f32]>,
+    activation: Activation,
 ) -> Vec<f32> {
     let groups_per_plane = k.div_ceil(group_len.max(1)).max(1);
     let groups = groups_per_plane * planes;
@@ -190,7 +206,7 @@ pub fn reference(
                 let dot: i32 = ks.map(|kk| i32::from(row[kk]) * i32::from(x[kk])).sum();
                 facc = (dot as f32).mul_add(scales[col * groups + g], facc);
             }
-            out[m * n + col] = finish(facc, a.row_scale(m), bias.map(|b| b[col]));
+            out[m * n + col] = finish(facc, a.row_scale(m), bias.map(|b| b[col]), activation);
         }
     }
     out

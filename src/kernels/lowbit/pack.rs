@@ -116,6 +116,42 @@ impl PackedLowBit {
         }
     }
 
+    /// A new matrix holding only the output columns `ids`, in that order (vocabulary
+    /// shortlists); cost O(len(ids) · K).
+    pub fn select_outputs(&self, ids: &[u32]) -> Self {
+        let k_per_line = 4 * (8 / self.bits as usize);
+        let lines = self.lines_per_block();
+        let mask = ((1u16 << self.bits) - 1) as u8;
+        let mut codes = Vec::with_capacity(ids.len() * self.planes * self.k);
+        let mut scales = Vec::with_capacity(ids.len() * self.groups);
+        for &id in ids {
+            let col = id as usize;
+            assert!(col < self.n, "output id {col} out of range (N={})", self.n);
+            let (block, c) = (col / BLOCK, col % BLOCK);
+            for p in 0..self.planes {
+                codes.extend((0..self.k).map(|kk| {
+                    let kt = p * self.kp + kk;
+                    let (line, within) = (kt / k_per_line, kt % k_per_line);
+                    let byte = self.data[block * lines + line].0[c * 4 + within % 4];
+                    (byte >> ((within / 4) as u32 * self.bits)) & mask
+                }));
+            }
+            scales.extend((0..self.groups).map(|g| self.scales[g * self.blocks * BLOCK + col]));
+        }
+        let group = (self.planes == 1 && self.groups > 1).then_some(self.seg);
+        Self::pack(
+            self.bits,
+            self.offset,
+            self.mul,
+            &codes,
+            &scales,
+            ids.len(),
+            self.k,
+            self.planes,
+            group,
+        )
+    }
+
     pub fn n(&self) -> usize {
         self.n
     }

@@ -45,7 +45,12 @@ pub(super) unsafe fn tile(job: &TileJob) {
                 }
             }
             for (c, &f) in facc.iter().enumerate().take(width) {
-                let y = finish(f, a.row_scale(r), job.bias.map(|b| b[col0 + c]));
+                let y = finish(
+                    f,
+                    a.row_scale(r),
+                    job.bias.map(|b| b[col0 + c]),
+                    job.activation,
+                );
                 // SAFETY: row r, column col0 + c < N belongs to this tile (caller's contract).
                 unsafe { job.out.0.add(r * job.stride + col0 + c).write(y) };
             }
