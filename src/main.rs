@@ -131,6 +131,16 @@ enum Command {
         no_shortlist: bool,
         #[arg(long)]
         beam_size: Option<usize>,
+        /// Also write the rows as JSON to this file.
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// Write an SVG chart of speed (smallest batch) vs quality per variant, the quality read
+        /// from `--eval-dir`.
+        #[arg(long, requires = "eval_dir")]
+        svg: Option<PathBuf>,
+        /// Folder of `quantserve eval --json` reports named `<model>-<variant>.json`.
+        #[arg(long)]
+        eval_dir: Option<PathBuf>,
     },
     /// Measure quality: accuracy on the sentiment test split, or BLEU/chrF on the Bible sample.
     Eval {
@@ -289,6 +299,9 @@ fn run(cli: Cli) -> Result<()> {
             seconds,
             no_shortlist,
             beam_size,
+            json,
+            svg,
+            eval_dir,
         } => {
             let min_time = std::time::Duration::from_secs_f64(seconds);
             let mut rows = Vec::new();
@@ -320,6 +333,7 @@ fn run(cli: Cli) -> Result<()> {
                                 batch: b,
                                 items_per_s: sent,
                                 tokens_per_s: Some(tok),
+                                weight_bytes: tr.weight_bytes(),
                             }
                         } else {
                             let clf = match &random_init {
@@ -348,6 +362,7 @@ fn run(cli: Cli) -> Result<()> {
                                 batch: b,
                                 items_per_s: sps,
                                 tokens_per_s: None,
+                                weight_bytes: clf.weight_bytes(),
                             }
                         };
                         eprintln!(
@@ -366,6 +381,14 @@ fn run(cli: Cli) -> Result<()> {
                     "sequences"
                 },
             );
+            if let Some(path) = json {
+                std::fs::write(&path, serde_json::to_string_pretty(&rows)?)
+                    .with_context(|| format!("writing {}", path.display()))?;
+            }
+            if let (Some(path), Some(dir)) = (svg, eval_dir) {
+                std::fs::write(&path, bench::quality_chart(&rows, &model, &dir)?)
+                    .with_context(|| format!("writing {}", path.display()))?;
+            }
             Ok(())
         }
         Command::Eval {
