@@ -163,24 +163,7 @@ fn solve(m: &mut [[f64; 5]; 4], q: usize) -> Option<Vec<f64>> {
 mod tests {
     use super::*;
 
-    fn random(n: usize, seed: u64) -> Vec<f32> {
-        let mut s = seed;
-        (0..n)
-            .map(|_| {
-                s = s
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                // Roughly bell-shaped: the sum of three uniforms.
-                (0..3)
-                    .map(|_| {
-                        s = s.wrapping_mul(6364136223846793005).wrapping_add(1);
-                        (s >> 40) as f32 / (1u64 << 24) as f32 - 0.5
-                    })
-                    .sum::<f32>()
-                    * 0.1
-            })
-            .collect()
-    }
+    use super::super::lowbit::test_weights as random;
 
     #[test]
     fn one_plane_greedy_is_sign_times_mean_abs() {

@@ -476,6 +476,19 @@ pub fn squared_error(w: &[f32], m: &LowBitMatrix) -> f64 {
         .sum()
 }
 
+/// Deterministic pseudo-random weights, roughly bell-shaped (sum of three uniforms), for tests.
+#[cfg(test)]
+pub(crate) fn test_weights(n: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed;
+    let mut next = move || {
+        s = s
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (s >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+    };
+    (0..n).map(|_| (next() + next() + next()) * 0.1).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -48,17 +48,7 @@ pub fn quantize(
 mod tests {
     use super::*;
 
-    fn random(n: usize, seed: u64) -> Vec<f32> {
-        let mut s = seed;
-        (0..n)
-            .map(|_| {
-                s = s
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                ((s >> 33) as f32 / (1u64 << 31) as f32 - 0.5) * 0.2
-            })
-            .collect()
-    }
+    use super::super::lowbit::test_weights as random;
 
     #[test]
     fn error_is_at_most_half_a_step_per_element() {

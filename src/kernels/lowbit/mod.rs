@@ -31,7 +31,8 @@ use rayon::prelude::*;
 
 pub use pack::{LowBitActivations, PackedLowBit};
 
-use crate::kernels::int8::{Activation, Isa, QuantizedActivations, gelu, quantize_activations};
+use crate::kernels::int8::epilogue::activate;
+use crate::kernels::int8::{Activation, Isa, QuantizedActivations, quantize_activations};
 
 /// Output columns per vector (i32 lanes of a zmm).
 pub(crate) const BLOCK: usize = 16;
@@ -162,18 +163,7 @@ pub(crate) fn finish(facc: f32, xs: f32, bias: Option<f32>, activation: Activati
     if let Some(b) = bias {
         y += b;
     }
-    match activation {
-        Activation::None => y,
-        // A select, to match `maxps(y, 0)` for −0.0 and NaN.
-        Activation::Relu => {
-            if y > 0.0 {
-                y
-            } else {
-                0.0
-            }
-        }
-        Activation::Gelu => gelu(y),
-    }
+    activate(y, activation)
 }
 
 /// Straight from the signed codes of a [`crate::quant::lowbit::LowBitMatrix`]-like description,
