@@ -357,7 +357,7 @@ fn lowbit_summary(isa: Isa, two: &ThreadPool) {
          from dedicated-core time (wall in parentheses)"
     );
     println!(
-        "{:<9} {:>5} | {:>16} {:>6} | {:>16} {:>6}",
+        "{:<13} {:>5} | {:>16} {:>6} | {:>16} {:>6}",
         "format", "M", "in cache", "×int8", "from DRAM (M=1)", "×int8"
     );
     let gw = |seconds: f64| (n * k) as f64 / seconds / 1e9;
@@ -401,7 +401,7 @@ fn lowbit_summary(isa: Isa, two: &ThreadPool) {
                 )
             });
             println!(
-                "{:<9} {:>5} | {:>7.1} ({:>6.1}) {:>6.2} | {}",
+                "{:<13} {:>5} | {:>7.1} ({:>6.1}) {:>6.2} | {}",
                 name,
                 m,
                 gw(cache.1),
@@ -415,25 +415,34 @@ fn lowbit_summary(isa: Isa, two: &ThreadPool) {
             let packed = pack_matrix(&matrix);
             let mut acts = LowBitActivations::new();
             lowbit::quantize_for(isa, &int8.x, m, &packed, &mut acts);
-            let mut out = vec![0.0f32; m * n];
-            let call = |p: &PackedLowBit, out: &mut [f32]| {
-                lowbit::gemm(isa, &acts, p, None, Activation::None, out, n);
+            // Binary planes at batch 1 have two kernels: time both.
+            let kernels: &[(bool, &str)] = if lowbit::uses_binary_lut(isa, &acts, &packed, true) {
+                &[(false, " vnni"), (true, " lut")]
+            } else {
+                &[(lowbit::BINARY_LUT, "")]
             };
-            let cache = measure(two, || call(&packed, &mut out), budget);
-            let dram = (m == 1).then(|| {
-                let copies = (256 << 20) / packed.bytes() + 1;
-                let all: Vec<PackedLowBit> = (0..copies).map(|_| packed.clone()).collect();
-                let mut next = 0;
-                measure(
-                    two,
-                    || {
-                        call(&all[next], &mut out);
-                        next = (next + 1) % copies;
-                    },
-                    budget,
-                )
-            });
-            show(name, cache, dram);
+            for &(lut, suffix) in kernels {
+                let mut out = vec![0.0f32; m * n];
+                let call = |p: &PackedLowBit, out: &mut [f32]| {
+                    let none = Activation::None;
+                    lowbit::gemm_binary_lut(isa, &acts, p, None, none, out, n, lut);
+                };
+                let cache = measure(two, || call(&packed, &mut out), budget);
+                let dram = (m == 1).then(|| {
+                    let copies = (256 << 20) / packed.bytes() + 1;
+                    let all: Vec<PackedLowBit> = (0..copies).map(|_| packed.clone()).collect();
+                    let mut next = 0;
+                    measure(
+                        two,
+                        || {
+                            call(&all[next], &mut out);
+                            next = (next + 1) % copies;
+                        },
+                        budget,
+                    )
+                });
+                show(&format!("{name}{suffix}"), cache, dram);
+            }
         }
     }
 }

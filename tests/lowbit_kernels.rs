@@ -2,7 +2,9 @@
 //! code width, group layout, batch size and ragged shape.
 
 use quantserve::kernels::int8::{Activation, Isa};
-use quantserve::kernels::lowbit::{LowBitActivations, gemm, reference};
+use quantserve::kernels::lowbit::{
+    LowBitActivations, gemm, gemm_binary_lut, reference, uses_binary_lut,
+};
 use quantserve::quant::lowbit::{LowBitFormat, LowBitMatrix, pack_matrix};
 use quantserve::quant::{bcq, ternary, uniform};
 
@@ -53,6 +55,7 @@ fn every_path_equals_the_reference() {
     ];
     let isas = Isa::available();
     let mut rng = Rng(7);
+    let mut luts = 0;
     for format in formats {
         for (n, k) in [(1, 5), (17, 64), (70, 100), (130, 200)] {
             let w: Vec<f32> = (0..n * k).map(|_| rng.f32()).collect();
@@ -93,10 +96,23 @@ fn every_path_equals_the_reference() {
                         "{} {isa} n={n} k={k} rows={rows}",
                         format.descriptor()
                     );
+                    // Binary planes at batch 1: the lookup-table kernel and the shift-and one.
+                    for lut in [false, true] {
+                        luts += usize::from(lut && uses_binary_lut(isa, &a, &packed, true));
+                        let mut alt = vec![f32::NAN; rows * n];
+                        gemm_binary_lut(isa, &a, &packed, Some(&bias), act, &mut alt, n, lut);
+                        let same = alt
+                            .iter()
+                            .zip(&want)
+                            .all(|(a, b)| a.to_bits() == b.to_bits());
+                        assert!(same, "{} {isa} lut={lut} n={n} k={k}", format.descriptor());
+                    }
                 }
             }
         }
     }
+    // On CPUs with AVX-512 VBMI and GFNI (the project machine) the lookup kernel must have run.
+    eprintln!("{luts} cases ran the binary lookup-table kernel");
 }
 
 #[test]

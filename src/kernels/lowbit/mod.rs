@@ -22,6 +22,8 @@
 
 #[cfg(target_arch = "x86_64")]
 mod avx512;
+#[cfg(target_arch = "x86_64")]
+mod lut;
 mod pack;
 mod scalar;
 
@@ -77,6 +79,41 @@ pub fn gemm(
     out: &mut [f32],
     stride: usize,
 ) {
+    gemm_binary_lut(isa, a, w, bias, activation, out, stride, BINARY_LUT);
+}
+
+/// Whether batch-1 binary planes use the lookup-table kernel when the CPU has it. Measured
+/// slower than shift-and-`vpdpbusd` on this machine (README, "Kernel speed against int8": the
+/// exact 8-bit tables need two `vpermi2b` lookups per 64 codes), so off; kept, tested and timed
+/// beside the other so that the choice can be revisited.
+pub const BINARY_LUT: bool = false;
+
+/// Whether [`gemm_binary_lut`] with `lut` would run the lookup-table kernel for these operands.
+pub fn uses_binary_lut(isa: Isa, a: &LowBitActivations, w: &PackedLowBit, lut: bool) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        lut && vector_path(isa) && w.bits() == 1 && a.m() == 1 && lut::available()
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (isa, a, w, lut);
+        false
+    }
+}
+
+/// [`gemm`] with the binary-plane kernel chosen by `lut` (batch 1, AVX-512 VBMI + GFNI only:
+/// lookup tables; otherwise shift-and-`vpdpbusd`). Both give bit-identical results.
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_binary_lut(
+    isa: Isa,
+    a: &LowBitActivations,
+    w: &PackedLowBit,
+    bias: Option<&[f32]>,
+    activation: Activation,
+    out: &mut [f32],
+    stride: usize,
+    lut: bool,
+) {
     if let Err(e) = isa.ensure_available() {
         panic!("{e}");
     }
@@ -104,6 +141,13 @@ pub fn gemm(
     let chunks = (threads * UNITS_PER_THREAD).clamp(1, tiles);
     let per_chunk = tiles.div_ceil(chunks);
     let out_ptr = SendPtr(out.as_mut_ptr());
+    let use_lut = uses_binary_lut(isa, a, w, lut);
+    #[cfg(target_arch = "x86_64")]
+    let tables = use_lut.then(|| {
+        let mut t = Vec::new();
+        lut::build_tables(a.row(0), &mut t);
+        t
+    });
     let unit = |c: usize| {
         let range = c * per_chunk..((c + 1) * per_chunk).min(tiles);
         for tile in range {
@@ -116,6 +160,13 @@ pub fn gemm(
                 stride,
                 tile,
             };
+            #[cfg(target_arch = "x86_64")]
+            if let Some(tables) = &tables {
+                // SAFETY: `uses_binary_lut` checked the CPU features, 1-bit weights and one row;
+                // the tile's columns are disjoint from every other unit's.
+                unsafe { lut::tile(&job, tables) };
+                continue;
+            }
             if vector_path(isa) {
                 #[cfg(target_arch = "x86_64")]
                 // SAFETY: `isa` is available (checked above) and is AVX-512 VNNI; the tile's
