@@ -99,6 +99,10 @@ enum Command {
         /// (see `model::variant`), or for Marian models also `int8-shipped` (the shipped codes).
         #[arg(long, default_value = "int8")]
         scheme: String,
+        /// Mixed precision: a TOML recipe with a scheme per block type (see `quant::recipe`);
+        /// overrides `--scheme` (the variant's scheme is then `mixed`).
+        #[arg(long)]
+        recipe: Option<PathBuf>,
         /// The variant folder to write.
         #[arg(long)]
         out: PathBuf,
@@ -275,15 +279,27 @@ fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Command::Quantize { model, scheme, out } => {
-            let r = quantserve::quant::convert::quantize_dir(&model, &scheme, &out)?;
+        Command::Quantize {
+            model,
+            scheme,
+            recipe,
+            out,
+        } => {
+            use quantserve::quant::{convert, recipe::Recipe};
+            let r = match recipe {
+                Some(path) => {
+                    convert::quantize_dir_recipe(&model, &Recipe::from_file(&path)?, &out)?
+                }
+                None => convert::quantize_dir(&model, &scheme, &out)?,
+            };
             println!(
-                "{}: scheme {} ({} bits, {}), {} tensors quantized, {:.1} MB",
+                "{}: scheme {} ({} bits, {}), {} tensors quantized, {:.2} bits/weight on average, {:.1} MB",
                 out.display(),
                 r.info.scheme,
                 r.info.bits,
                 r.info.granularity,
                 r.quantized_tensors,
+                r.avg_bits,
                 r.bytes as f64 / 1e6
             );
             Ok(())

@@ -144,3 +144,48 @@ fn every_scheme_runs_both_models_and_shrinks_them() {
         "Como você está hoje?"
     );
 }
+
+#[test]
+fn mixed_precision_recipe_writes_a_loadable_variant() {
+    use quantserve::quant::convert::quantize_dir_recipe;
+    use quantserve::quant::recipe::Recipe;
+    let src = common::path("models/sentiment/fp32");
+    let recipe = Recipe::from_file(&common::path("config/recipes/low.toml")).unwrap();
+    let out = scratch("mixed-low");
+    let report = quantize_dir_recipe(&src, &recipe, &out).unwrap();
+    assert_eq!(
+        (report.info.scheme.as_str(), report.info.bits),
+        ("mixed", 8)
+    );
+    // int4-g64 embeddings and FFN, int6 attention, int8 pooler/classifier.
+    assert!(
+        report.avg_bits > 4.5 && report.avg_bits < 6.0,
+        "{}",
+        report.avg_bits
+    );
+    let store = TensorStore::from_safetensors(&out.join(VARIANT_FILE)).unwrap();
+    assert_eq!(
+        VariantInfo::from_metadata(&store.metadata, "bert").unwrap(),
+        report.info
+    );
+    let format = |name: &str| {
+        store
+            .metadata
+            .get(&format!("quantserve.lowbit.{name}"))
+            .cloned()
+    };
+    let layer = "bert.encoder.layer.0";
+    assert_eq!(
+        format(&format!("{layer}.intermediate.dense.weight")).unwrap(),
+        "uniform:4:64/384"
+    );
+    assert_eq!(
+        format(&format!("{layer}.attention.self.query.weight")).unwrap(),
+        "uniform:6:0/384"
+    );
+    assert_eq!(format("classifier.weight"), None);
+    let m = BertClassifier::load(&out).unwrap();
+    let scores = m.classify(&TEXTS, Overflow::Error).unwrap();
+    assert_ne!(scores[0].label, scores[1].label);
+    std::fs::remove_dir_all(&out).unwrap();
+}

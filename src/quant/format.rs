@@ -81,6 +81,8 @@ impl VariantInfo {
         );
         let known = match info.scheme.as_str() {
             "int8-shipped" => info.bits == 8,
+            // Each tensor carries its own format; `bits` is the widest block's.
+            "mixed" => info.granularity == "recipe",
             s => Scheme::parse(s).is_ok_and(|s| s.bits() == info.bits),
         };
         if !known {
@@ -106,6 +108,22 @@ pub enum QuantMatrix {
     /// Written as bit-packed rows (`U8`, `[rows, packed bytes]`), `name:scale` (`[rows, params]`)
     /// and the metadata entry `quantserve.lowbit.<name>` = `<format>/<columns>`.
     LowBit(LowBitMatrix),
+}
+
+impl QuantMatrix {
+    /// (bits of codes and scales, number of weights).
+    pub fn bits_and_weights(&self) -> (f64, usize) {
+        match self {
+            Self::Int8(m) => (
+                (m.codes.len() * 8 + m.scales.len() * 32) as f64,
+                m.codes.len(),
+            ),
+            Self::LowBit(m) => {
+                let n = m.rows * m.cols;
+                (m.format.bits_per_weight(m.cols) * n as f64, n)
+            }
+        }
+    }
 }
 
 /// Writes `store`'s fp32 tensors to `path`, replacing each matrix that `quantize` returns codes

@@ -6,5 +6,6 @@ pub mod convert;
 pub mod format;
 pub mod int8;
 pub mod lowbit;
+pub mod recipe;
 pub mod ternary;
 pub mod uniform;
