@@ -159,32 +159,43 @@ unsafe fn rows_pass<const BITS: u32, const MR: usize>(
         }
     }
     for b in 0..TILE_BLOCKS {
-        let col0 = (job.tile * TILE_BLOCKS + b) * BLOCK;
-        if col0 >= w.n() {
-            break;
-        }
-        let width = BLOCK.min(w.n() - col0);
-        let keep: __mmask16 = if width == BLOCK {
-            !0
-        } else {
-            (1u16 << width) - 1
-        };
-        let bias = job.bias.map(|bias| {
-            // SAFETY: the mask covers only columns < N, inside `bias`.
-            unsafe { _mm512_maskz_loadu_ps(keep, bias.as_ptr().add(col0)) }
-        });
         for r in 0..MR {
-            let mut y = _mm512_mul_ps(facc[r][b], _mm512_set1_ps(a.row_scale(r0 + r)));
-            if let Some(bias) = bias {
-                y = _mm512_add_ps(y, bias);
-            }
-            y = match job.activation {
-                Activation::None => y,
-                Activation::Relu => _mm512_max_ps(y, _mm512_setzero_ps()),
-                Activation::Gelu => gelu_avx512(y),
-            };
-            // SAFETY: row r0 + r, columns col0..col0 + width < N belong to this tile.
-            unsafe { _mm512_mask_storeu_ps(job.out.0.add((r0 + r) * job.stride + col0), keep, y) };
+            // SAFETY: features and output per this function's contract; row r0 + r exists.
+            unsafe { store_block(job, r0 + r, b, facc[r][b]) };
         }
     }
+}
+
+/// Writes `facc · xs[row] (+ bias)`, activated, to row `row` and column block `b` of the tile.
+///
+/// # Safety
+/// The CPU must support avx512f; `job.out` must be valid for writes of that row × the block's
+/// columns (`< N`), and no other thread may access them meanwhile.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw")]
+pub(super) unsafe fn store_block(job: &TileJob, row: usize, b: usize, facc: __m512) {
+    let col0 = (job.tile * TILE_BLOCKS + b) * BLOCK;
+    if col0 >= job.w.n() {
+        return;
+    }
+    let width = BLOCK.min(job.w.n() - col0);
+    let keep: __mmask16 = if width == BLOCK {
+        !0
+    } else {
+        (1u16 << width) - 1
+    };
+    let mut y = _mm512_mul_ps(facc, _mm512_set1_ps(job.a.row_scale(row)));
+    if let Some(bias) = job.bias {
+        // SAFETY: the mask covers only columns < N, inside `bias`.
+        y = _mm512_add_ps(y, unsafe {
+            _mm512_maskz_loadu_ps(keep, bias.as_ptr().add(col0))
+        });
+    }
+    y = match job.activation {
+        Activation::None => y,
+        Activation::Relu => _mm512_max_ps(y, _mm512_setzero_ps()),
+        Activation::Gelu => gelu_avx512(y),
+    };
+    // SAFETY: the row's columns col0..col0 + width < N belong to this tile (caller's contract).
+    unsafe { _mm512_mask_storeu_ps(job.out.0.add(row * job.stride + col0), keep, y) };
 }

@@ -15,10 +15,9 @@
 
 use std::arch::x86_64::*;
 
+use super::avx512::store_block;
 use super::pack::CacheLine;
-use super::{BLOCK, TILE_BLOCKS, TileJob};
-use crate::kernels::int8::Activation;
-use crate::kernels::int8::epilogue::gelu_avx512;
+use super::{TILE_BLOCKS, TileJob};
 
 /// Bytes of tables per 32 activations (one packed line): lo and hi, 8 sub-quads × 16 entries.
 pub(crate) const TABLE_BYTES_PER_LINE: usize = 256;
@@ -125,30 +124,8 @@ pub(super) unsafe fn tile(job: &TileJob, tables: &[u8]) {
             facc[b] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(v), s, facc[b]);
         }
     }
-    for b in 0..TILE_BLOCKS {
-        let col0 = (job.tile * TILE_BLOCKS + b) * BLOCK;
-        if col0 >= w.n() {
-            break;
-        }
-        let width = BLOCK.min(w.n() - col0);
-        let keep: __mmask16 = if width == BLOCK {
-            !0
-        } else {
-            (1u16 << width) - 1
-        };
-        let mut y = _mm512_mul_ps(facc[b], _mm512_set1_ps(a.row_scale(0)));
-        if let Some(bias) = job.bias {
-            // SAFETY: the mask covers only columns < N, inside `bias`.
-            y = _mm512_add_ps(y, unsafe {
-                _mm512_maskz_loadu_ps(keep, bias.as_ptr().add(col0))
-            });
-        }
-        y = match job.activation {
-            Activation::None => y,
-            Activation::Relu => _mm512_max_ps(y, _mm512_setzero_ps()),
-            Activation::Gelu => gelu_avx512(y),
-        };
-        // SAFETY: row 0, columns col0..col0 + width < N belong to this tile.
-        unsafe { _mm512_mask_storeu_ps(job.out.0.add(col0), keep, y) };
+    for (b, &f) in facc.iter().enumerate() {
+        // SAFETY: features and output per this function's contract.
+        unsafe { store_block(job, 0, b, f) };
     }
 }
