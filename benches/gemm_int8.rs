@@ -4,6 +4,10 @@
 //! table follows with best-of-N GOPS, % of the measured VNNI peak (kernels.md: ≈750 GOPS per core),
 //! weight bandwidth for the memory-bound shapes, and the int8/fp32 ratio.
 //!
+//! A last section times the sub-8-bit kernels (`kernels::lowbit`: int4, int4-g64, ternary, bcq
+//! planes) against int8 in the same run, in billions of weights per second, from cache and from
+//! DRAM. `QUANTSERVE_LOWBIT_ONLY=1` skips everything else.
+//!
 //! `cargo bench --bench gemm_int8`; `QUANTSERVE_ISA` picks the int8 path.
 
 use std::hint::black_box;
@@ -15,6 +19,9 @@ use quantserve::kernels::int8::{
     Activation, Epilogue, Isa, PackedI8Weights, QuantizedActivations, detect_isa, gemm,
     quantize_activations,
 };
+use quantserve::kernels::lowbit::{self, LowBitActivations, PackedLowBit};
+use quantserve::quant::lowbit::{LowBitMatrix, pack_matrix};
+use quantserve::quant::{bcq, ternary, uniform};
 use rayon::{ThreadPool, ThreadPoolBuilder};
 
 /// Measured `vpdpbusd` peak per core on this machine kind (kernels.md §2).
@@ -327,9 +334,126 @@ fn gemv_from_dram(isa: Isa, one: &ThreadPool, two: &ThreadPool) {
     );
 }
 
+/// The low-bit formats timed against int8.
+fn lowbit_formats(w: &[f32], n: usize, k: usize) -> Vec<(&'static str, LowBitMatrix)> {
+    vec![
+        ("int4", uniform::quantize(w, n, k, 4, None)),
+        ("int4-g64", uniform::quantize(w, n, k, 4, Some(64))),
+        ("ternary", ternary::quantize(w, n, k, false)),
+        ("bcq1", bcq::quantize(w, n, k, 1, 0)),
+        ("bcq3", bcq::quantize(w, n, k, 3, 0)),
+    ]
+}
+
+/// Billions of weights per second (`M·N·K / M / time` = N·K per call for every M, so batch rows
+/// do not inflate it; multiply by M for MACs) of each low-bit format and of int8, from cache
+/// (one 3072×768 matrix) and from DRAM (cycling through 256 MiB of copies), 2 threads.
+fn lowbit_summary(isa: Isa, two: &ThreadPool) {
+    let budget = Duration::from_millis(300);
+    let (n, k) = (3072, 768);
+    let w = values(n * k, 2);
+    println!(
+        "\nlow-bit kernels vs int8 ({isa} int8 path), N={n} K={k}, 2 threads, Gweights/s per call \
+         from dedicated-core time (wall in parentheses)"
+    );
+    println!(
+        "{:<13} {:>5} | {:>16} {:>6} | {:>16} {:>6}",
+        "format", "M", "in cache", "×int8", "from DRAM (M=1)", "×int8"
+    );
+    let gw = |seconds: f64| (n * k) as f64 / seconds / 1e9;
+    for m in [1, 4, 32] {
+        let shape = Shape {
+            model: "bert",
+            m,
+            n,
+            k,
+        };
+        let mut int8 = Operands::new(isa, &shape);
+        let (i8_wall, i8_cpu) = measure(two, || int8.int8(isa), budget);
+        let i8_dram = (m == 1).then(|| {
+            let copies = (256 << 20) / int8.packed.bytes() + 1;
+            let all: Vec<PackedI8Weights> = (0..copies).map(|_| int8.packed.clone()).collect();
+            let mut next = 0;
+            let mut out = vec![0.0f32; n];
+            measure(
+                two,
+                || {
+                    gemm(
+                        isa,
+                        &int8.quantized,
+                        &all[next],
+                        &Epilogue::default(),
+                        &mut out,
+                        n,
+                    );
+                    next = (next + 1) % copies;
+                },
+                budget,
+            )
+        });
+        let show = |name: &str, cache: (f64, f64), dram: Option<(f64, f64)>| {
+            let dram_text = dram.map_or(String::new(), |(wall, cpu)| {
+                format!(
+                    "{:>7.1} ({:>6.1}) {:>6.2}",
+                    gw(cpu),
+                    gw(wall),
+                    i8_dram.unwrap().1 / cpu
+                )
+            });
+            println!(
+                "{:<13} {:>5} | {:>7.1} ({:>6.1}) {:>6.2} | {}",
+                name,
+                m,
+                gw(cache.1),
+                gw(cache.0),
+                i8_cpu / cache.1,
+                dram_text
+            );
+        };
+        show("int8", (i8_wall, i8_cpu), i8_dram);
+        for (name, matrix) in lowbit_formats(&w, n, k) {
+            let packed = pack_matrix(&matrix);
+            let mut acts = LowBitActivations::new();
+            lowbit::quantize_for(isa, &int8.x, m, &packed, &mut acts);
+            // Binary planes at batch 1 have two kernels: time both.
+            let kernels: &[(bool, &str)] = if lowbit::uses_binary_lut(isa, &acts, &packed, true) {
+                &[(false, " vnni"), (true, " lut")]
+            } else {
+                &[(lowbit::BINARY_LUT, "")]
+            };
+            for &(lut, suffix) in kernels {
+                let mut out = vec![0.0f32; m * n];
+                let call = |p: &PackedLowBit, out: &mut [f32]| {
+                    let none = Activation::None;
+                    lowbit::gemm_binary_lut(isa, &acts, p, None, none, out, n, lut);
+                };
+                let cache = measure(two, || call(&packed, &mut out), budget);
+                let dram = (m == 1).then(|| {
+                    let copies = (256 << 20) / packed.bytes() + 1;
+                    let all: Vec<PackedLowBit> = (0..copies).map(|_| packed.clone()).collect();
+                    let mut next = 0;
+                    measure(
+                        two,
+                        || {
+                            call(&all[next], &mut out);
+                            next = (next + 1) % copies;
+                        },
+                        budget,
+                    )
+                });
+                show(&format!("{name}{suffix}"), cache, dram);
+            }
+        }
+    }
+}
+
 fn main() {
     let isa = detect_isa().unwrap_or_else(|e| panic!("{e}"));
     let (one, two) = (pool(1), pool(2));
+    if std::env::var_os("QUANTSERVE_LOWBIT_ONLY").is_some() {
+        lowbit_summary(isa, &two);
+        return;
+    }
     let mut criterion = Criterion::default()
         .sample_size(10)
         .warm_up_time(Duration::from_millis(200))
@@ -339,4 +463,5 @@ fn main() {
     criterion.final_summary();
     summary(isa, &one, &two);
     gemv_from_dram(isa, &one, &two);
+    lowbit_summary(isa, &two);
 }

@@ -95,9 +95,14 @@ enum Command {
         /// The model's fp32 folder (HF BERT or Bergamot Marian).
         #[arg(long)]
         model: PathBuf,
-        /// `int8` (per-channel), or for Marian models also `int8-shipped` (the shipped codes).
+        /// `int8`, `int4`, `int6`, `int4-g64`, `int4-g128`, `ternary`, `ternary-row`, `bcq1`..`bcq4`
+        /// (see `model::variant`), or for Marian models also `int8-shipped` (the shipped codes).
         #[arg(long, default_value = "int8")]
         scheme: String,
+        /// Mixed precision: a TOML recipe with a scheme per block type (see `quant::recipe`);
+        /// overrides `--scheme` (the variant's scheme is then `mixed`).
+        #[arg(long)]
+        recipe: Option<PathBuf>,
         /// The variant folder to write.
         #[arg(long)]
         out: PathBuf,
@@ -138,6 +143,16 @@ enum Command {
         /// after), to compare engines at a fixed length (Opus-MT models).
         #[arg(long)]
         force_len: Option<usize>,
+        /// Also write the rows as JSON to this file.
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// Write an SVG chart of speed (smallest batch) vs quality per variant, the quality read
+        /// from `--eval-dir`.
+        #[arg(long, requires = "eval_dir")]
+        svg: Option<PathBuf>,
+        /// Folder of `quantserve eval --json` reports named `<model>-<variant>.json`.
+        #[arg(long)]
+        eval_dir: Option<PathBuf>,
     },
     /// Measure quality: accuracy on the sentiment test split, or BLEU/chrF on the Bible sample.
     Eval {
@@ -272,15 +287,27 @@ fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Command::Quantize { model, scheme, out } => {
-            let r = quantserve::quant::convert::quantize_dir(&model, &scheme, &out)?;
+        Command::Quantize {
+            model,
+            scheme,
+            recipe,
+            out,
+        } => {
+            use quantserve::quant::{convert, recipe::Recipe};
+            let r = match recipe {
+                Some(path) => {
+                    convert::quantize_dir_recipe(&model, &Recipe::from_file(&path)?, &out)?
+                }
+                None => convert::quantize_dir(&model, &scheme, &out)?,
+            };
             println!(
-                "{}: scheme {} ({} bits, {}), {} tensors quantized, {:.1} MB",
+                "{}: scheme {} ({} bits, {}), {} tensors quantized, {:.2} bits/weight on average, {:.1} MB",
                 out.display(),
                 r.info.scheme,
                 r.info.bits,
                 r.info.granularity,
                 r.quantized_tensors,
+                r.avg_bits,
                 r.bytes as f64 / 1e6
             );
             Ok(())
@@ -298,6 +325,9 @@ fn run(cli: Cli) -> Result<()> {
             beam_size,
             src_len,
             force_len,
+            json,
+            svg,
+            eval_dir,
         } => {
             let min_time = std::time::Duration::from_secs_f64(seconds);
             let mut rows = Vec::new();
@@ -350,6 +380,7 @@ fn run(cli: Cli) -> Result<()> {
                                 batch: b,
                                 items_per_s: sent,
                                 tokens_per_s: Some(tok),
+                                weight_bytes: tr.weight_bytes(),
                             }
                         } else {
                             let clf = match &random_init {
@@ -378,6 +409,7 @@ fn run(cli: Cli) -> Result<()> {
                                 batch: b,
                                 items_per_s: sps,
                                 tokens_per_s: None,
+                                weight_bytes: clf.weight_bytes(),
                             }
                         };
                         eprintln!(
@@ -396,6 +428,14 @@ fn run(cli: Cli) -> Result<()> {
                     "sequences"
                 },
             );
+            if let Some(path) = json {
+                std::fs::write(&path, serde_json::to_string_pretty(&rows)?)
+                    .with_context(|| format!("writing {}", path.display()))?;
+            }
+            if let (Some(path), Some(dir)) = (svg, eval_dir) {
+                std::fs::write(&path, bench::quality_chart(&rows, &model, &dir)?)
+                    .with_context(|| format!("writing {}", path.display()))?;
+            }
             Ok(())
         }
         Command::Eval {

@@ -19,6 +19,8 @@ pub struct BenchRow {
     pub items_per_s: f64,
     /// Generated tokens per second (translation only).
     pub tokens_per_s: Option<f64>,
+    /// Bytes of weights the loaded model holds in memory (packed codes, scales, fp32 rest).
+    pub weight_bytes: usize,
 }
 
 /// Builds classifier inputs of exactly `seq_len` tokens (when given) from real sentences:
@@ -136,8 +138,8 @@ pub fn bench_translator(
 
 /// Prints rows as a table with each row's ratio against fp32 at the same threads and batch.
 pub fn print_table(rows: &[BenchRow], unit: &str) {
-    println!("| variant | threads | batch | {unit}/s | tokens/s | vs fp32 |");
-    println!("|---|---:|---:|---:|---:|---:|");
+    println!("| variant | weights MB | threads | batch | {unit}/s | tokens/s | vs fp32 |");
+    println!("|---|---:|---:|---:|---:|---:|---:|");
     for r in rows {
         let base = rows
             .iter()
@@ -148,8 +150,58 @@ pub fn print_table(rows: &[BenchRow], unit: &str) {
             .tokens_per_s
             .map_or("-".to_string(), |t| format!("{t:.0}"));
         println!(
-            "| {} | {} | {} | {:.1} | {} | {} |",
-            r.variant, r.threads, r.batch, r.items_per_s, tokens, ratio
+            "| {} | {:.1} | {} | {} | {:.1} | {} | {} |",
+            r.variant,
+            r.weight_bytes as f64 / 1e6,
+            r.threads,
+            r.batch,
+            r.items_per_s,
+            tokens,
+            ratio
         );
     }
+}
+
+/// The speed-vs-quality chart of a bench run: each variant's speed at the smallest batch (most
+/// threads) against its quality from `eval_dir/<model>-<variant>.json` (`quantserve eval --json`):
+/// accuracy for classifiers, BLEU for translators. Variants without an eval report are left out.
+pub fn quality_chart(rows: &[BenchRow], model: &str, eval_dir: &std::path::Path) -> Result<String> {
+    let translation = model.contains('-');
+    let mut points = Vec::new();
+    let mut variants: Vec<&str> = rows.iter().map(|r| r.variant.as_str()).collect();
+    variants.dedup();
+    for v in variants {
+        let Some(row) = rows
+            .iter()
+            .filter(|r| r.variant == v)
+            .min_by_key(|r| (r.batch, std::cmp::Reverse(r.threads)))
+        else {
+            continue;
+        };
+        let path = eval_dir.join(format!("{model}-{v}.json"));
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            continue;
+        };
+        let report: serde_json::Value = serde_json::from_str(&text)?;
+        let key = if translation { "bleu" } else { "accuracy" };
+        if let Some(y) = report[key].as_f64() {
+            points.push(super::chart::Point {
+                label: v.to_string(),
+                x: row.items_per_s,
+                y,
+            });
+        }
+    }
+    let (batch, threads) = rows.first().map_or((1, 1), |r| (r.batch, r.threads));
+    let unit = if translation {
+        "sentences"
+    } else {
+        "sequences"
+    };
+    Ok(super::chart::scatter_svg(
+        &format!("{model}: speed vs quality per variant"),
+        &format!("{unit}/s (batch {batch}, {threads} threads, log scale)"),
+        if translation { "BLEU" } else { "accuracy %" },
+        &points,
+    ))
 }

@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod bleu;
+pub mod chart;
 pub mod chrf;
 pub mod datasets;
 pub mod run;

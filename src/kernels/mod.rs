@@ -2,4 +2,5 @@
 
 pub mod fp32;
 pub mod int8;
+pub mod lowbit;
 pub mod ops;

@@ -418,6 +418,15 @@ impl BertClassifier {
         self.word_emb = self.word_emb.to_int8();
     }
 
+    /// Replaces the token embedding table by `f(table)` (e.g. a low-bit variant's rows).
+    pub fn map_embeddings(
+        &mut self,
+        f: impl Fn(&super::embedding::Embedding) -> Result<super::embedding::Embedding>,
+    ) -> Result<()> {
+        self.word_emb = f(&self.word_emb)?;
+        Ok(())
+    }
+
     /// Applies `f` to every dense layer (e.g. `Linear::to_int8` to build the int8 variant).
     pub fn map_linears(&mut self, f: impl Fn(&Linear) -> Result<Linear>) -> Result<()> {
         for l in &mut self.layers {

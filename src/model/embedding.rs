@@ -2,6 +2,7 @@
 
 use super::weights::Weight;
 use crate::kernels::int8::quantize::quantize_per_output_channel;
+use crate::quant::lowbit::{LowBitMatrix, PackedRows};
 
 #[derive(Clone, Debug)]
 pub enum Embedding {
@@ -15,6 +16,8 @@ pub enum Embedding {
         scales: Vec<f32>,
         dim: usize,
     },
+    /// Sub-8-bit rows (int4/int6, ternary, binary-coded), decoded one row per lookup.
+    LowBit(PackedRows),
 }
 
 impl Embedding {
@@ -27,6 +30,7 @@ impl Embedding {
         match w {
             Weight::F32(data) => Self::f32(data, dim),
             Weight::Int8 { codes, scales } => Self::Int8 { codes, scales, dim },
+            Weight::LowBit(m) => Self::LowBit(PackedRows::new(&m)),
         }
     }
 
@@ -44,6 +48,22 @@ impl Embedding {
                     *o = q as f32 * s;
                 }
             }
+            Self::LowBit(rows) => rows.dequantize_row(id, scale, out),
+        }
+    }
+
+    /// The table quantized by `quantize(data, rows, dim)`; only an fp32 table can be converted.
+    pub fn to_lowbit(
+        &self,
+        quantize: impl Fn(&[f32], usize, usize) -> LowBitMatrix,
+    ) -> anyhow::Result<Self> {
+        match self {
+            Self::F32 { data, dim } => Ok(Self::LowBit(PackedRows::new(&quantize(
+                data,
+                data.len() / dim,
+                *dim,
+            )))),
+            _ => anyhow::bail!("only an fp32 embedding table can be quantized"),
         }
     }
 
@@ -58,7 +78,7 @@ impl Embedding {
                     dim: *dim,
                 }
             }
-            Self::Int8 { .. } => self.clone(),
+            _ => self.clone(),
         }
     }
 
@@ -66,6 +86,7 @@ impl Embedding {
         match self {
             Self::F32 { data, .. } => data.len() * 4,
             Self::Int8 { codes, scales, .. } => codes.len() + scales.len() * 4,
+            Self::LowBit(rows) => rows.bytes(),
         }
     }
 }

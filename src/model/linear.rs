@@ -8,6 +8,7 @@ use super::weights::Weight;
 use crate::kernels::fp32::LinearF32;
 use crate::kernels::ops::Activation;
 use crate::quant::int8::LinearInt8;
+use crate::quant::lowbit::LinearLowBit;
 
 /// A layer's tensors before packing: fuse several (e.g. Q, K, V) with `concat`, then `build`.
 pub struct LinearParts {
@@ -57,6 +58,13 @@ impl LinearParts {
             Weight::Int8 { codes, scales } => {
                 Linear::Int8(LinearInt8::from_codes(&codes, &scales, bias, n_out, n_in)?)
             }
+            Weight::LowBit(m) => {
+                ensure!(
+                    m.rows == n_out && m.cols == n_in,
+                    "low-bit layer shape mismatch"
+                );
+                Linear::LowBit(LinearLowBit::new(&m, bias)?)
+            }
         })
     }
 }
@@ -65,6 +73,8 @@ impl LinearParts {
 pub enum Linear {
     F32(LinearF32),
     Int8(LinearInt8),
+    /// int4/int6 (per channel or group-wise), ternary or binary-coded weights.
+    LowBit(LinearLowBit),
 }
 
 impl Linear {
@@ -77,6 +87,7 @@ impl Linear {
         match self {
             Self::F32(l) => l.forward(x, rows, out),
             Self::Int8(l) => l.forward(x, rows, out),
+            Self::LowBit(l) => l.forward(x, rows, out),
         }
     }
 
@@ -96,6 +107,7 @@ impl Linear {
         };
         match (self, fused) {
             (Self::Int8(l), Some(f)) => l.forward_fused(x, rows, out, f),
+            (Self::LowBit(l), Some(f)) => l.forward_fused(x, rows, out, f),
             _ => {
                 self.forward(x, rows, out);
                 activation.apply(&mut out[..rows * self.n_out()]);
@@ -107,6 +119,7 @@ impl Linear {
         match self {
             Self::F32(l) => l.n_out,
             Self::Int8(l) => l.n_out(),
+            Self::LowBit(l) => l.n_out(),
         }
     }
 
@@ -114,6 +127,7 @@ impl Linear {
         match self {
             Self::F32(l) => l.n_in,
             Self::Int8(l) => l.n_in(),
+            Self::LowBit(l) => l.n_in(),
         }
     }
 
@@ -121,6 +135,7 @@ impl Linear {
         match self {
             Self::F32(l) => l.bytes(),
             Self::Int8(l) => l.bytes(),
+            Self::LowBit(l) => l.bytes(),
         }
     }
 
@@ -143,6 +158,7 @@ impl Linear {
                 Self::f32(weight, bias, ids.len(), l.n_in)
             }
             Self::Int8(l) => Self::Int8(l.select_outputs(ids)),
+            Self::LowBit(l) => Self::LowBit(l.select_outputs(ids)),
         }
     }
 
@@ -156,7 +172,23 @@ impl Linear {
                 l.n_in,
             )?),
             Self::Int8(l) => Self::Int8(l.clone()),
+            Self::LowBit(_) => anyhow::bail!("a low-bit layer cannot be converted to int8"),
         })
+    }
+
+    /// The same layer with weights quantized by `quantize(weight, n_out, n_in)`; only fp32
+    /// layers can be converted.
+    pub fn to_lowbit(
+        &self,
+        quantize: impl Fn(&[f32], usize, usize) -> crate::quant::lowbit::LowBitMatrix,
+    ) -> Result<Self> {
+        match self {
+            Self::F32(l) => Ok(Self::LowBit(LinearLowBit::new(
+                &quantize(&l.weight, l.n_out, l.n_in),
+                l.bias.clone(),
+            )?)),
+            _ => anyhow::bail!("only an fp32 layer can be quantized to a low-bit scheme"),
+        }
     }
 
     /// Allocates the output and runs `forward`.

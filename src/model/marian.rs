@@ -1071,6 +1071,15 @@ impl MarianTranslator {
         self.target_embeddings = self.target_embeddings.as_ref().map(Embedding::to_int8);
     }
 
+    /// Replaces the token embedding table by `f(table)` (e.g. a low-bit variant's rows).
+    pub fn map_embeddings(
+        &mut self,
+        f: impl Fn(&super::embedding::Embedding) -> Result<super::embedding::Embedding>,
+    ) -> Result<()> {
+        self.embeddings = f(&self.embeddings)?;
+        Ok(())
+    }
+
     /// Applies `f` to every dense layer, the output projection included (e.g. `Linear::to_int8`).
     pub fn map_linears(&mut self, f: impl Fn(&Linear) -> Result<Linear>) -> Result<()> {
         for l in &mut self.encoder {

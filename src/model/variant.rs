@@ -1,16 +1,27 @@
 //! Variants: the same model at another bit-width, in the model repository as
 //! `<root>/<model>/<variant>/`. A variant folder written by `quantserve quantize` is loaded as it
-//! is; a variant named after a scheme (`int8`) that has no folder is derived at load time from the
-//! model's fp32 reference folder.
+//! is; a variant named after a scheme (`int8`, `int4-g64`, `ternary`, `bcq3`, ...) that has no
+//! folder is derived at load time from the model's fp32 reference folder.
+//!
+//! Scheme names: `fp32`, `int8`, `int4`/`int6` (uniform symmetric, per output channel),
+//! `int4-g<G>`/`int6-g<G>` (one scale per G columns, G a multiple of 64), `ternary` (TWN, one α per
+//! matrix), `ternary-row` (one α per row), `bcq<q>` (q = 1..=4 binary planes, α per plane per
+//! row). Token embeddings take the same scheme per row (ternary: always per row, as TernaryBERT).
+//! At load time a fused layer (Q·K·V, K·V) counts as one matrix for `ternary`'s per-matrix α;
+//! `quantserve quantize` computes it per source matrix.
 
 use std::path::Path;
 
 use anyhow::{Result, bail};
 
 use super::bert::BertClassifier;
+use super::embedding::Embedding;
 use super::fetch;
 use super::linear::Linear;
 use super::marian::MarianTranslator;
+use crate::quant::format::{QuantMatrix, quantize_int8};
+use crate::quant::lowbit::{LowBitFormat, LowBitMatrix};
+use crate::quant::{bcq, ternary, uniform};
 
 /// A weight storage scheme.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -18,28 +29,140 @@ pub enum Scheme {
     Fp32,
     /// Symmetric int8 weights, one scale per output channel; dynamic per-token int8 activations.
     Int8,
+    /// Symmetric `bits`-bit weights, one scale per output channel or per `group` columns.
+    Uniform {
+        bits: u32,
+        group: Option<usize>,
+    },
+    /// TWN ternary weights, α per matrix or per row.
+    Ternary {
+        per_row: bool,
+    },
+    /// Binary-coding quantization with `planes` sign planes.
+    Bcq {
+        planes: usize,
+    },
 }
 
 impl Scheme {
     pub fn parse(variant: &str) -> Result<Self> {
-        Ok(match variant {
+        let scheme = match variant {
             "fp32" => Self::Fp32,
             "int8" => Self::Int8,
-            other => bail!("unknown variant `{other}` (available: fp32, int8)"),
-        })
+            "ternary" => Self::Ternary { per_row: false },
+            "ternary-row" => Self::Ternary { per_row: true },
+            s => {
+                if let Some(q) = s.strip_prefix("bcq") {
+                    Self::Bcq {
+                        planes: q.parse().unwrap_or(0),
+                    }
+                } else if let Some(rest) = s.strip_prefix("int") {
+                    let (bits, group) = match rest.split_once("-g") {
+                        Some((b, g)) => (b, Some(g.parse().unwrap_or(0))),
+                        None => (rest, None),
+                    };
+                    Self::Uniform {
+                        bits: bits.parse().unwrap_or(0),
+                        group,
+                    }
+                } else {
+                    bail!(
+                        "unknown variant `{s}` (available: fp32, int8, int4, int6[-g<G>], \
+                         ternary, ternary-row, bcq<1-4>)"
+                    )
+                }
+            }
+        };
+        if let Some(f) = scheme.lowbit_format()
+            && (f.validate().is_err()
+                || matches!(f, LowBitFormat::Uniform { bits, .. } if bits != 4 && bits != 6))
+        {
+            bail!(
+                "unknown variant `{variant}` (uniform bits must be 4 or 6, groups a multiple of \
+                 64, bcq planes 1..=4)"
+            );
+        }
+        Ok(scheme)
     }
 
-    pub fn name(self) -> &'static str {
+    pub fn name(self) -> String {
         match self {
-            Self::Fp32 => "fp32",
-            Self::Int8 => "int8",
+            Self::Fp32 => "fp32".into(),
+            Self::Int8 => "int8".into(),
+            Self::Uniform { bits, group: None } => format!("int{bits}"),
+            Self::Uniform {
+                bits,
+                group: Some(g),
+            } => format!("int{bits}-g{g}"),
+            Self::Ternary { per_row: false } => "ternary".into(),
+            Self::Ternary { per_row: true } => "ternary-row".into(),
+            Self::Bcq { planes } => format!("bcq{planes}"),
         }
     }
 
+    /// Nominal bits per weight code (bcq: planes); scales come on top.
     pub fn bits(self) -> u32 {
         match self {
             Self::Fp32 => 32,
             Self::Int8 => 8,
+            Self::Uniform { bits, .. } => bits,
+            Self::Ternary { .. } => 2,
+            Self::Bcq { planes } => planes as u32,
+        }
+    }
+
+    /// What the scales cover, for the variant metadata.
+    pub fn granularity(self) -> String {
+        match self {
+            Self::Fp32 => "none".into(),
+            Self::Int8 | Self::Uniform { group: None, .. } => "per_channel".into(),
+            Self::Uniform { group: Some(g), .. } => format!("group_{g}"),
+            Self::Ternary { per_row: false } => "per_matrix".into(),
+            Self::Ternary { per_row: true } => "per_row".into(),
+            Self::Bcq { .. } => "per_row_per_plane".into(),
+        }
+    }
+
+    /// The low-bit storage format of the scheme's matrices (none for fp32 and int8).
+    pub fn lowbit_format(self) -> Option<LowBitFormat> {
+        match self {
+            Self::Fp32 | Self::Int8 => None,
+            Self::Uniform { bits, group } => Some(LowBitFormat::Uniform { bits, group }),
+            Self::Ternary { .. } => Some(LowBitFormat::Ternary),
+            Self::Bcq { planes } => Some(LowBitFormat::Bcq { planes }),
+        }
+    }
+
+    /// Quantizes a row-major `rows × cols` low-bit matrix; `embedding` forces per-row α for
+    /// ternary. Panics for fp32 and int8.
+    pub fn quantize_lowbit(
+        self,
+        w: &[f32],
+        rows: usize,
+        cols: usize,
+        embedding: bool,
+    ) -> LowBitMatrix {
+        match self {
+            Self::Uniform { bits, group } => uniform::quantize(w, rows, cols, bits, group),
+            Self::Ternary { per_row } => ternary::quantize(w, rows, cols, per_row || embedding),
+            Self::Bcq { planes } => bcq::quantize(w, rows, cols, planes, bcq::ALS_ROUNDS),
+            Self::Fp32 | Self::Int8 => panic!("{} is not a low-bit scheme", self.name()),
+        }
+    }
+
+    /// A weight matrix in this scheme's file form (`None` for fp32).
+    pub fn quantize_matrix(
+        self,
+        shape: &[usize],
+        data: &[f32],
+        embedding: bool,
+    ) -> Option<QuantMatrix> {
+        match self {
+            Self::Fp32 => None,
+            Self::Int8 => Some(QuantMatrix::Int8(quantize_int8(shape, data))),
+            _ => Some(QuantMatrix::LowBit(
+                self.quantize_lowbit(data, shape[0], shape[1], embedding),
+            )),
         }
     }
 
@@ -47,7 +170,7 @@ impl Scheme {
     pub fn apply_to_classifier(self, m: &mut BertClassifier) -> Result<()> {
         if self != Self::Fp32 {
             m.map_linears(|l| self.convert(l))?;
-            m.quantize_embeddings_int8();
+            m.map_embeddings(|e| self.convert_embedding(e))?;
         }
         Ok(())
     }
@@ -56,7 +179,7 @@ impl Scheme {
     pub fn apply_to_translator(self, m: &mut MarianTranslator) -> Result<()> {
         if self != Self::Fp32 {
             m.map_linears(|l| self.convert(l))?;
-            m.quantize_embeddings_int8();
+            m.map_embeddings(|e| self.convert_embedding(e))?;
         }
         Ok(())
     }
@@ -65,6 +188,15 @@ impl Scheme {
         match self {
             Self::Fp32 => Ok(l.clone()),
             Self::Int8 => l.to_int8(),
+            _ => l.to_lowbit(|w, rows, cols| self.quantize_lowbit(w, rows, cols, false)),
+        }
+    }
+
+    fn convert_embedding(self, e: &Embedding) -> Result<Embedding> {
+        match self {
+            Self::Fp32 => Ok(e.clone()),
+            Self::Int8 => Ok(e.to_int8()),
+            _ => e.to_lowbit(|w, rows, cols| self.quantize_lowbit(w, rows, cols, true)),
         }
     }
 }

@@ -6,6 +6,8 @@ use std::path::Path;
 use anyhow::{Context, Result, bail, ensure};
 use safetensors::{Dtype, SafeTensors};
 
+use crate::quant::lowbit::{LowBitFormat, LowBitMatrix};
+
 /// A dense row-major fp32 tensor.
 #[derive(Clone, Debug)]
 pub struct Tensor {
@@ -25,7 +27,12 @@ pub struct QuantTensor {
 #[derive(Clone, Debug)]
 pub enum Weight {
     F32(Vec<f32>),
-    Int8 { codes: Vec<i8>, scales: Vec<f32> },
+    Int8 {
+        codes: Vec<i8>,
+        scales: Vec<f32>,
+    },
+    /// Sub-8-bit codes (int4/int6, ternary, binary-coding planes) with their scales.
+    LowBit(LowBitMatrix),
 }
 
 impl Weight {
@@ -37,10 +44,20 @@ impl Weight {
                     .into_iter()
                     .flat_map(|p| match p {
                         Weight::F32(v) => v,
-                        Weight::Int8 { .. } => unreachable!(),
+                        _ => unreachable!(),
                     })
                     .collect(),
             ));
+        }
+        if parts.iter().all(|p| matches!(p, Weight::LowBit(_))) {
+            let parts = parts
+                .into_iter()
+                .map(|p| match p {
+                    Weight::LowBit(m) => m,
+                    _ => unreachable!(),
+                })
+                .collect();
+            return Ok(Weight::LowBit(LowBitMatrix::concat_rows(parts)?));
         }
         let (mut codes, mut scales) = (Vec::new(), Vec::new());
         for p in parts {
@@ -52,7 +69,7 @@ impl Weight {
                     codes.extend(c);
                     scales.extend(s);
                 }
-                Weight::F32(_) => bail!("cannot fuse fp32 and int8 matrices"),
+                _ => bail!("cannot fuse matrices stored in different schemes"),
             }
         }
         Ok(Weight::Int8 { codes, scales })
@@ -64,12 +81,19 @@ pub fn scale_name(name: &str) -> String {
     format!("{name}:scale")
 }
 
+/// The metadata key describing the low-bit tensor `name` (`<format descriptor>/<columns>`).
+pub fn lowbit_key(name: &str) -> String {
+    format!("quantserve.lowbit.{name}")
+}
+
 /// Tensors by name. Models `take` what they need, so a missing or misshapen tensor is reported
 /// with its name instead of surfacing as a panic deep in a matmul.
 #[derive(Default, Debug)]
 pub struct TensorStore {
     tensors: HashMap<String, Tensor>,
     quantized: HashMap<String, QuantTensor>,
+    /// Low-bit matrices with their `[rows, cols]` shape.
+    lowbit: HashMap<String, (Vec<usize>, LowBitMatrix)>,
     /// The safetensors header's metadata (variant files record their scheme here).
     pub metadata: HashMap<String, String>,
     /// Where the tensors came from, for error messages.
@@ -81,6 +105,7 @@ impl TensorStore {
         Self {
             tensors: HashMap::new(),
             quantized: HashMap::new(),
+            lowbit: HashMap::new(),
             metadata: HashMap::new(),
             origin: origin.into(),
         }
@@ -91,7 +116,9 @@ impl TensorStore {
     }
 
     pub fn contains(&self, name: &str) -> bool {
-        self.tensors.contains_key(name) || self.quantized.contains_key(name)
+        self.tensors.contains_key(name)
+            || self.quantized.contains_key(name)
+            || self.lowbit.contains_key(name)
     }
 
     pub fn insert_quantized(&mut self, name: impl Into<String>, tensor: QuantTensor) {
@@ -105,6 +132,16 @@ impl TensorStore {
 
     /// Removes a `[rows][cols]` matrix, fp32 or int8, checking its shape.
     pub fn take_weight(&mut self, name: &str, shape: &[usize]) -> Result<Weight> {
+        if let Some((_, m)) = self.lowbit.remove(name) {
+            ensure!(
+                [m.rows, m.cols] == shape,
+                "{}: low-bit tensor `{name}` has shape {:?}, expected {:?}",
+                self.origin,
+                [m.rows, m.cols],
+                shape
+            );
+            return Ok(Weight::LowBit(m));
+        }
         if let Some(q) = self.quantized.remove(name) {
             ensure!(
                 q.shape == shape
@@ -151,6 +188,7 @@ impl TensorStore {
             .get(name)
             .map(|t| t.shape.as_slice())
             .or_else(|| self.quantized.get(name).map(|q| q.shape.as_slice()))
+            .or_else(|| self.lowbit.get(name).map(|(s, _)| s.as_slice()))
     }
 
     /// Loads every tensor of a safetensors file, converting f16/bf16 to f32.
@@ -162,7 +200,12 @@ impl TensorStore {
         let (_, header) = SafeTensors::read_metadata(&bytes)?;
         store.metadata = header.metadata().clone().unwrap_or_default();
         let mut codes = HashMap::new();
+        let mut packed = HashMap::new();
         for (name, view) in st.tensors() {
+            if view.dtype() == Dtype::U8 && store.metadata.contains_key(&lowbit_key(&name)) {
+                packed.insert(name, (view.shape().to_vec(), view.data().to_vec()));
+                continue;
+            }
             if view.dtype() == Dtype::I8 {
                 let c: Vec<i8> = view.data().iter().map(|&b| b as i8).collect();
                 codes.insert(name, (view.shape().to_vec(), c));
@@ -213,6 +256,21 @@ impl TensorStore {
                     scales,
                 },
             );
+        }
+        // Low-bit codes: packed rows, a descriptor in the metadata, scales beside them.
+        for (name, (shape, bytes)) in packed {
+            let desc = &store.metadata[&lowbit_key(&name)];
+            let (format, cols) = desc
+                .rsplit_once('/')
+                .with_context(|| format!("{}: bad low-bit descriptor `{desc}`", path.display()))?;
+            let format = LowBitFormat::from_descriptor(format)?;
+            let cols: usize = cols.parse().context("bad low-bit column count")?;
+            let rows = shape.first().copied().unwrap_or(0);
+            let pp = format.params_per_row(cols);
+            let params = store.take(&scale_name(&name), &[rows, pp])?;
+            let m = LowBitMatrix::unpack_rows(format, rows, cols, &bytes, params)
+                .with_context(|| format!("{}: tensor `{name}`", path.display()))?;
+            store.lowbit.insert(name, (vec![rows, cols], m));
         }
         Ok(store)
     }

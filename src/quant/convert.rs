@@ -4,11 +4,13 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Context, Result, ensure};
 
-use super::format::{Int8Matrix, VARIANT_FILE, VariantInfo, quantize_int8, write_variant};
+use super::format::{Int8Matrix, QuantMatrix, VARIANT_FILE, VariantInfo, write_variant};
+use super::recipe::Recipe;
 use crate::model::fetch::sha256_file;
 use crate::model::marian_bin::MarianBin;
+use crate::model::variant::Scheme;
 use crate::model::weights::TensorStore;
 
 /// What `quantize` wrote.
@@ -17,7 +19,12 @@ pub struct QuantizeReport {
     pub info: VariantInfo,
     pub quantized_tensors: usize,
     pub bytes: u64,
+    /// Average bits per weight (codes and scales) over the quantized matrices.
+    pub avg_bits: f64,
 }
+
+/// Metadata key holding the recipe of a mixed-precision variant.
+pub const RECIPE_KEY: &str = "quantserve.recipe";
 
 /// Marian metadata key holding the model's `model.yml`.
 pub const MARIAN_YML_KEY: &str = "marian.model_yml";
@@ -46,61 +53,107 @@ fn marian_model_file(src: &Path) -> Result<PathBuf> {
 /// Quantizes the model in `src` (an HF BERT folder or a Bergamot Marian folder) with `scheme`
 /// into the folder `out`.
 pub fn quantize_dir(src: &Path, scheme: &str, out: &Path) -> Result<QuantizeReport> {
+    quantize_impl(src, scheme, None, out)
+}
+
+/// Quantizes the model in `src` with a scheme per block type from `recipe` (variant scheme
+/// `mixed`) into the folder `out`.
+pub fn quantize_dir_recipe(src: &Path, recipe: &Recipe, out: &Path) -> Result<QuantizeReport> {
+    quantize_impl(src, "mixed", Some(recipe), out)
+}
+
+fn quantize_impl(
+    src: &Path,
+    scheme: &str,
+    recipe: Option<&Recipe>,
+    out: &Path,
+) -> Result<QuantizeReport> {
     ensure!(src != out, "--out must differ from --model");
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let is_bert = src.join("config.json").exists() && src.join("model.safetensors").exists();
+    let shipped = scheme == "int8-shipped";
+    ensure!(
+        !(shipped && is_bert),
+        "scheme `int8-shipped` is only available for Marian models"
+    );
+    let parsed = if shipped || recipe.is_some() {
+        Scheme::Int8
+    } else {
+        Scheme::parse(scheme)?
+    };
+    let scheme_for = |name: &str| recipe.map_or(parsed, |r| r.scheme_for(name));
+    let (bits, granularity) = match recipe {
+        Some(r) => (r.max_bits(), "recipe".to_string()),
+        None => (parsed.bits(), parsed.granularity()),
+    };
+    let mut extra = HashMap::new();
+    if let Some(r) = recipe {
+        extra.insert(RECIPE_KEY.to_string(), r.text.clone());
+    }
+    let (mut bit_sum, mut weights) = (0.0f64, 0usize);
+    let mut tally = |m: &QuantMatrix| {
+        let (b, n) = m.bits_and_weights();
+        bit_sum += b;
+        weights += n;
+    };
+    ensure!(
+        parsed != Scheme::Fp32,
+        "fp32 is the source, not a quantization scheme"
+    );
     let mut count = 0usize;
     let info;
     if is_bert {
-        ensure!(
-            scheme == "int8",
-            "scheme `{scheme}` is not available for BERT models (available: int8)"
-        );
         let weights = src.join("model.safetensors");
         let store = TensorStore::from_safetensors(&weights)?;
         info = VariantInfo {
             scheme: scheme.into(),
-            bits: 8,
-            granularity: "per_channel".into(),
+            bits,
+            granularity: granularity.clone(),
             model_kind: "bert".into(),
             source_sha256: sha256_file(&weights)?,
             quantserve_version: env!("CARGO_PKG_VERSION").into(),
         };
         // Every weight matrix, word embeddings included; position and token-type tables are tiny
         // and stay fp32.
-        let select = |name: &str, shape: &[usize], data: &[f32]| -> Option<Int8Matrix> {
+        let select = |name: &str, shape: &[usize], data: &[f32]| -> Option<QuantMatrix> {
             let matrix = shape.len() == 2 && name.ends_with(".weight");
             let small_table =
                 name.contains("position_embeddings") || name.contains("token_type_embeddings");
-            (matrix && !small_table).then(|| quantize_int8(shape, data))
+            let embedding = name.contains("word_embeddings");
+            if !matrix || small_table {
+                return None;
+            }
+            scheme_for(name).quantize_matrix(shape, data, embedding)
         };
         write_variant(
             &out.join(VARIANT_FILE),
             &store,
-            |n, s, d| select(n, s, d).inspect(|_| count += 1),
+            |n, s, d| {
+                select(n, s, d).inspect(|m| {
+                    count += 1;
+                    tally(m);
+                })
+            },
             &info,
-            HashMap::new(),
+            extra,
         )?;
         copy_files(src, out, |p| p.ends_with("model.safetensors"))?;
     } else {
         let model = marian_model_file(src)?;
         let bin = MarianBin::read(&model)?;
-        let shipped = match scheme {
-            "int8" => false,
-            "int8-shipped" => true,
-            other => bail!(
-                "scheme `{other}` is not available for Marian models (available: int8, int8-shipped)"
-            ),
-        };
         info = VariantInfo {
             scheme: scheme.into(),
-            bits: 8,
-            granularity: if shipped { "per_tensor" } else { "per_channel" }.into(),
+            bits,
+            granularity: if shipped {
+                "per_tensor".into()
+            } else {
+                granularity
+            },
             model_kind: "marian".into(),
             source_sha256: sha256_file(&model)?,
             quantserve_version: env!("CARGO_PKG_VERSION").into(),
         };
-        let select = |name: &str, shape: &[usize], data: &[f32]| -> Option<Int8Matrix> {
+        let select = |name: &str, shape: &[usize], data: &[f32]| -> Option<QuantMatrix> {
             // Weight matrices only: not the `*_Wo_ln_*` layer-norm vectors, nor activation scales.
             let matrix = name == "Wemb"
                 || (name.contains("_W")
@@ -112,19 +165,24 @@ pub fn quantize_dir(src: &Path, scheme: &str, out: &Path) -> Result<QuantizeRepo
             if shipped {
                 // The shipped codes, as they are: one multiplier per tensor, w = q / multiplier.
                 let s = bin.shipped_int8.get(name)?;
-                Some(Int8Matrix {
+                Some(QuantMatrix::Int8(Int8Matrix {
                     codes: s.codes.clone(),
                     scales: vec![1.0 / s.multiplier; shape[0]],
-                })
+                }))
             } else {
-                Some(quantize_int8(shape, data))
+                scheme_for(name).quantize_matrix(shape, data, name == "Wemb")
             }
         };
-        let extra = HashMap::from([(MARIAN_YML_KEY.to_string(), bin.model_yml.clone())]);
+        extra.insert(MARIAN_YML_KEY.to_string(), bin.model_yml.clone());
         write_variant(
             &out.join(VARIANT_FILE),
             &bin.tensors,
-            |n, s, d| select(n, s, d).inspect(|_| count += 1),
+            |n, s, d| {
+                select(n, s, d).inspect(|m| {
+                    count += 1;
+                    tally(m);
+                })
+            },
             &info,
             extra,
         )?;
@@ -135,5 +193,6 @@ pub fn quantize_dir(src: &Path, scheme: &str, out: &Path) -> Result<QuantizeRepo
         info,
         quantized_tensors: count,
         bytes,
+        avg_bits: bit_sum / weights.max(1) as f64,
     })
 }

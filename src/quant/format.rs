@@ -13,8 +13,10 @@ use anyhow::{Context, Result, bail, ensure};
 use safetensors::Dtype;
 use safetensors::tensor::TensorView;
 
+use super::lowbit::LowBitMatrix;
 use crate::kernels::int8::quantize::quantize_per_output_channel;
-use crate::model::weights::{TensorStore, scale_name};
+use crate::model::variant::Scheme;
+use crate::model::weights::{TensorStore, lowbit_key, scale_name};
 
 pub const VARIANT_FILE: &str = "variant.safetensors";
 pub const FORMAT_VERSION: &str = "1";
@@ -77,9 +79,18 @@ impl VariantInfo {
             "variant is for a {} model, not {model_kind}",
             info.model_kind
         );
-        match (info.scheme.as_str(), info.bits) {
-            ("int8" | "int8-shipped", 8) => {}
-            (s, b) => bail!("variant scheme `{s}` with {b} bits is not supported by this build"),
+        let known = match info.scheme.as_str() {
+            "int8-shipped" => info.bits == 8,
+            // Each tensor carries its own format; `bits` is the widest block's.
+            "mixed" => info.granularity == "recipe",
+            s => Scheme::parse(s).is_ok_and(|s| s.bits() == info.bits),
+        };
+        if !known {
+            bail!(
+                "variant scheme `{}` with {} bits is not supported by this build",
+                info.scheme,
+                info.bits
+            );
         }
         Ok(info)
     }
@@ -91,19 +102,62 @@ pub struct Int8Matrix {
     pub scales: Vec<f32>,
 }
 
-/// Writes `store`'s fp32 tensors to `path`, replacing each matrix that `int8` returns codes for.
+/// A matrix in a quantized form the variant file can hold.
+pub enum QuantMatrix {
+    Int8(Int8Matrix),
+    /// Written as bit-packed rows (`U8`, `[rows, packed bytes]`), `name:scale` (`[rows, params]`)
+    /// and the metadata entry `quantserve.lowbit.<name>` = `<format>/<columns>`.
+    LowBit(LowBitMatrix),
+}
+
+impl QuantMatrix {
+    /// (bits of codes and scales, number of weights).
+    pub fn bits_and_weights(&self) -> (f64, usize) {
+        match self {
+            Self::Int8(m) => (
+                (m.codes.len() * 8 + m.scales.len() * 32) as f64,
+                m.codes.len(),
+            ),
+            Self::LowBit(m) => {
+                let n = m.rows * m.cols;
+                (m.format.bits_per_weight(m.cols) * n as f64, n)
+            }
+        }
+    }
+}
+
+/// Writes `store`'s fp32 tensors to `path`, replacing each matrix that `quantize` returns codes
+/// for.
 pub fn write_variant(
     path: &Path,
     store: &TensorStore,
-    mut int8: impl FnMut(&str, &[usize], &[f32]) -> Option<Int8Matrix>,
+    mut quantize: impl FnMut(&str, &[usize], &[f32]) -> Option<QuantMatrix>,
     info: &VariantInfo,
     extra_metadata: HashMap<String, String>,
 ) -> Result<()> {
     // Owned byte buffers first; the views borrow them.
     let mut buffers: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
+    let mut metadata = info.to_metadata();
     for (name, t) in store.tensors() {
-        match int8(name, &t.shape, &t.data) {
-            Some(m) => {
+        match quantize(name, &t.shape, &t.data) {
+            Some(QuantMatrix::LowBit(m)) => {
+                ensure!(t.shape == [m.rows, m.cols], "`{name}`: bad low-bit matrix");
+                let row_bytes = LowBitMatrix::packed_row_bytes(m.format, m.cols);
+                buffers.push((
+                    name.to_string(),
+                    Dtype::U8,
+                    vec![m.rows, row_bytes],
+                    m.pack_rows(),
+                ));
+                let params = m.params.iter().flat_map(|s| s.to_le_bytes()).collect();
+                let pp = m.params_per_row();
+                buffers.push((scale_name(name), Dtype::F32, vec![m.rows, pp], params));
+                metadata.insert(
+                    lowbit_key(name),
+                    format!("{}/{}", m.format.descriptor(), m.cols),
+                );
+            }
+            Some(QuantMatrix::Int8(m)) => {
                 ensure!(
                     t.shape.len() == 2 && m.scales.len() == t.shape[0],
                     "`{name}`: bad int8 matrix"
@@ -127,7 +181,6 @@ pub fn write_variant(
         .iter()
         .map(|(n, dt, shape, bytes)| Ok((n.clone(), TensorView::new(*dt, shape.clone(), bytes)?)))
         .collect::<Result<_>>()?;
-    let mut metadata = info.to_metadata();
     metadata.extend(extra_metadata);
     // Write beside and rename, so a reader never sees a half-written variant.
     let tmp = path.with_extension("partial");

@@ -45,7 +45,17 @@ pub(crate) fn epilogue_value(
     if let Some(b) = bias {
         y += b;
     }
-    y = match activation {
+    y = activate(y, activation);
+    if let Some(r) = residual {
+        y += r;
+    }
+    y
+}
+
+/// The activation of one element, as every vector path computes it.
+#[inline(always)]
+pub(crate) fn activate(y: f32, activation: Activation) -> f32 {
+    match activation {
         Activation::None => y,
         // Written as a select so that it matches `maxps(y, 0)` for −0.0 and NaN as well.
         Activation::Relu => {
@@ -56,11 +66,7 @@ pub(crate) fn epilogue_value(
             }
         }
         Activation::Gelu => gelu(y),
-    };
-    if let Some(r) = residual {
-        y += r;
     }
-    y
 }
 
 /// Writes `acc[i]` (through the epilogue, for an f32 output) to row `m`, column `col0 + i`.

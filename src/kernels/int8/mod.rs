@@ -22,7 +22,7 @@ mod avx2;
 mod avx512vnni;
 #[cfg(target_arch = "x86_64")]
 mod avxvnni;
-mod epilogue;
+pub(crate) mod epilogue;
 mod pack;
 pub mod quantize;
 mod scalar;

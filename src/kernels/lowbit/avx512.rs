@@ -1,0 +1,201 @@
+//! AVX-512 VNNI path: unsigned codes × signed activations on `vpdpbusd`, 4 column blocks
+//! (independent accumulator chains) × up to 4 rows per pass.
+
+use std::arch::x86_64::*;
+use std::cell::Cell;
+
+use super::pack::CacheLine;
+use super::{BLOCK, GEMV_MAX_ROWS, TILE_BLOCKS, TileJob};
+use crate::kernels::int8::Activation;
+use crate::kernels::int8::epilogue::gelu_avx512;
+
+/// A core alone cannot keep enough DRAM reads in flight (kernels.md §3): request each block's
+/// line this far ahead.
+const PREFETCH_LINES: usize = 64;
+
+thread_local! {
+    // The widened (8-bit) codes of one tile, reused by every call on this thread.
+    static WIDE: Cell<Vec<CacheLine>> = const { Cell::new(Vec::new()) };
+}
+
+/// Computes every row of the job's tile.
+///
+/// # Safety
+/// The CPU must support avx512f, avx512bw and avx512vnni; `job.out` must be valid for writes of
+/// all rows × the tile's columns (`< N`), and no other thread may access them meanwhile.
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+pub(super) unsafe fn tile(job: &TileJob) {
+    let w = job.w;
+    let blocks: [&[CacheLine]; TILE_BLOCKS] =
+        std::array::from_fn(|b| w.block_lines(job.tile * TILE_BLOCKS + b));
+    if job.a.m() > GEMV_MAX_ROWS && w.bits() < 8 {
+        // Many rows: decode the tile once into bytes, then every row pass is a plain byte GEMM.
+        let mut wide = WIDE.take();
+        let per_block = blocks[0].len() * (8 / w.bits() as usize);
+        wide.clear();
+        wide.resize(per_block * TILE_BLOCKS, CacheLine([0; 64]));
+        for (b, lines) in blocks.iter().enumerate() {
+            let dst = &mut wide[b * per_block..(b + 1) * per_block];
+            // SAFETY: features per this function's contract; dst holds lines × per_byte lines.
+            unsafe {
+                match w.bits() {
+                    1 => widen::<1>(lines, dst),
+                    2 => widen::<2>(lines, dst),
+                    _ => widen::<4>(lines, dst),
+                }
+            }
+        }
+        let wide_blocks: [&[CacheLine]; TILE_BLOCKS] =
+            std::array::from_fn(|b| &wide[b * per_block..(b + 1) * per_block]);
+        // SAFETY: as above.
+        unsafe { run::<8>(job, &wide_blocks) };
+        WIDE.set(wide);
+        return;
+    }
+    // SAFETY: features and output per this function's contract.
+    unsafe {
+        match w.bits() {
+            1 => run::<1>(job, &blocks),
+            2 => run::<2>(job, &blocks),
+            4 => run::<4>(job, &blocks),
+            _ => run::<8>(job, &blocks),
+        }
+    }
+}
+
+/// Splits every packed line into `8 / BITS` lines of one byte per code.
+#[target_feature(enable = "avx512f,avx512bw")]
+unsafe fn widen<const BITS: u32>(lines: &[CacheLine], out: &mut [CacheLine]) {
+    let per_byte = 8 / BITS as usize;
+    assert_eq!(out.len(), lines.len() * per_byte);
+    let mask = _mm512_set1_epi8(((1u16 << BITS) - 1) as i8);
+    for (line, dst) in lines.iter().zip(out.chunks_exact_mut(per_byte)) {
+        // SAFETY: CacheLine is 64 bytes, 64-byte aligned.
+        let mut v = unsafe { _mm512_load_si512(line.0.as_ptr().cast()) };
+        for d in dst.iter_mut() {
+            // SAFETY: as above.
+            unsafe { _mm512_store_si512(d.0.as_mut_ptr().cast(), _mm512_and_si512(v, mask)) };
+            v = _mm512_srli_epi16::<BITS>(v);
+        }
+    }
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+unsafe fn run<const BITS: u32>(job: &TileJob, blocks: &[&[CacheLine]; TILE_BLOCKS]) {
+    let m = job.a.m();
+    let mut r = 0;
+    while r < m {
+        let rows = (m - r).min(4);
+        // SAFETY: features and output per the caller's contract; rows r..r + rows exist.
+        unsafe {
+            match rows {
+                4 => rows_pass::<BITS, 4>(job, blocks, r),
+                3 => rows_pass::<BITS, 3>(job, blocks, r),
+                2 => rows_pass::<BITS, 2>(job, blocks, r),
+                _ => rows_pass::<BITS, 1>(job, blocks, r),
+            }
+        }
+        r += rows;
+    }
+}
+
+/// Rows `r0..r0 + MR` × the 64 columns of the tile.
+// Register tiles are indexed [row][block] on purpose: the loops are fully unrolled.
+#[allow(clippy::needless_range_loop)]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+unsafe fn rows_pass<const BITS: u32, const MR: usize>(
+    job: &TileJob,
+    blocks: &[&[CacheLine]; TILE_BLOCKS],
+    r0: usize,
+) {
+    let (w, a) = (job.w, job.a);
+    let per_byte = 8 / BITS as usize;
+    let k_per_line = 4 * per_byte;
+    let lines_per_group = w.seg() / k_per_line;
+    let mask = _mm512_set1_epi8(((1u16 << BITS) - 1) as i8);
+    let x: [*const i8; MR] = std::array::from_fn(|r| a.row(r0 + r).as_ptr());
+    let n_lines = blocks[0].len();
+    let mut facc = [[_mm512_setzero_ps(); TILE_BLOCKS]; MR];
+    for g in 0..w.groups() {
+        let mut acc = [[_mm512_setzero_si512(); TILE_BLOCKS]; MR];
+        for l in g * lines_per_group..(g + 1) * lines_per_group {
+            let mut v: [__m512i; TILE_BLOCKS] = std::array::from_fn(|b| {
+                if MR == 1 && l + PREFETCH_LINES < n_lines {
+                    _mm_prefetch::<_MM_HINT_T0>(blocks[b][l + PREFETCH_LINES].0.as_ptr().cast());
+                }
+                // SAFETY: CacheLine is 64 bytes, 64-byte aligned.
+                unsafe { _mm512_load_si512(blocks[b][l].0.as_ptr().cast()) }
+            });
+            for j in 0..per_byte {
+                let k = l * k_per_line + j * 4;
+                // SAFETY: k + 4 ≤ k_total, the length of every activation row.
+                let xb: [__m512i; MR] = std::array::from_fn(|r| unsafe {
+                    _mm512_set1_epi32(x[r].add(k).cast::<i32>().read_unaligned())
+                });
+                for b in 0..TILE_BLOCKS {
+                    let u = if BITS == 8 {
+                        v[b]
+                    } else {
+                        let u = _mm512_and_si512(v[b], mask);
+                        v[b] = _mm512_srli_epi16::<BITS>(v[b]);
+                        u
+                    };
+                    for r in 0..MR {
+                        acc[r][b] = _mm512_dpbusd_epi32(acc[r][b], u, xb[r]);
+                    }
+                }
+            }
+        }
+        let mul = _mm512_set1_epi32(w.mul());
+        for r in 0..MR {
+            let correction = _mm512_set1_epi32(w.offset().wrapping_mul(a.group_sum(r0 + r, g)));
+            for b in 0..TILE_BLOCKS {
+                let v = _mm512_sub_epi32(_mm512_mullo_epi32(mul, acc[r][b]), correction);
+                let block = job.tile * TILE_BLOCKS + b;
+                // SAFETY: 16 scales per block and group.
+                let s = unsafe { _mm512_loadu_ps(w.block_scales(g, block).as_ptr()) };
+                facc[r][b] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(v), s, facc[r][b]);
+            }
+        }
+    }
+    for b in 0..TILE_BLOCKS {
+        for r in 0..MR {
+            // SAFETY: features and output per this function's contract; row r0 + r exists.
+            unsafe { store_block(job, r0 + r, b, facc[r][b]) };
+        }
+    }
+}
+
+/// Writes `facc · xs[row] (+ bias)`, activated, to row `row` and column block `b` of the tile.
+///
+/// # Safety
+/// The CPU must support avx512f; `job.out` must be valid for writes of that row × the block's
+/// columns (`< N`), and no other thread may access them meanwhile.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw")]
+pub(super) unsafe fn store_block(job: &TileJob, row: usize, b: usize, facc: __m512) {
+    let col0 = (job.tile * TILE_BLOCKS + b) * BLOCK;
+    if col0 >= job.w.n() {
+        return;
+    }
+    let width = BLOCK.min(job.w.n() - col0);
+    let keep: __mmask16 = if width == BLOCK {
+        !0
+    } else {
+        (1u16 << width) - 1
+    };
+    let mut y = _mm512_mul_ps(facc, _mm512_set1_ps(job.a.row_scale(row)));
+    if let Some(bias) = job.bias {
+        // SAFETY: the mask covers only columns < N, inside `bias`.
+        y = _mm512_add_ps(y, unsafe {
+            _mm512_maskz_loadu_ps(keep, bias.as_ptr().add(col0))
+        });
+    }
+    y = match job.activation {
+        Activation::None => y,
+        Activation::Relu => _mm512_max_ps(y, _mm512_setzero_ps()),
+        Activation::Gelu => gelu_avx512(y),
+    };
+    // SAFETY: the row's columns col0..col0 + width < N belong to this tile (caller's contract).
+    unsafe { _mm512_mask_storeu_ps(job.out.0.add(row * job.stride + col0), keep, y) };
+}
