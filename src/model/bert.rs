@@ -413,11 +413,6 @@ impl BertClassifier {
         self.classify_ids(&ids?)
     }
 
-    /// Stores the word embeddings as int8 rows.
-    pub fn quantize_embeddings_int8(&mut self) {
-        self.word_emb = self.word_emb.to_int8();
-    }
-
     /// Replaces the token embedding table by `f(table)` (e.g. a low-bit variant's rows).
     pub fn map_embeddings(
         &mut self,

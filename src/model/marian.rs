@@ -1065,18 +1065,16 @@ impl MarianTranslator {
         (next, parents)
     }
 
-    /// Stores the embedding table as int8 rows.
-    pub fn quantize_embeddings_int8(&mut self) {
-        self.embeddings = self.embeddings.to_int8();
-        self.target_embeddings = self.target_embeddings.as_ref().map(Embedding::to_int8);
-    }
-
-    /// Replaces the token embedding table by `f(table)` (e.g. a low-bit variant's rows).
+    /// Replaces the token embedding tables by `f(table)` (e.g. a low-bit variant's rows): the
+    /// shared one, and an untied model's target table too.
     pub fn map_embeddings(
         &mut self,
         f: impl Fn(&super::embedding::Embedding) -> Result<super::embedding::Embedding>,
     ) -> Result<()> {
         self.embeddings = f(&self.embeddings)?;
+        if let Some(t) = &self.target_embeddings {
+            self.target_embeddings = Some(f(t)?);
+        }
         Ok(())
     }
 
