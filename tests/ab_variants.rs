@@ -102,7 +102,11 @@ fn config(models: &[(&str, ModelConfig)]) -> Config {
 fn start(cfg: Config) -> Server {
     let server = Server::start(cfg, false).unwrap();
     let began = Instant::now();
-    while get(server.addr(), "/health/ready").status != 200 {
+    // Ready means one variant of each split serves; the tests want every variant loaded.
+    while get(server.addr(), "/health/ready").status != 200
+        || String::from_utf8_lossy(&get(server.addr(), "/v1/models").body)
+            .contains("\"status\":\"loading\"")
+    {
         assert!(began.elapsed() < Duration::from_secs(300), "never ready");
         std::thread::sleep(Duration::from_millis(50));
     }
