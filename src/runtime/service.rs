@@ -140,11 +140,8 @@ impl Runtime {
         entry: Arc<ModelEntry>,
         req: ClassifyRequest,
     ) -> Result<ClassifyResponse, RuntimeError> {
-        let started = Instant::now();
-        let result = self.classify_inner(&entry, req).await;
-        self.ab
-            .record_request(&entry.key, result.is_ok(), started.elapsed());
-        result
+        self.recorded(&entry, self.classify_inner(&entry, req))
+            .await
     }
 
     pub async fn translate_on(
@@ -152,8 +149,18 @@ impl Runtime {
         entry: Arc<ModelEntry>,
         req: TranslateRequest,
     ) -> Result<TranslateResponse, RuntimeError> {
+        self.recorded(&entry, self.translate_inner(&entry, req))
+            .await
+    }
+
+    /// Runs a request and counts it, with its latency, in the variant's A/B statistics.
+    async fn recorded<T>(
+        &self,
+        entry: &ModelEntry,
+        work: impl std::future::Future<Output = Result<T, RuntimeError>>,
+    ) -> Result<T, RuntimeError> {
         let started = Instant::now();
-        let result = self.translate_inner(&entry, req).await;
+        let result = work.await;
         self.ab
             .record_request(&entry.key, result.is_ok(), started.elapsed());
         result
@@ -205,18 +212,16 @@ impl Runtime {
             self.ab.remember(id, &entry.key, Some(labels));
         }
         if let (Some(reference), Some(ids)) = (shadow, shadow_ids) {
-            self.shadow.submit(
-                &self.pool,
-                ShadowJob {
-                    live: entry.clone(),
-                    reference,
-                    request_id: req.request_id,
-                    inputs: texts,
-                    ids,
-                    params,
-                    outputs,
-                },
-            );
+            let job = ShadowJob {
+                live: entry.clone(),
+                reference,
+                request_id: req.request_id,
+                inputs: texts,
+                ids,
+                params,
+                outputs,
+            };
+            self.shadow.submit(&self.pool, job);
         }
         Ok(ClassifyResponse {
             model: entry.key.model.clone(),
@@ -267,18 +272,16 @@ impl Runtime {
             self.ab.remember(id, &entry.key, None);
         }
         if let (Some(reference), Some(ids)) = (shadow, shadow_ids) {
-            self.shadow.submit(
-                &self.pool,
-                ShadowJob {
-                    live: entry.clone(),
-                    reference,
-                    request_id: req.request_id,
-                    inputs: sentences,
-                    ids,
-                    params,
-                    outputs,
-                },
-            );
+            let job = ShadowJob {
+                live: entry.clone(),
+                reference,
+                request_id: req.request_id,
+                inputs: sentences,
+                ids,
+                params,
+                outputs,
+            };
+            self.shadow.submit(&self.pool, job);
         }
         let outputs = layouts
             .into_iter()
