@@ -24,6 +24,7 @@ use quantserve::api::grpc::pb::inference_client::InferenceClient;
 use quantserve::api::grpc::pb::{self, ClassifyRequest, TranslateRequest};
 use quantserve::api::serve::Server;
 use quantserve::runtime::config::{Config, ModelConfig, WorkersConfig};
+use quantserve::runtime::registry::VariantStatus;
 use quantserve::runtime::routing::Routing;
 use tonic::codegen::http::Uri;
 use tonic::codegen::tokio_stream;
@@ -820,6 +821,22 @@ async fn routing_reads_the_sticky_key_from_metadata_and_refuses_overrides() {
         },
     );
     let server = start(cfg);
+    // Ready means one variant of the split serves; stickiness needs both loaded.
+    let began = Instant::now();
+    while server
+        .runtime()
+        .registry
+        .views(|_| 0)
+        .iter()
+        .flat_map(|m| &m.variants)
+        .any(|v| v.status != VariantStatus::Ready)
+    {
+        assert!(
+            began.elapsed() < Duration::from_secs(120),
+            "variants never loaded"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let mut client = inference(server.grpc_addr());
     let mut seen = std::collections::BTreeSet::new();
     for user in 0..16 {

@@ -235,17 +235,12 @@ impl Runtime {
             }
         }
         for (name, cfg) in &fresh.models {
-            let known = self.registry.has_model(name);
-            let old_routing = self.registry.routing(name).ok();
-            self.registry.put_model(name, cfg.clone());
-            if !known {
+            if !self.registry.has_model(name) {
                 report.models_added.push(name.clone());
             }
+            // A known model keeps its routing until the new one's variants are in.
+            self.registry.put_model(name, cfg.clone());
             let wanted: BTreeSet<String> = cfg.all_variants().into_iter().collect();
-            // The routing is applied once its variants are in: keep the old one while loading.
-            if let Some(r) = old_routing {
-                let _ = self.registry.set_routing(name, r);
-            }
             for v in &wanted {
                 if self.registry.resolve(name, v).is_ok() {
                     continue;

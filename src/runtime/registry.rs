@@ -146,13 +146,13 @@ impl Registry {
         self.models.write().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Adds a model or replaces its configuration and routing, keeping its loaded variants; the
-    /// variants to load must then be loaded by the caller.
+    /// Adds a model, or replaces a known model's configuration while keeping its loaded variants
+    /// and its current routing (the caller loads the new variants, then sets the new routing, so
+    /// no request is ever routed to a variant still loading).
     pub fn put_model(&self, name: &str, config: ModelConfig) {
         let mut models = self.write();
         match models.get_mut(name) {
             Some(state) => {
-                state.routing = config.effective_routing();
                 for v in config.all_variants() {
                     state.slots.entry(v).or_insert(Slot {
                         serving: None,

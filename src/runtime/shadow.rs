@@ -85,12 +85,17 @@ impl ShadowRecorder {
                 index,
             })
             .collect();
+        // The comparison waits on a task of the caller's executor; without one, nothing waits.
+        let Ok(executor) = tokio::runtime::Handle::try_current() else {
+            self.dropped(&job, n);
+            return;
+        };
         if pool.submit(&job.reference.shadow_queue, items).is_err() {
             self.dropped(&job, n);
             return;
         }
         let recorder = self.clone();
-        tokio::spawn(async move {
+        executor.spawn(async move {
             match rx.await {
                 Ok(Ok(reference_outputs)) => recorder.record(&job, &reference_outputs),
                 _ => recorder.dropped(&job, n),
