@@ -103,6 +103,22 @@ enum Command {
         /// overrides `--scheme` (the variant's scheme is then `mixed`).
         #[arg(long)]
         recipe: Option<PathBuf>,
+        /// Token frequencies from this text file (one sentence per line; repeat the flag for
+        /// several) give the embedding rows the schemes of the recipe's `embedding_tiers`
+        /// (frequent tokens more bits).
+        #[arg(long)]
+        freq_corpus: Vec<PathBuf>,
+        /// FullyQT structured FFN pruning: drop FFN hidden units whose largest activation over
+        /// the calibration sentences is below λ · std of those maxima (e.g. 0.5).
+        #[arg(long)]
+        prune_lambda: Option<f32>,
+        /// Calibration text for `--prune-lambda`, one sentence per line (translation: source
+        /// sentences).
+        #[arg(long, requires = "prune_lambda")]
+        calibration: Option<PathBuf>,
+        /// At most this many calibration sentences are run.
+        #[arg(long, default_value_t = 500)]
+        calibration_sentences: usize,
         /// The variant folder to write.
         #[arg(long)]
         out: PathBuf,
@@ -291,15 +307,31 @@ fn run(cli: Cli) -> Result<()> {
             model,
             scheme,
             recipe,
+            freq_corpus,
+            prune_lambda,
+            calibration,
+            calibration_sentences,
             out,
         } => {
             use quantserve::quant::{convert, recipe::Recipe};
-            let r = match recipe {
-                Some(path) => {
-                    convert::quantize_dir_recipe(&model, &Recipe::from_file(&path)?, &out)?
-                }
-                None => convert::quantize_dir(&model, &scheme, &out)?,
+            let prune = match (prune_lambda, calibration) {
+                (Some(lambda), Some(calibration)) => Some(convert::PruneOptions {
+                    lambda,
+                    calibration,
+                    max_sentences: calibration_sentences,
+                }),
+                (Some(_), None) => anyhow::bail!("--prune-lambda needs --calibration FILE"),
+                _ => None,
             };
+            let options = convert::QuantizeOptions {
+                recipe: recipe.map(|p| Recipe::from_file(&p)).transpose()?,
+                freq_corpus,
+                prune,
+            };
+            let r = convert::quantize_dir_with(&model, &scheme, &options, &out)?;
+            for note in &r.notes {
+                println!("{note}");
+            }
             println!(
                 "{}: scheme {} ({} bits, {}), {} tensors quantized, {:.2} bits/weight on average, {:.1} MB",
                 out.display(),

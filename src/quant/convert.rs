@@ -21,6 +21,31 @@ pub struct QuantizeReport {
     pub bytes: u64,
     /// Average bits per weight (codes and scales) over the quantized matrices.
     pub avg_bits: f64,
+    /// Human-readable findings of the optional steps (frequency tiers, pruning), one per line.
+    pub notes: Vec<String>,
+}
+
+/// Everything `quantize` can do beyond one scheme for every matrix.
+#[derive(Default)]
+pub struct QuantizeOptions {
+    /// Mixed precision: a scheme per block type (the variant's scheme is then `mixed`).
+    pub recipe: Option<Recipe>,
+    /// Text files, one sentence per line, whose token frequencies give the embedding rows their
+    /// bits (the recipe's frequency tiers).
+    pub freq_corpus: Vec<PathBuf>,
+    /// FullyQT structured FFN pruning.
+    pub prune: Option<PruneOptions>,
+}
+
+/// FullyQT structured FFN pruning: drop the FFN hidden units whose largest activation over a
+/// calibration sample is below `lambda` times the standard deviation of those maxima.
+#[derive(Clone, Debug)]
+pub struct PruneOptions {
+    pub lambda: f32,
+    /// Text, one sentence per line (translation models: source sentences).
+    pub calibration: PathBuf,
+    /// At most this many lines of `calibration` are run.
+    pub max_sentences: usize,
 }
 
 /// Metadata key holding the recipe of a mixed-precision variant.
@@ -53,21 +78,38 @@ fn marian_model_file(src: &Path) -> Result<PathBuf> {
 /// Quantizes the model in `src` (an HF BERT folder or a Bergamot Marian folder) with `scheme`
 /// into the folder `out`.
 pub fn quantize_dir(src: &Path, scheme: &str, out: &Path) -> Result<QuantizeReport> {
-    quantize_impl(src, scheme, None, out)
+    quantize_dir_with(src, scheme, &QuantizeOptions::default(), out)
 }
 
 /// Quantizes the model in `src` with a scheme per block type from `recipe` (variant scheme
 /// `mixed`) into the folder `out`.
 pub fn quantize_dir_recipe(src: &Path, recipe: &Recipe, out: &Path) -> Result<QuantizeReport> {
-    quantize_impl(src, "mixed", Some(recipe), out)
+    let options = QuantizeOptions {
+        recipe: Some(recipe.clone()),
+        ..QuantizeOptions::default()
+    };
+    quantize_dir_with(src, "mixed", &options, out)
 }
 
-fn quantize_impl(
+/// Quantizes the model in `src` into the folder `out` with `scheme`, or with `options.recipe`
+/// (scheme `mixed`), and the optional steps of `options`.
+pub fn quantize_dir_with(
     src: &Path,
     scheme: &str,
-    recipe: Option<&Recipe>,
+    options: &QuantizeOptions,
     out: &Path,
 ) -> Result<QuantizeReport> {
+    let recipe = options.recipe.as_ref();
+    let scheme = if recipe.is_some() { "mixed" } else { scheme };
+    let notes = Vec::new();
+    ensure!(
+        options.freq_corpus.is_empty(),
+        "--freq-corpus is not implemented yet"
+    );
+    ensure!(
+        options.prune.is_none(),
+        "--prune-lambda is not implemented yet"
+    );
     ensure!(src != out, "--out must differ from --model");
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let is_bert = src.join("config.json").exists() && src.join("model.safetensors").exists();
@@ -194,5 +236,6 @@ fn quantize_impl(
         quantized_tensors: count,
         bytes,
         avg_bits: bit_sum / weights.max(1) as f64,
+        notes,
     })
 }
