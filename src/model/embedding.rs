@@ -18,6 +18,13 @@ pub enum Embedding {
     },
     /// Sub-8-bit rows (int4/int6, ternary, binary-coded), decoded one row per lookup.
     LowBit(PackedRows),
+    /// Rows in frequency tiers, each tier a table of its own: row `id` is row `index[id]` of
+    /// `tiers[tier[id]]`.
+    Tiered {
+        tiers: Vec<Embedding>,
+        tier: Vec<u8>,
+        index: Vec<u32>,
+    },
 }
 
 impl Embedding {
@@ -31,6 +38,18 @@ impl Embedding {
             Weight::F32(data) => Self::f32(data, dim),
             Weight::Int8 { codes, scales } => Self::Int8 { codes, scales, dim },
             Weight::LowBit(m) => Self::LowBit(PackedRows::new(&m)),
+            Weight::Tiered(t) => {
+                let (mut tier, mut index) = (vec![0u8; t.rows], vec![0u32; t.rows]);
+                let mut tiers = Vec::with_capacity(t.tiers.len());
+                for (ti, (ids, w)) in t.tiers.into_iter().enumerate() {
+                    for (i, &id) in ids.iter().enumerate() {
+                        tier[id as usize] = ti as u8;
+                        index[id as usize] = i as u32;
+                    }
+                    tiers.push(Self::from_weight(w, dim));
+                }
+                Self::Tiered { tiers, tier, index }
+            }
         }
     }
 
@@ -49,6 +68,9 @@ impl Embedding {
                 }
             }
             Self::LowBit(rows) => rows.dequantize_row(id, scale, out),
+            Self::Tiered { tiers, tier, index } => {
+                tiers[tier[id] as usize].lookup(index[id] as usize, scale, out)
+            }
         }
     }
 
@@ -87,6 +109,9 @@ impl Embedding {
             Self::F32 { data, .. } => data.len() * 4,
             Self::Int8 { codes, scales, .. } => codes.len() + scales.len() * 4,
             Self::LowBit(rows) => rows.bytes(),
+            Self::Tiered { tiers, tier, index } => {
+                tiers.iter().map(Self::bytes).sum::<usize>() + tier.len() + index.len() * 4
+            }
         }
     }
 }

@@ -65,7 +65,110 @@ impl LinearParts {
                 );
                 Linear::LowBit(LinearLowBit::new(&m, bias)?)
             }
+            Weight::Tiered(t) => {
+                ensure!(
+                    t.rows == n_out && t.cols == n_in,
+                    "tiered layer shape mismatch"
+                );
+                let parts = t
+                    .tiers
+                    .into_iter()
+                    .map(|(ids, weight)| {
+                        let bias = bias
+                            .as_ref()
+                            .map(|b| ids.iter().map(|&i| b[i as usize]).collect());
+                        let part = LinearParts {
+                            weight,
+                            bias,
+                            n_out: ids.len(),
+                            n_in,
+                        }
+                        .build()?;
+                        Ok((part, ids))
+                    })
+                    .collect::<Result<_>>()?;
+                Linear::Tiered(TieredLinear { parts, n_out, n_in })
+            }
         })
+    }
+}
+
+/// A layer whose output rows are stored in several parts (the tied output projection of a
+/// table with frequency tiers): each part computes its own columns, scattered into place.
+#[derive(Clone, Debug)]
+pub struct TieredLinear {
+    /// `(layer, the output columns it computes)`; every column belongs to exactly one part.
+    parts: Vec<(Linear, Vec<u32>)>,
+    n_out: usize,
+    n_in: usize,
+}
+
+impl TieredLinear {
+    fn forward(&self, x: &[f32], rows: usize, out: &mut [f32], activation: Option<Activation>) {
+        let mut part_out = Vec::new();
+        for (layer, cols) in &self.parts {
+            let width = cols.len();
+            part_out.clear();
+            part_out.resize(rows * width, 0.0);
+            match activation {
+                Some(a) => layer.forward_activated(x, rows, &mut part_out, a),
+                None => layer.forward(x, rows, &mut part_out),
+            }
+            for (r, y) in part_out.chunks_exact(width.max(1)).enumerate() {
+                let dst = &mut out[r * self.n_out..(r + 1) * self.n_out];
+                for (&c, &v) in cols.iter().zip(y) {
+                    dst[c as usize] = v;
+                }
+            }
+        }
+    }
+
+    /// Only the outputs `ids`, in that order: each part keeps its columns among them.
+    fn select_outputs(&self, ids: &[u32]) -> Self {
+        // Where each original column lives: (part, index within the part).
+        let mut home = vec![(0usize, 0u32); self.n_out];
+        for (p, (_, cols)) in self.parts.iter().enumerate() {
+            for (i, &c) in cols.iter().enumerate() {
+                home[c as usize] = (p, i as u32);
+            }
+        }
+        let mut picked = vec![(Vec::new(), Vec::new()); self.parts.len()];
+        for (pos, &id) in ids.iter().enumerate() {
+            let (p, i) = home[id as usize];
+            picked[p].0.push(i);
+            picked[p].1.push(pos as u32);
+        }
+        let parts = self
+            .parts
+            .iter()
+            .zip(picked)
+            .filter(|(_, (within, _))| !within.is_empty())
+            .map(|((layer, _), (within, positions))| (layer.select_outputs(&within), positions))
+            .collect();
+        Self {
+            parts,
+            n_out: ids.len(),
+            n_in: self.n_in,
+        }
+    }
+
+    fn map_parts(&self, f: impl Fn(&Linear) -> Result<Linear>) -> Result<Self> {
+        Ok(Self {
+            parts: self
+                .parts
+                .iter()
+                .map(|(l, cols)| Ok((f(l)?, cols.clone())))
+                .collect::<Result<_>>()?,
+            n_out: self.n_out,
+            n_in: self.n_in,
+        })
+    }
+
+    fn bytes(&self) -> usize {
+        self.parts
+            .iter()
+            .map(|(l, cols)| l.bytes() + cols.len() * 4)
+            .sum()
     }
 }
 
@@ -75,6 +178,8 @@ pub enum Linear {
     Int8(LinearInt8),
     /// int4/int6 (per channel or group-wise), ternary or binary-coded weights.
     LowBit(LinearLowBit),
+    /// Output rows in frequency tiers, each in its own scheme.
+    Tiered(TieredLinear),
 }
 
 impl Linear {
@@ -88,6 +193,7 @@ impl Linear {
             Self::F32(l) => l.forward(x, rows, out),
             Self::Int8(l) => l.forward(x, rows, out),
             Self::LowBit(l) => l.forward(x, rows, out),
+            Self::Tiered(l) => l.forward(x, rows, out, None),
         }
     }
 
@@ -108,6 +214,7 @@ impl Linear {
         match (self, fused) {
             (Self::Int8(l), Some(f)) => l.forward_fused(x, rows, out, f),
             (Self::LowBit(l), Some(f)) => l.forward_fused(x, rows, out, f),
+            (Self::Tiered(l), _) => l.forward(x, rows, out, Some(activation)),
             _ => {
                 self.forward(x, rows, out);
                 activation.apply(&mut out[..rows * self.n_out()]);
@@ -120,6 +227,7 @@ impl Linear {
             Self::F32(l) => l.n_out,
             Self::Int8(l) => l.n_out(),
             Self::LowBit(l) => l.n_out(),
+            Self::Tiered(l) => l.n_out,
         }
     }
 
@@ -128,6 +236,7 @@ impl Linear {
             Self::F32(l) => l.n_in,
             Self::Int8(l) => l.n_in(),
             Self::LowBit(l) => l.n_in(),
+            Self::Tiered(l) => l.n_in,
         }
     }
 
@@ -136,6 +245,7 @@ impl Linear {
             Self::F32(l) => l.bytes(),
             Self::Int8(l) => l.bytes(),
             Self::LowBit(l) => l.bytes(),
+            Self::Tiered(l) => l.bytes(),
         }
     }
 
@@ -159,6 +269,7 @@ impl Linear {
             }
             Self::Int8(l) => Self::Int8(l.select_outputs(ids)),
             Self::LowBit(l) => Self::LowBit(l.select_outputs(ids)),
+            Self::Tiered(l) => Self::Tiered(l.select_outputs(ids)),
         }
     }
 
@@ -173,6 +284,7 @@ impl Linear {
             )?),
             Self::Int8(l) => Self::Int8(l.clone()),
             Self::LowBit(_) => anyhow::bail!("a low-bit layer cannot be converted to int8"),
+            Self::Tiered(l) => Self::Tiered(l.map_parts(Self::to_int8)?),
         })
     }
 

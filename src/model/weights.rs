@@ -33,6 +33,43 @@ pub enum Weight {
     },
     /// Sub-8-bit codes (int4/int6, ternary, binary-coding planes) with their scales.
     LowBit(LowBitMatrix),
+    /// Rows split into tiers (embeddings by token frequency), each tier in its own form.
+    Tiered(TieredWeight),
+}
+
+/// A matrix whose rows are stored in several parts: `tiers[t] = (row ids, their rows)`. Every
+/// row of the matrix is in exactly one tier.
+#[derive(Clone, Debug)]
+pub struct TieredWeight {
+    pub rows: usize,
+    pub cols: usize,
+    pub tiers: Vec<(Vec<u32>, Weight)>,
+}
+
+impl TieredWeight {
+    /// Checks that the tiers' ids cover `0..rows` exactly once.
+    pub fn new(rows: usize, cols: usize, tiers: Vec<(Vec<u32>, Weight)>) -> Result<Self> {
+        ensure!(tiers.len() <= 255, "more than 255 tiers");
+        ensure!(
+            tiers.iter().all(|(_, w)| !matches!(w, Weight::Tiered(_))),
+            "a tier cannot itself be tiered"
+        );
+        let mut seen = vec![false; rows];
+        for (ids, _) in &tiers {
+            for &id in ids {
+                let slot = seen
+                    .get_mut(id as usize)
+                    .with_context(|| format!("tier row {id} is outside the {rows} rows"))?;
+                ensure!(!*slot, "row {id} is in two tiers");
+                *slot = true;
+            }
+        }
+        ensure!(
+            seen.iter().all(|&s| s),
+            "the tiers do not cover every row of the matrix"
+        );
+        Ok(Self { rows, cols, tiers })
+    }
 }
 
 impl Weight {
@@ -86,6 +123,23 @@ pub fn lowbit_key(name: &str) -> String {
     format!("quantserve.lowbit.{name}")
 }
 
+const TIERS_PREFIX: &str = "quantserve.tiers.";
+
+/// The metadata key of a matrix `name` stored in frequency tiers (`<tiers>/<rows>/<cols>`).
+pub fn tiers_key(name: &str) -> String {
+    format!("{TIERS_PREFIX}{name}")
+}
+
+/// The tensor holding tier `t` of the tiered matrix `name` (any stored form).
+pub fn tier_name(name: &str, t: usize) -> String {
+    format!("{name}#tier{t}")
+}
+
+/// The `I32` tensor of the row ids in tier `t` of `name`.
+pub fn tier_rows_name(name: &str, t: usize) -> String {
+    format!("{name}#tier{t}:rows")
+}
+
 /// Tensors by name. Models `take` what they need, so a missing or misshapen tensor is reported
 /// with its name instead of surfacing as a panic deep in a matmul.
 #[derive(Default, Debug)]
@@ -94,6 +148,7 @@ pub struct TensorStore {
     quantized: HashMap<String, QuantTensor>,
     /// Low-bit matrices with their `[rows, cols]` shape.
     lowbit: HashMap<String, (Vec<usize>, LowBitMatrix)>,
+    tiered: HashMap<String, (Vec<usize>, TieredWeight)>,
     /// The safetensors header's metadata (variant files record their scheme here).
     pub metadata: HashMap<String, String>,
     /// Where the tensors came from, for error messages.
@@ -106,6 +161,7 @@ impl TensorStore {
             tensors: HashMap::new(),
             quantized: HashMap::new(),
             lowbit: HashMap::new(),
+            tiered: HashMap::new(),
             metadata: HashMap::new(),
             origin: origin.into(),
         }
@@ -119,6 +175,7 @@ impl TensorStore {
         self.tensors.contains_key(name)
             || self.quantized.contains_key(name)
             || self.lowbit.contains_key(name)
+            || self.tiered.contains_key(name)
     }
 
     pub fn insert_quantized(&mut self, name: impl Into<String>, tensor: QuantTensor) {
@@ -132,6 +189,16 @@ impl TensorStore {
 
     /// Removes a `[rows][cols]` matrix, fp32 or int8, checking its shape.
     pub fn take_weight(&mut self, name: &str, shape: &[usize]) -> Result<Weight> {
+        if let Some((_, t)) = self.tiered.remove(name) {
+            ensure!(
+                [t.rows, t.cols] == shape,
+                "{}: tiered tensor `{name}` has shape {:?}, expected {:?}",
+                self.origin,
+                [t.rows, t.cols],
+                shape
+            );
+            return Ok(Weight::Tiered(t));
+        }
         if let Some((_, m)) = self.lowbit.remove(name) {
             ensure!(
                 [m.rows, m.cols] == shape,
@@ -189,6 +256,12 @@ impl TensorStore {
             .map(|t| t.shape.as_slice())
             .or_else(|| self.quantized.get(name).map(|q| q.shape.as_slice()))
             .or_else(|| self.lowbit.get(name).map(|(s, _)| s.as_slice()))
+            .or_else(|| self.tiered.get(name).map(|(s, _)| s.as_slice()))
+    }
+
+    /// Whether `name` is stored in frequency tiers.
+    pub fn is_tiered(&self, name: &str) -> bool {
+        self.tiered.contains_key(name)
     }
 
     /// Loads every tensor of a safetensors file, converting f16/bf16 to f32.
@@ -201,7 +274,19 @@ impl TensorStore {
         store.metadata = header.metadata().clone().unwrap_or_default();
         let mut codes = HashMap::new();
         let mut packed = HashMap::new();
+        let mut tier_rows = HashMap::new();
         for (name, view) in st.tensors() {
+            if view.dtype() == Dtype::I32 && name.ends_with(":rows") {
+                let ids = view
+                    .data()
+                    .chunks_exact(4)
+                    .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                    .map(|i| u32::try_from(i).context("negative tier row id"))
+                    .collect::<Result<Vec<u32>>>()
+                    .with_context(|| format!("{}: tensor `{name}`", path.display()))?;
+                tier_rows.insert(name, ids);
+                continue;
+            }
             if view.dtype() == Dtype::U8 && store.metadata.contains_key(&lowbit_key(&name)) {
                 packed.insert(name, (view.shape().to_vec(), view.data().to_vec()));
                 continue;
@@ -271,6 +356,41 @@ impl TensorStore {
             let m = LowBitMatrix::unpack_rows(format, rows, cols, &bytes, params)
                 .with_context(|| format!("{}: tensor `{name}`", path.display()))?;
             store.lowbit.insert(name, (vec![rows, cols], m));
+        }
+        // Tiered matrices: each tier is a matrix of its own plus its row ids.
+        let tiered: Vec<(String, String)> = store
+            .metadata
+            .iter()
+            .filter_map(|(k, v)| Some((k.strip_prefix(TIERS_PREFIX)?.to_string(), v.clone())))
+            .collect();
+        for (name, desc) in tiered {
+            let bad = || {
+                format!(
+                    "{}: bad tier descriptor `{desc}` of `{name}`",
+                    path.display()
+                )
+            };
+            let parts: Vec<usize> = desc
+                .split('/')
+                .map(str::parse)
+                .collect::<Result<_, _>>()
+                .with_context(bad)?;
+            let [count, rows, cols] = parts[..] else {
+                bail!(bad());
+            };
+            let mut tiers = Vec::with_capacity(count);
+            for t in 0..count {
+                let ids = tier_rows
+                    .remove(&tier_rows_name(&name, t))
+                    .with_context(|| {
+                        format!("{}: tier {t} of `{name}` has no row ids", path.display())
+                    })?;
+                let w = store.take_weight(&tier_name(&name, t), &[ids.len(), cols])?;
+                tiers.push((ids, w));
+            }
+            let t = TieredWeight::new(rows, cols, tiers)
+                .with_context(|| format!("{}: tensor `{name}`", path.display()))?;
+            store.tiered.insert(name, (vec![rows, cols], t));
         }
         Ok(store)
     }

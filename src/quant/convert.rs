@@ -8,8 +8,10 @@ use anyhow::{Context, Result, ensure};
 
 use super::format::{Int8Matrix, QuantMatrix, VARIANT_FILE, VariantInfo, write_variant};
 use super::recipe::Recipe;
+use super::tiers;
 use crate::model::fetch::sha256_file;
 use crate::model::marian_bin::MarianBin;
+use crate::model::tokenizer::TextTokenizer;
 use crate::model::variant::Scheme;
 use crate::model::weights::TensorStore;
 
@@ -101,10 +103,15 @@ pub fn quantize_dir_with(
 ) -> Result<QuantizeReport> {
     let recipe = options.recipe.as_ref();
     let scheme = if recipe.is_some() { "mixed" } else { scheme };
-    let notes = Vec::new();
+    let mut notes = Vec::new();
+    let tiers = recipe.map_or(&[][..], |r| &r.embedding_tiers[..]);
     ensure!(
-        options.freq_corpus.is_empty(),
-        "--freq-corpus is not implemented yet"
+        tiers.is_empty() || !options.freq_corpus.is_empty(),
+        "the recipe's embedding_tiers need token frequencies: pass --freq-corpus FILE"
+    );
+    ensure!(
+        !tiers.is_empty() || options.freq_corpus.is_empty(),
+        "--freq-corpus needs a recipe with [[embedding_tiers]] (see quant::recipe)"
     );
     ensure!(
         options.prune.is_none(),
@@ -155,15 +162,19 @@ pub fn quantize_dir_with(
             source_sha256: sha256_file(&weights)?,
             quantserve_version: env!("CARGO_PKG_VERSION").into(),
         };
+        let mut embedding_tiers = frequency_tiers(src, &store, options, &mut notes)?;
         // Every weight matrix, word embeddings included; position and token-type tables are tiny
         // and stay fp32.
-        let select = |name: &str, shape: &[usize], data: &[f32]| -> Option<QuantMatrix> {
+        let mut select = |name: &str, shape: &[usize], data: &[f32]| -> Option<QuantMatrix> {
             let matrix = shape.len() == 2 && name.ends_with(".weight");
             let small_table =
                 name.contains("position_embeddings") || name.contains("token_type_embeddings");
             let embedding = name.contains("word_embeddings");
             if !matrix || small_table {
                 return None;
+            }
+            if embedding && let Some(m) = embedding_tiers.take() {
+                return Some(m);
             }
             scheme_for(name).quantize_matrix(shape, data, embedding)
         };
@@ -195,7 +206,8 @@ pub fn quantize_dir_with(
             source_sha256: sha256_file(&model)?,
             quantserve_version: env!("CARGO_PKG_VERSION").into(),
         };
-        let select = |name: &str, shape: &[usize], data: &[f32]| -> Option<QuantMatrix> {
+        let mut embedding_tiers = frequency_tiers(src, &bin.tensors, options, &mut notes)?;
+        let mut select = |name: &str, shape: &[usize], data: &[f32]| -> Option<QuantMatrix> {
             // Weight matrices only: not the `*_Wo_ln_*` layer-norm vectors, nor activation scales.
             let matrix = name == "Wemb"
                 || (name.contains("_W")
@@ -211,6 +223,10 @@ pub fn quantize_dir_with(
                     codes: s.codes.clone(),
                     scales: vec![1.0 / s.multiplier; shape[0]],
                 }))
+            } else if name == "Wemb"
+                && let Some(m) = embedding_tiers.take()
+            {
+                Some(m)
             } else {
                 scheme_for(name).quantize_matrix(shape, data, name == "Wemb")
             }
@@ -238,4 +254,44 @@ pub fn quantize_dir_with(
         avg_bits: bit_sum / weights.max(1) as f64,
         notes,
     })
+}
+
+/// With the recipe's embedding tiers: the word embedding table of `store` quantized tier by
+/// tier from the token counts of `--freq-corpus` (made before writing, so that errors surface;
+/// the writer's callback cannot fail). Adds the tiers' sizes and coverage to `notes`.
+fn frequency_tiers(
+    src: &Path,
+    store: &TensorStore,
+    options: &QuantizeOptions,
+    notes: &mut Vec<String>,
+) -> Result<Option<QuantMatrix>> {
+    let Some(recipe) = options
+        .recipe
+        .as_ref()
+        .filter(|r| !r.embedding_tiers.is_empty())
+    else {
+        return Ok(None);
+    };
+    let (name, table) = store
+        .tensors()
+        .find(|(n, t)| {
+            t.shape.len() == 2
+                && (*n == "Wemb" || (n.contains("word_embeddings") && n.ends_with(".weight")))
+        })
+        .context("the model has no fp32 word embedding table to split by frequency")?;
+    let (rows, cols) = (table.shape[0], table.shape[1]);
+    let tokenizer = TextTokenizer::from_file(&src.join("tokenizer.json"))?;
+    let counts = tiers::count_tokens(&tokenizer, &options.freq_corpus, rows)?;
+    let assignment = tiers::assign(&counts, &recipe.embedding_tiers);
+    let schemes: Vec<Scheme> = recipe
+        .embedding_tiers
+        .iter()
+        .map(|t| t.scheme)
+        .chain([recipe.scheme_for(name)])
+        .collect();
+    notes.extend(assignment.describe(&counts, &schemes));
+    assignment
+        .quantize(&schemes, &table.data, cols)
+        .with_context(|| format!("`{name}`"))
+        .map(Some)
 }

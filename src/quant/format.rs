@@ -16,7 +16,9 @@ use safetensors::tensor::TensorView;
 use super::lowbit::LowBitMatrix;
 use crate::kernels::int8::quantize::quantize_per_output_channel;
 use crate::model::variant::Scheme;
-use crate::model::weights::{TensorStore, lowbit_key, scale_name};
+use crate::model::weights::{
+    TensorStore, lowbit_key, scale_name, tier_name, tier_rows_name, tiers_key,
+};
 
 pub const VARIANT_FILE: &str = "variant.safetensors";
 pub const FORMAT_VERSION: &str = "1";
@@ -108,6 +110,10 @@ pub enum QuantMatrix {
     /// Written as bit-packed rows (`U8`, `[rows, packed bytes]`), `name:scale` (`[rows, params]`)
     /// and the metadata entry `quantserve.lowbit.<name>` = `<format>/<columns>`.
     LowBit(LowBitMatrix),
+    /// Rows split into frequency tiers: `(row ids, those rows quantized)` per tier. Written as
+    /// one matrix `name#tier<t>` per tier (in its own form), its ids as `name#tier<t>:rows`
+    /// (`I32`), and the metadata entry `quantserve.tiers.<name>` = `<tiers>/<rows>/<columns>`.
+    Tiered(Vec<(Vec<u32>, QuantMatrix)>),
 }
 
 impl QuantMatrix {
@@ -122,7 +128,93 @@ impl QuantMatrix {
                 let n = m.rows * m.cols;
                 (m.format.bits_per_weight(m.cols) * n as f64, n)
             }
+            // The row ids (32 bits each) are part of the cost.
+            Self::Tiered(tiers) => tiers.iter().fold((0.0, 0), |(b, n), (ids, m)| {
+                let (mb, mn) = m.bits_and_weights();
+                (b + mb + 32.0 * ids.len() as f64, n + mn)
+            }),
         }
+    }
+}
+
+/// Named byte buffers of a variant file being written, and its metadata.
+struct Buffers {
+    tensors: Vec<(String, Dtype, Vec<usize>, Vec<u8>)>,
+    metadata: HashMap<String, String>,
+}
+
+impl Buffers {
+    fn f32(&mut self, name: String, shape: Vec<usize>, data: &[f32]) {
+        let bytes = data.iter().flat_map(|v| v.to_le_bytes()).collect();
+        self.tensors.push((name, Dtype::F32, shape, bytes));
+    }
+
+    /// Adds the quantized `[rows, cols]` matrix `m` under `name` (and its companions).
+    fn matrix(&mut self, name: &str, rows: usize, cols: usize, m: &QuantMatrix) -> Result<()> {
+        match m {
+            QuantMatrix::LowBit(m) => {
+                ensure!(
+                    [rows, cols] == [m.rows, m.cols],
+                    "`{name}`: bad low-bit matrix"
+                );
+                let row_bytes = LowBitMatrix::packed_row_bytes(m.format, m.cols);
+                self.tensors.push((
+                    name.to_string(),
+                    Dtype::U8,
+                    vec![m.rows, row_bytes],
+                    m.pack_rows(),
+                ));
+                self.f32(
+                    scale_name(name),
+                    vec![m.rows, m.params_per_row()],
+                    &m.params,
+                );
+                self.metadata.insert(
+                    lowbit_key(name),
+                    format!("{}/{}", m.format.descriptor(), m.cols),
+                );
+            }
+            QuantMatrix::Int8(m) => {
+                ensure!(
+                    m.scales.len() == rows && m.codes.len() == rows * cols,
+                    "`{name}`: bad int8 matrix"
+                );
+                self.tensors.push((
+                    name.to_string(),
+                    Dtype::I8,
+                    vec![rows, cols],
+                    m.codes.iter().map(|&c| c as u8).collect(),
+                ));
+                self.f32(scale_name(name), vec![rows], &m.scales);
+            }
+            QuantMatrix::Tiered(tiers) => {
+                ensure!(
+                    tiers.iter().map(|(ids, _)| ids.len()).sum::<usize>() == rows,
+                    "`{name}`: the tiers do not hold every row"
+                );
+                for (t, (ids, part)) in tiers.iter().enumerate() {
+                    ensure!(
+                        !matches!(part, QuantMatrix::Tiered(_)),
+                        "`{name}`: nested tiers"
+                    );
+                    self.matrix(&tier_name(name, t), ids.len(), cols, part)?;
+                    let bytes = ids
+                        .iter()
+                        .map(|&i| i32::try_from(i).expect("row id fits i32"))
+                        .flat_map(i32::to_le_bytes)
+                        .collect();
+                    self.tensors.push((
+                        tier_rows_name(name, t),
+                        Dtype::I32,
+                        vec![ids.len()],
+                        bytes,
+                    ));
+                }
+                self.metadata
+                    .insert(tiers_key(name), format!("{}/{rows}/{cols}", tiers.len()));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -136,47 +228,23 @@ pub fn write_variant(
     extra_metadata: HashMap<String, String>,
 ) -> Result<()> {
     // Owned byte buffers first; the views borrow them.
-    let mut buffers: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
-    let mut metadata = info.to_metadata();
+    let mut buffers = Buffers {
+        tensors: Vec::new(),
+        metadata: info.to_metadata(),
+    };
     for (name, t) in store.tensors() {
         match quantize(name, &t.shape, &t.data) {
-            Some(QuantMatrix::LowBit(m)) => {
-                ensure!(t.shape == [m.rows, m.cols], "`{name}`: bad low-bit matrix");
-                let row_bytes = LowBitMatrix::packed_row_bytes(m.format, m.cols);
-                buffers.push((
-                    name.to_string(),
-                    Dtype::U8,
-                    vec![m.rows, row_bytes],
-                    m.pack_rows(),
-                ));
-                let params = m.params.iter().flat_map(|s| s.to_le_bytes()).collect();
-                let pp = m.params_per_row();
-                buffers.push((scale_name(name), Dtype::F32, vec![m.rows, pp], params));
-                metadata.insert(
-                    lowbit_key(name),
-                    format!("{}/{}", m.format.descriptor(), m.cols),
-                );
+            Some(m) => {
+                ensure!(t.shape.len() == 2, "`{name}`: only matrices are quantized");
+                buffers.matrix(name, t.shape[0], t.shape[1], &m)?;
             }
-            Some(QuantMatrix::Int8(m)) => {
-                ensure!(
-                    t.shape.len() == 2 && m.scales.len() == t.shape[0],
-                    "`{name}`: bad int8 matrix"
-                );
-                buffers.push((
-                    name.to_string(),
-                    Dtype::I8,
-                    t.shape.clone(),
-                    m.codes.iter().map(|&c| c as u8).collect(),
-                ));
-                let scales = m.scales.iter().flat_map(|s| s.to_le_bytes()).collect();
-                buffers.push((scale_name(name), Dtype::F32, vec![t.shape[0]], scales));
-            }
-            None => {
-                let bytes = t.data.iter().flat_map(|v| v.to_le_bytes()).collect();
-                buffers.push((name.to_string(), Dtype::F32, t.shape.clone(), bytes));
-            }
+            None => buffers.f32(name.to_string(), t.shape.clone(), &t.data),
         }
     }
+    let Buffers {
+        tensors: buffers,
+        mut metadata,
+    } = buffers;
     let views: Vec<(String, TensorView)> = buffers
         .iter()
         .map(|(n, dt, shape, bytes)| Ok((n.clone(), TensorView::new(*dt, shape.clone(), bytes)?)))

@@ -8,4 +8,5 @@ pub mod int8;
 pub mod lowbit;
 pub mod recipe;
 pub mod ternary;
+pub mod tiers;
 pub mod uniform;

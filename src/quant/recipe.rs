@@ -8,6 +8,14 @@
 //! decoder_self_attention = "int4-g64"   # Marian SSRU
 //! decoder_cross_attention = "int4-g64"
 //! ffn = "int4-g64"
+//!
+//! # Optional: bits per embedding row by token frequency (Samsung: frequent tokens more bits).
+//! # Rows are ranked by their count on `quantserve quantize --freq-corpus FILE`; the most
+//! # frequent rows that make up `coverage` of the corpus tokens get `scheme`, the next tier up
+//! # to its coverage the next scheme, and every other row `embeddings`.
+//! [[embedding_tiers]]
+//! coverage = 0.95
+//! scheme = "int8"
 //! ```
 //!
 //! Every tensor of a variant file says how it is stored, so a mixed variant loads like any other.
@@ -28,6 +36,23 @@ struct RecipeFile {
     decoder_self_attention: Option<String>,
     decoder_cross_attention: Option<String>,
     ffn: Option<String>,
+    #[serde(default)]
+    embedding_tiers: Vec<TierFile>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TierFile {
+    coverage: f64,
+    scheme: String,
+}
+
+/// One frequency tier of the embedding rows: the most frequent rows, after those of the tiers
+/// before, until `coverage` of the corpus tokens is reached, are stored in `scheme`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct EmbeddingTier {
+    pub coverage: f64,
+    pub scheme: Scheme,
 }
 
 /// The block types a recipe distinguishes.
@@ -71,6 +96,8 @@ pub struct Recipe {
     pub text: String,
     default: Scheme,
     blocks: Vec<(Block, Scheme)>,
+    /// Frequency tiers of the embedding rows, by increasing coverage (empty: one scheme).
+    pub embedding_tiers: Vec<EmbeddingTier>,
 }
 
 impl Recipe {
@@ -89,10 +116,31 @@ impl Recipe {
                 blocks.push((block, parse(s)?));
             }
         }
+        let mut embedding_tiers = Vec::new();
+        for t in &f.embedding_tiers {
+            let scheme = parse(&t.scheme)?;
+            anyhow::ensure!(
+                scheme != Scheme::Fp32,
+                "an embedding tier must be a quantized scheme, not fp32"
+            );
+            let previous = embedding_tiers
+                .last()
+                .map_or(0.0, |p: &EmbeddingTier| p.coverage);
+            anyhow::ensure!(
+                t.coverage > previous && t.coverage <= 1.0,
+                "embedding tier coverages must increase within (0, 1]: {} after {previous}",
+                t.coverage
+            );
+            embedding_tiers.push(EmbeddingTier {
+                coverage: t.coverage,
+                scheme,
+            });
+        }
         Ok(Self {
             text: text.to_string(),
             default: parse(&f.default)?,
             blocks,
+            embedding_tiers,
         })
     }
 
@@ -116,6 +164,7 @@ impl Recipe {
         self.blocks
             .iter()
             .map(|(_, s)| s.bits())
+            .chain(self.embedding_tiers.iter().map(|t| t.scheme.bits()))
             .chain([self.default.bits()])
             .max()
             .unwrap_or(32)
@@ -151,6 +200,26 @@ mod tests {
         }
         assert_eq!(r.max_bits(), 8);
         assert!(Recipe::parse("default = \"int3\"").is_err());
+        let tiers = Recipe::parse(
+            "default = \"int4\"\nembeddings = \"bcq2\"\n\
+             [[embedding_tiers]]\ncoverage = 0.9\nscheme = \"int8\"\n\
+             [[embedding_tiers]]\ncoverage = 0.99\nscheme = \"int6\"\n",
+        )
+        .unwrap();
+        assert_eq!(tiers.embedding_tiers.len(), 2);
+        assert_eq!(tiers.embedding_tiers[1].scheme.name(), "int6");
+        assert_eq!(tiers.max_bits(), 8);
+        for bad in [
+            "[[embedding_tiers]]\ncoverage = 0.9\nscheme = \"fp32\"",
+            "[[embedding_tiers]]\ncoverage = 1.5\nscheme = \"int8\"",
+            "[[embedding_tiers]]\ncoverage = 0.9\nscheme = \"int8\"\n\
+             [[embedding_tiers]]\ncoverage = 0.8\nscheme = \"int6\"",
+        ] {
+            assert!(
+                Recipe::parse(&format!("default = \"int8\"\n{bad}")).is_err(),
+                "{bad}"
+            );
+        }
         assert!(Recipe::parse("default = \"int8\"\nattention = \"int4\"").is_err());
     }
 }
