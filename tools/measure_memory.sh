@@ -3,6 +3,10 @@
 # (deploy/k8s resources, README "Deploy").
 #
 #   tools/measure_memory.sh            # uses target/release/quantserve and ./models
+#   SETS="int4-g64;bcq2;low-freq" MODELS_DIR=/tmp/repo tools/measure_memory.sh
+#                                      # other variant sets (`;` between sets, spaces within),
+#                                      # from another model repository; sets without fp32 get
+#                                      # min_agreement 0 (this measures memory, not quality)
 #
 # For each variant set: start the server with config/quantserve.toml but that set of variants for
 # all three models, wait until every variant is loaded, run a workload (64 classify inputs and 64
@@ -24,14 +28,17 @@ print(json.dumps({"inputs": [f"{i} {sys.argv[1]}" for i in range(64)], "truncate
 EOF
 
 printf '| variants loaded | VmRSS after load + workload | VmHWM (peak) |\n|---|---:|---:|\n'
-for set in int8 fp32 "int8 fp32"; do
+IFS=';' read -r -a sets <<<"${SETS:-int8;fp32;int8 fp32}"
+for set in "${sets[@]}"; do
     default=${set%% *}
     list=$(printf '"%s",' $set)
     # The shipped routing (int8 with 5 % shadow on fp32) would load fp32 into every set: a set
     # without both variants gets the default routing (all traffic to its default variant).
     strip_routing='/^\[models\..*\.routing\]/d; /^split = /d; /^shadow = /d'
     [ "$set" = "int8 fp32" ] && strip_routing=''
-    sed -E "s/^variants = .*/variants = [${list%,}]/; s/^default_variant = .*/default_variant = \"$default\"/; $strip_routing" \
+    agreement=''
+    [[ " $set " == *" fp32 "* ]] || agreement='s/^(default_variant = .*)$/\1\nmin_agreement = 0.0/'
+    sed -E "s/^variants = .*/variants = [${list%,}]/; s/^default_variant = .*/default_variant = \"$default\"/; $strip_routing; $agreement; s|^models_dir = .*|models_dir = \"${MODELS_DIR:-models}\"|" \
         config/quantserve.toml >"$tmp/config.toml"
     "$BIN" serve --config "$tmp/config.toml" --http-addr "127.0.0.1:$PORT" 2>"$tmp/server.log" &
     pid=$!
