@@ -3,6 +3,7 @@
 
 use anyhow::{Result, ensure};
 
+use super::observe::ObservedLinear;
 use super::weights::Weight;
 
 use crate::kernels::fp32::LinearF32;
@@ -75,6 +76,9 @@ pub enum Linear {
     Int8(LinearInt8),
     /// int4/int6 (per channel or group-wise), ternary or binary-coded weights.
     LowBit(LinearLowBit),
+    /// Any of the above with its per-unit output maxima recorded: calibration only (pruning),
+    /// installed by `observe::observe` on a model loaded for that purpose.
+    Observed(Box<ObservedLinear>),
 }
 
 impl Linear {
@@ -88,6 +92,10 @@ impl Linear {
             Self::F32(l) => l.forward(x, rows, out),
             Self::Int8(l) => l.forward(x, rows, out),
             Self::LowBit(l) => l.forward(x, rows, out),
+            Self::Observed(o) => {
+                o.inner.forward(x, rows, out);
+                o.record(out, rows);
+            }
         }
     }
 
@@ -108,6 +116,10 @@ impl Linear {
         match (self, fused) {
             (Self::Int8(l), Some(f)) => l.forward_fused(x, rows, out, f),
             (Self::LowBit(l), Some(f)) => l.forward_fused(x, rows, out, f),
+            (Self::Observed(o), _) => {
+                o.inner.forward_activated(x, rows, out, activation);
+                o.record(out, rows);
+            }
             _ => {
                 self.forward(x, rows, out);
                 activation.apply(&mut out[..rows * self.n_out()]);
@@ -120,6 +132,7 @@ impl Linear {
             Self::F32(l) => l.n_out,
             Self::Int8(l) => l.n_out(),
             Self::LowBit(l) => l.n_out(),
+            Self::Observed(o) => o.inner.n_out(),
         }
     }
 
@@ -128,6 +141,7 @@ impl Linear {
             Self::F32(l) => l.n_in,
             Self::Int8(l) => l.n_in(),
             Self::LowBit(l) => l.n_in(),
+            Self::Observed(o) => o.inner.n_in(),
         }
     }
 
@@ -136,6 +150,7 @@ impl Linear {
             Self::F32(l) => l.bytes(),
             Self::Int8(l) => l.bytes(),
             Self::LowBit(l) => l.bytes(),
+            Self::Observed(o) => o.inner.bytes(),
         }
     }
 
@@ -159,6 +174,8 @@ impl Linear {
             }
             Self::Int8(l) => Self::Int8(l.select_outputs(ids)),
             Self::LowBit(l) => Self::LowBit(l.select_outputs(ids)),
+            // The selection is a new layer; observation stays with the full one.
+            Self::Observed(o) => o.inner.select_outputs(ids),
         }
     }
 
@@ -173,6 +190,7 @@ impl Linear {
             )?),
             Self::Int8(l) => Self::Int8(l.clone()),
             Self::LowBit(_) => anyhow::bail!("a low-bit layer cannot be converted to int8"),
+            Self::Observed(o) => o.inner.to_int8()?,
         })
     }
 
@@ -187,6 +205,7 @@ impl Linear {
                 &quantize(&l.weight, l.n_out, l.n_in),
                 l.bias.clone(),
             )?)),
+            Self::Observed(o) => o.inner.to_lowbit(quantize),
             _ => anyhow::bail!("only an fp32 layer can be quantized to a low-bit scheme"),
         }
     }
