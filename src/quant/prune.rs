@@ -86,10 +86,15 @@ pub fn read_calibration(path: &Path, max: usize) -> Result<Vec<String>> {
 }
 
 /// The units that stay: those whose maximum is at least `lambda · std(maxima)` (population
-/// standard deviation), in index order. A layer never loses every unit: if the threshold is
-/// above all maxima, the strongest unit stays (a zero-width FFN is not a layer the kernels or
-/// loaders accept).
+/// standard deviation), in index order. `lambda = 0` keeps every unit: after ReLU that is the
+/// rule itself (maxima are ≥ 0), but a GELU unit negative on every token has a negative maximum,
+/// and dropping it would change the outputs, so 0 means "off" for every activation. A layer never
+/// loses every unit: if the threshold is above all maxima, the strongest unit stays (a zero-width
+/// FFN is not a layer the kernels or loaders accept).
 pub fn keep_units(maxima: &[f32], lambda: f32) -> Vec<usize> {
+    if lambda == 0.0 {
+        return (0..maxima.len()).collect();
+    }
     let threshold = threshold(maxima, lambda);
     let kept: Vec<usize> = (0..maxima.len())
         .filter(|&j| f64::from(maxima[j]) >= threshold)
@@ -406,6 +411,9 @@ mod tests {
         let m = [0.0, 1.0, 2.0, 3.0, 4.0];
         assert_eq!(keep_units(&m, 1.0), vec![2, 3, 4]);
         assert_eq!(keep_units(&m, 0.0), vec![0, 1, 2, 3, 4]);
+        // λ = 0 keeps a GELU unit that never turned positive; any λ > 0 drops it.
+        assert_eq!(keep_units(&[-0.1, 1.0, 2.0], 0.0), vec![0, 1, 2]);
+        assert_eq!(keep_units(&[-0.1, 1.0, 2.0], 1e-6), vec![1, 2]);
         // A threshold above every maximum keeps the strongest unit.
         assert_eq!(keep_units(&m, 10.0), vec![4]);
     }
