@@ -18,6 +18,7 @@ use quantserve::quant::convert::{
 };
 use quantserve::quant::format::{VARIANT_FILE, VariantInfo, write_variant};
 use quantserve::quant::prune::PruneRecord;
+use quantserve::quant::recipe::Recipe;
 
 const SENTIMENT_CORPUS: &str = "data/corpus/sentiment-train.txt";
 const BIBLE_EN: &str = "data/corpus/bible-en.txt";
@@ -58,7 +59,8 @@ fn calibration(corpus: &str, n: usize) -> Vec<String> {
         .collect()
 }
 
-/// The rule, computed here: units whose maximum is ≥ λ · population std of the layer's maxima.
+/// The rule for λ > 0, computed here: units whose maximum is ≥ λ · population std of the
+/// layer's maxima.
 fn expected_kept(maxima: &[f32], lambda: f32) -> Vec<usize> {
     let n = maxima.len() as f64;
     let mean = maxima.iter().map(|&m| m as f64).sum::<f64>() / n;
@@ -259,6 +261,23 @@ fn bert_pruned_int8_variant_loads_like_any_variant_and_is_smaller() {
     let dev = dev_set(200);
     let (acc, base_acc) = (accuracy(&m, &dev), accuracy(&base, &dev));
     assert!(acc > base_acc - 0.05, "pruned {acc} vs int8 {base_acc}");
+
+    // With a recipe: the same calibration selects the same units, then each block its scheme.
+    let mixed = root.join("sentiment/pruned-ffn4");
+    let options = QuantizeOptions {
+        recipe: Some(Recipe::from_file(&common::path("config/recipes/ffn4.toml")).unwrap()),
+        prune: Some(PruneOptions {
+            lambda: 1.0,
+            calibration: common::path(SENTIMENT_CORPUS),
+            max_sentences: 500,
+        }),
+        ..QuantizeOptions::default()
+    };
+    let report = quantize_dir_with(&src, "int8", &options, &mixed).unwrap();
+    assert_eq!(report.info.scheme, "mixed");
+    assert_eq!(record(&mixed), record(&pruned));
+    let m = load_classifier(&root, "sentiment", "pruned-ffn4").unwrap();
+    assert!(accuracy(&m, &dev) > base_acc - 0.05);
     std::fs::remove_dir_all(&root).unwrap();
 }
 
