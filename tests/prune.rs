@@ -7,6 +7,7 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use quantserve::model::bert::BertClassifier;
+use quantserve::model::fetch::sha256_file;
 use quantserve::model::marian::{MarianTranslator, SearchOptions};
 use quantserve::model::marian_bin::MarianBin;
 use quantserve::model::observe::observe;
@@ -231,6 +232,7 @@ fn bert_pruning_keeps_exactly_the_units_at_or_above_lambda_std() {
         rec,
         PruneRecord {
             lambda,
+            calibration_sha256: sha256_file(&common::path(SENTIMENT_CORPUS)).unwrap(),
             sentences: n,
             width: 1536,
             encoder: widths,
@@ -359,6 +361,7 @@ fn marian_pruning_rule_metadata_and_variants() {
         record(&dir("pruned-fp32")),
         PruneRecord {
             lambda,
+            calibration_sha256: sha256_file(&common::path(BIBLE_EN)).unwrap(),
             sentences: n,
             width: 1536,
             encoder: widths.0.clone(),

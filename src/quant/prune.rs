@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use super::convert::PruneOptions;
 use crate::model::bert::BertClassifier;
+use crate::model::fetch::sha256_file;
 use crate::model::linear::Linear;
 use crate::model::marian::{MarianTranslator, SearchOptions};
 use crate::model::marian_bin::{MarianBin, ShippedInt8};
@@ -36,6 +37,8 @@ const BATCH: usize = 32;
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PruneRecord {
     pub lambda: f32,
+    /// sha256 of the calibration file, as `source_sha256` names the weights.
+    pub calibration_sha256: String,
     /// Calibration sentences run.
     pub sentences: usize,
     /// The configured FFN width every layer started from.
@@ -338,6 +341,7 @@ pub fn prune_bert(src: &Path, store: &mut TensorStore, opts: &PruneOptions) -> R
     Ok(Pruned {
         record: PruneRecord {
             lambda: opts.lambda,
+            calibration_sha256: sha256_file(&opts.calibration)?,
             sentences: sentences.len(),
             width,
             encoder,
@@ -392,6 +396,7 @@ pub fn prune_marian(src: &Path, bin: &mut MarianBin, opts: &PruneOptions) -> Res
     Ok(Pruned {
         record: PruneRecord {
             lambda: opts.lambda,
+            calibration_sha256: sha256_file(&opts.calibration)?,
             sentences: sentences.len(),
             width,
             encoder,
