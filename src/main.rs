@@ -109,7 +109,9 @@ enum Command {
         #[arg(long)]
         freq_corpus: Vec<PathBuf>,
         /// FullyQT structured FFN pruning: drop FFN hidden units whose largest activation over
-        /// the calibration sentences is below λ · std of those maxima (e.g. 0.5).
+        /// the calibration sentences is below λ · std of those maxima (e.g. 0.5; 0 keeps every
+        /// unit). Composes with every scheme and recipe; with `--scheme fp32` it writes a pruned
+        /// fp32 variant.
         #[arg(long)]
         prune_lambda: Option<f32>,
         /// Calibration text for `--prune-lambda`, one sentence per line (translation: source

@@ -8,7 +8,7 @@ use serde::Deserialize;
 
 use super::attention::Heads;
 use super::embedding::Embedding;
-use super::encoder::{EncoderLayer, EncoderShape, Norm, encode};
+use super::encoder::{EncoderLayer, EncoderShape, Norm, encode, ffn_width};
 use super::linear::{Linear, LinearParts};
 use super::tokenizer::{Overflow, TextTokenizer, fit_to_limit};
 use super::weights::{Tensor, TensorStore};
@@ -108,19 +108,23 @@ fn take(store: &mut TensorStore, name: &str, shape: &[usize]) -> Result<Vec<f32>
     }
 }
 
+/// The stored name of `name`: with the `bert.` prefix when the file has it.
+fn resolve(store: &TensorStore, name: &str) -> String {
+    let prefixed = format!("bert.{name}");
+    if store.contains(&prefixed) {
+        prefixed
+    } else {
+        name.to_string()
+    }
+}
+
 fn take_parts(
     store: &mut TensorStore,
     prefix: &str,
     n_out: usize,
     n_in: usize,
 ) -> Result<LinearParts> {
-    let name = format!("{prefix}.weight");
-    let prefixed = format!("bert.{name}");
-    let name = if store.contains(&prefixed) {
-        prefixed
-    } else {
-        name
-    };
+    let name = resolve(store, &format!("{prefix}.weight"));
     let weight = store.take_weight(&name, &[n_out, n_in])?;
     let bias = take(store, &format!("{prefix}.bias"), &[n_out])?;
     Ok(LinearParts {
@@ -284,22 +288,15 @@ impl BertClassifier {
                 take_parts(store, &format!("{p}.attention.self.value"), h, h)?,
             ])?
             .build()?;
+            // A pruned variant keeps fewer FFN units, as many as its stored matrices say.
+            let w1 = resolve(store, &format!("{p}.intermediate.dense.weight"));
+            let ffn = ffn_width(store, &w1, config.intermediate_size)?;
             layers.push(EncoderLayer {
                 qkv,
                 attn_out: take_linear(store, &format!("{p}.attention.output.dense"), h, h)?,
                 attn_norm: take_norm(store, &format!("{p}.attention.output.LayerNorm"), h)?,
-                ffn_in: take_linear(
-                    store,
-                    &format!("{p}.intermediate.dense"),
-                    config.intermediate_size,
-                    h,
-                )?,
-                ffn_out: take_linear(
-                    store,
-                    &format!("{p}.output.dense"),
-                    h,
-                    config.intermediate_size,
-                )?,
+                ffn_in: take_linear(store, &format!("{p}.intermediate.dense"), ffn, h)?,
+                ffn_out: take_linear(store, &format!("{p}.output.dense"), h, ffn)?,
                 ffn_norm: take_norm(store, &format!("{p}.output.LayerNorm"), h)?,
             });
         }
@@ -378,7 +375,6 @@ impl BertClassifier {
                 dim: head_dim,
                 causal: false,
             },
-            ffn_dim: self.config.intermediate_size,
             activation: self.activation,
             eps: self.config.layer_norm_eps,
         };
@@ -420,6 +416,12 @@ impl BertClassifier {
     ) -> Result<()> {
         self.word_emb = f(&self.word_emb)?;
         Ok(())
+    }
+
+    /// The FFN input layers (`intermediate.dense`), one per encoder layer in order, e.g. to
+    /// observe their activations during pruning calibration.
+    pub fn ffn_inputs_mut(&mut self) -> Vec<&mut Linear> {
+        self.layers.iter_mut().map(|l| &mut l.ffn_in).collect()
     }
 
     /// Applies `f` to every dense layer (e.g. `Linear::to_int8` to build the int8 variant).

@@ -1,10 +1,12 @@
 //! The post-norm transformer encoder layer that BERT and Marian share: self-attention with one
 //! fused QKV matmul, then a feed-forward block, each followed by residual + layer norm.
 
+use anyhow::{Context, Result, ensure};
 use rayon::prelude::*;
 
 use super::attention::{Heads, Rows, multi_head_attention};
 use super::linear::Linear;
+use super::weights::TensorStore;
 use crate::kernels::ops::{Activation, add_in_place, layer_norm};
 
 /// Layer-norm parameters.
@@ -29,12 +31,12 @@ pub struct EncoderLayer {
     pub ffn_norm: Norm,
 }
 
-/// What the layers of one encoder have in common.
+/// What the layers of one encoder have in common (not the FFN width: a pruned model's differs
+/// per layer, and each layer's `ffn_in` knows its own).
 #[derive(Clone, Copy)]
 pub struct EncoderShape {
     pub dim: usize,
     pub heads: Heads,
-    pub ffn_dim: usize,
     pub activation: Activation,
     pub eps: f32,
 }
@@ -51,6 +53,26 @@ impl EncoderLayer {
     }
 }
 
+/// The hidden width of an FFN whose first matrix is the tensor `w1` (`[width, dim]`): the
+/// configured width, or fewer units for a pruned model. The caller then takes `b1` and `w2` at
+/// this width, so a bias or second matrix that disagrees is reported under its own name.
+pub fn ffn_width(store: &TensorStore, w1: &str, configured: usize) -> Result<usize> {
+    let shape = store
+        .shape(w1)
+        .with_context(|| format!("tensor `{w1}` is missing"))?;
+    let width = shape.first().copied().unwrap_or(0);
+    ensure!(
+        shape.len() == 2 && (1..=configured).contains(&width),
+        "tensor `{w1}` has shape {shape:?}: an FFN needs 1 to {configured} units"
+    );
+    Ok(width)
+}
+
+/// The widest FFN among `ffn_ins` (the scratch size for their hidden activations).
+pub fn max_ffn_width<'a>(ffn_ins: impl IntoIterator<Item = &'a Linear>) -> usize {
+    ffn_ins.into_iter().map(Linear::n_out).max().unwrap_or(0)
+}
+
 /// Runs `layers` over packed sequences: `x` is `[total_tokens, dim]`, sequence s owns rows
 /// `offsets[s]..offsets[s + 1]` and attends only to itself.
 pub fn encode(layers: &[EncoderLayer], shape: EncoderShape, x: &mut [f32], offsets: &[usize]) {
@@ -59,7 +81,7 @@ pub fn encode(layers: &[EncoderLayer], shape: EncoderShape, x: &mut [f32], offse
     let mut qkv = vec![0.0f32; total * 3 * d];
     let mut ctx = vec![0.0f32; total * d];
     let mut tmp = vec![0.0f32; total * d];
-    let mut inter = vec![0.0f32; total * shape.ffn_dim];
+    let mut inter = vec![0.0f32; total * max_ffn_width(layers.iter().map(|l| &l.ffn_in))];
     for layer in layers {
         layer.qkv.forward(x, total, &mut qkv);
         // Sequences are independent: attend to them in parallel, each writing its own rows.
@@ -85,10 +107,11 @@ pub fn encode(layers: &[EncoderLayer], shape: EncoderShape, x: &mut [f32], offse
         layer.attn_out.forward(&ctx, total, &mut tmp);
         add_in_place(x, &tmp);
         layer.attn_norm.apply(x, shape.eps);
+        let inter = &mut inter[..total * layer.ffn_in.n_out()];
         layer
             .ffn_in
-            .forward_activated(x, total, &mut inter, shape.activation);
-        layer.ffn_out.forward(&inter, total, &mut tmp);
+            .forward_activated(x, total, inter, shape.activation);
+        layer.ffn_out.forward(inter, total, &mut tmp);
         add_in_place(x, &tmp);
         layer.ffn_norm.apply(x, shape.eps);
     }

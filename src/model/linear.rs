@@ -3,6 +3,7 @@
 
 use anyhow::{Result, ensure};
 
+use super::observe::ObservedLinear;
 use super::weights::Weight;
 
 use crate::kernels::fp32::LinearF32;
@@ -180,6 +181,9 @@ pub enum Linear {
     LowBit(LinearLowBit),
     /// Output rows in frequency tiers, each in its own scheme.
     Tiered(TieredLinear),
+    /// Any of the above with its per-unit output maxima recorded: calibration only (pruning),
+    /// installed by `observe::observe` on a model loaded for that purpose.
+    Observed(Box<ObservedLinear>),
 }
 
 impl Linear {
@@ -194,6 +198,10 @@ impl Linear {
             Self::Int8(l) => l.forward(x, rows, out),
             Self::LowBit(l) => l.forward(x, rows, out),
             Self::Tiered(l) => l.forward(x, rows, out, None),
+            Self::Observed(o) => {
+                o.inner.forward(x, rows, out);
+                o.record(out, rows);
+            }
         }
     }
 
@@ -215,6 +223,10 @@ impl Linear {
             (Self::Int8(l), Some(f)) => l.forward_fused(x, rows, out, f),
             (Self::LowBit(l), Some(f)) => l.forward_fused(x, rows, out, f),
             (Self::Tiered(l), _) => l.forward(x, rows, out, Some(activation)),
+            (Self::Observed(o), _) => {
+                o.inner.forward_activated(x, rows, out, activation);
+                o.record(out, rows);
+            }
             _ => {
                 self.forward(x, rows, out);
                 activation.apply(&mut out[..rows * self.n_out()]);
@@ -228,6 +240,7 @@ impl Linear {
             Self::Int8(l) => l.n_out(),
             Self::LowBit(l) => l.n_out(),
             Self::Tiered(l) => l.n_out,
+            Self::Observed(o) => o.inner.n_out(),
         }
     }
 
@@ -237,6 +250,7 @@ impl Linear {
             Self::Int8(l) => l.n_in(),
             Self::LowBit(l) => l.n_in(),
             Self::Tiered(l) => l.n_in,
+            Self::Observed(o) => o.inner.n_in(),
         }
     }
 
@@ -246,6 +260,7 @@ impl Linear {
             Self::Int8(l) => l.bytes(),
             Self::LowBit(l) => l.bytes(),
             Self::Tiered(l) => l.bytes(),
+            Self::Observed(o) => o.inner.bytes(),
         }
     }
 
@@ -270,6 +285,8 @@ impl Linear {
             Self::Int8(l) => Self::Int8(l.select_outputs(ids)),
             Self::LowBit(l) => Self::LowBit(l.select_outputs(ids)),
             Self::Tiered(l) => Self::Tiered(l.select_outputs(ids)),
+            // The selection is a new layer; observation stays with the full one.
+            Self::Observed(o) => o.inner.select_outputs(ids),
         }
     }
 
@@ -285,6 +302,7 @@ impl Linear {
             Self::Int8(l) => Self::Int8(l.clone()),
             Self::LowBit(_) => anyhow::bail!("a low-bit layer cannot be converted to int8"),
             Self::Tiered(l) => Self::Tiered(l.map_parts(Self::to_int8)?),
+            Self::Observed(o) => o.inner.to_int8()?,
         })
     }
 
@@ -299,6 +317,7 @@ impl Linear {
                 &quantize(&l.weight, l.n_out, l.n_in),
                 l.bias.clone(),
             )?)),
+            Self::Observed(o) => o.inner.to_lowbit(quantize),
             _ => anyhow::bail!("only an fp32 layer can be quantized to a low-bit scheme"),
         }
     }

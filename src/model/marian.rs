@@ -13,7 +13,7 @@ use anyhow::{Context, Result, bail, ensure};
 
 use super::attention::{Heads, Rows, multi_head_attention};
 use super::embedding::Embedding;
-use super::encoder::{EncoderLayer, EncoderShape, Norm, encode};
+use super::encoder::{EncoderLayer, EncoderShape, Norm, encode, ffn_width, max_ffn_width};
 use super::linear::{Linear, LinearParts};
 use super::marian_bin::MarianBin;
 use super::shortlist::Shortlist;
@@ -470,6 +470,8 @@ impl MarianTranslator {
             let lin = |s: &mut TensorStore, w: &str, b: &str, o, i| {
                 take_linear(s, &format!("{p}_{w}"), Some(&format!("{p}_{b}")), o, i)
             };
+            // A pruned variant keeps fewer FFN units, as many as its stored matrices say.
+            let f = ffn_width(s, &format!("{p}_ffn_W1"), f)?;
             encoder.push(EncoderLayer {
                 qkv: LinearParts::concat(vec![
                     lin(s, "self_Wq", "self_bq", d, d)?,
@@ -493,6 +495,7 @@ impl MarianTranslator {
             // The candidate state x·W has no bias; give it zeros so both halves share one matmul.
             let forget = lin(s, "rnn_Wf", "rnn_bf", d, d)?;
             let mut cand = take_linear(s, &format!("{p}_rnn_W"), None, d, d)?;
+            let f = ffn_width(s, &format!("{p}_ffn_W1"), f)?;
             cand.bias = Some(vec![0.0; d]);
             decoder.push(DecoderLayer {
                 self_block: SelfBlock::Ssru(LinearParts::concat(vec![forget, cand])?.build()?),
@@ -604,7 +607,6 @@ impl MarianTranslator {
         let shape = EncoderShape {
             dim: d,
             heads: self.heads(),
-            ffn_dim: self.config.ffn_dim,
             activation: self.config.ffn_activation,
             eps: self.config.layer_norm_eps,
         };
@@ -651,7 +653,8 @@ impl MarianTranslator {
         let mut tmp = vec![0.0f32; rows * d];
         let mut q = vec![0.0f32; rows * d];
         let mut ctx = vec![0.0f32; rows * d];
-        let mut inter = vec![0.0f32; rows * self.config.ffn_dim];
+        let widest = max_ffn_width(self.decoder.iter().map(|l| &l.ffn_in));
+        let mut inter = vec![0.0f32; rows * widest];
         for (l, layer) in self.decoder.iter().enumerate() {
             match &layer.self_block {
                 SelfBlock::Ssru(ssru) => {
@@ -728,10 +731,11 @@ impl MarianTranslator {
             add_in_place(&mut x, &tmp);
             layer.ctx_norm.apply(&mut x, eps);
 
+            let inter = &mut inter[..rows * layer.ffn_in.n_out()];
             layer
                 .ffn_in
-                .forward_activated(&x, rows, &mut inter, self.config.ffn_activation);
-            layer.ffn_out.forward(&inter, rows, &mut tmp);
+                .forward_activated(&x, rows, inter, self.config.ffn_activation);
+            layer.ffn_out.forward(inter, rows, &mut tmp);
             add_in_place(&mut x, &tmp);
             layer.ffn_norm.apply(&mut x, eps);
         }
@@ -1076,6 +1080,15 @@ impl MarianTranslator {
             self.target_embeddings = Some(f(t)?);
         }
         Ok(())
+    }
+
+    /// The FFN input layers of the encoder and of the decoder, each in layer order, e.g. to
+    /// observe their activations during pruning calibration.
+    pub fn ffn_inputs_mut(&mut self) -> (Vec<&mut Linear>, Vec<&mut Linear>) {
+        (
+            self.encoder.iter_mut().map(|l| &mut l.ffn_in).collect(),
+            self.decoder.iter_mut().map(|l| &mut l.ffn_in).collect(),
+        )
     }
 
     /// Applies `f` to every dense layer, the output projection included (e.g. `Linear::to_int8`).

@@ -8,6 +8,7 @@ pub mod fetch;
 pub mod linear;
 pub mod marian;
 pub mod marian_bin;
+pub mod observe;
 pub mod shortlist;
 pub mod spm;
 pub mod tokenizer;

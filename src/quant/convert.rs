@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, ensure};
 
 use super::format::{Int8Matrix, QuantMatrix, VARIANT_FILE, VariantInfo, write_variant};
+use super::prune;
 use super::recipe::Recipe;
 use super::tiers;
 use crate::model::fetch::sha256_file;
@@ -113,10 +114,6 @@ pub fn quantize_dir_with(
         !tiers.is_empty() || options.freq_corpus.is_empty(),
         "--freq-corpus needs a recipe with [[embedding_tiers]] (see quant::recipe)"
     );
-    ensure!(
-        options.prune.is_none(),
-        "--prune-lambda is not implemented yet"
-    );
     ensure!(src != out, "--out must differ from --model");
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let is_bert = src.join("config.json").exists() && src.join("model.safetensors").exists();
@@ -145,15 +142,21 @@ pub fn quantize_dir_with(
         bit_sum += b;
         weights += n;
     };
+    // A pruned model is a new model, so an fp32 variant of it is worth writing.
     ensure!(
-        parsed != Scheme::Fp32,
-        "fp32 is the source, not a quantization scheme"
+        parsed != Scheme::Fp32 || options.prune.is_some(),
+        "fp32 is the source, not a quantization scheme (only a pruned fp32 variant can be written)"
     );
     let mut count = 0usize;
     let info;
     if is_bert {
         let weights = src.join("model.safetensors");
-        let store = TensorStore::from_safetensors(&weights)?;
+        let mut store = TensorStore::from_safetensors(&weights)?;
+        if let Some(p) = &options.prune {
+            let pruned = prune::prune_bert(src, &mut store, p)?;
+            notes.extend(pruned.notes);
+            extra.insert(prune::PRUNE_KEY.to_string(), pruned.record.to_metadata());
+        }
         info = VariantInfo {
             scheme: scheme.into(),
             bits,
@@ -193,7 +196,12 @@ pub fn quantize_dir_with(
         copy_files(src, out, |p| p.ends_with("model.safetensors"))?;
     } else {
         let model = marian_model_file(src)?;
-        let bin = MarianBin::read(&model)?;
+        let mut bin = MarianBin::read(&model)?;
+        if let Some(p) = &options.prune {
+            let pruned = prune::prune_marian(src, &mut bin, p)?;
+            notes.extend(pruned.notes);
+            extra.insert(prune::PRUNE_KEY.to_string(), pruned.record.to_metadata());
+        }
         info = VariantInfo {
             scheme: scheme.into(),
             bits,

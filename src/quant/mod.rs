@@ -6,6 +6,7 @@ pub mod convert;
 pub mod format;
 pub mod int8;
 pub mod lowbit;
+pub mod prune;
 pub mod recipe;
 pub mod ternary;
 pub mod tiers;
