@@ -342,6 +342,21 @@ fn tiered_variants_are_served() {
     assert_eq!(r.status, 200, "{:?}", r.json());
     assert_eq!(r.json()["variant"], "low-freq");
     assert!(!r.json()["translatedText"].as_str().unwrap().is_empty());
+    // The folder's name says nothing of its scheme: the file's header does.
+    let m = http_client::get(addr, "/v1/models/en-pt").json();
+    let v = &m["variants"][0];
+    assert_eq!(
+        (v["name"].as_str(), v["scheme"].as_str(), v["bits"].as_u64()),
+        (Some("low-freq"), Some("mixed"), Some(8)),
+        "{m}"
+    );
+    let metrics = String::from_utf8(http_client::get(addr, "/metrics").body).unwrap();
+    assert!(
+        metrics.contains(
+            r#"quantserve_variant_info{bits="8",model="sentiment",scheme="mixed",variant="low-freq"}"#
+        ),
+        "{metrics}"
+    );
     server.shutdown();
     std::fs::remove_dir_all(root).unwrap();
 }

@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 use super::errors::ApiError;
 use super::http::{bearer_matches, json_response};
 use crate::runtime::abtest::{AbReport, Feedback, Proportion};
-use crate::runtime::registry::{ModelView, VariantStatus, scheme_and_bits};
+use crate::runtime::registry::{ModelView, VariantStatus};
 use crate::runtime::routing::Routing;
 use crate::runtime::{Runtime, RuntimeError};
 
@@ -88,7 +88,7 @@ pub fn model_json(m: &ModelView) -> Value {
         .variants
         .iter()
         .map(|v| {
-            let (scheme, bits) = scheme_and_bits(&v.name);
+            let (scheme, bits) = (&v.kind.scheme, v.kind.bits);
             let mut j = json!({
                 "name": v.name,
                 "status": v.status.as_str(),

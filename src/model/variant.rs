@@ -202,6 +202,75 @@ impl Scheme {
 }
 
 /// Loads the classifier `model` in `variant` from the repository at `root`.
+/// What a variant is made of, as `/v1/models` and the metrics label it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VariantKind {
+    /// `fp32`, `int8`, `int4-g64`, `mixed`, ... (the writer's scheme for a variant folder).
+    pub scheme: String,
+    /// The widest block's bits; `None` when unknown.
+    pub bits: Option<u32>,
+}
+
+/// The kind of `root/model/variant` without loading it: a variant folder says so in its file's
+/// header (whatever the folder is called, e.g. `int8-pruned`); any other folder is a source
+/// model (fp32); otherwise the name is a scheme derived at load. Unknown names give `None` bits
+/// and the name as the scheme.
+pub fn variant_kind(root: &Path, model: &str, variant: &str) -> VariantKind {
+    let dir = root.join(model).join(variant);
+    let file = dir.join(crate::quant::format::VARIANT_FILE);
+    if variant != "fp32" && dir.is_dir() {
+        if let Some(meta) = read_header_metadata(&file) {
+            return VariantKind {
+                scheme: meta
+                    .get("quantserve.scheme")
+                    .cloned()
+                    .unwrap_or_else(|| variant.to_string()),
+                bits: meta.get("quantserve.bits").and_then(|b| b.parse().ok()),
+            };
+        }
+        if !file.exists() {
+            return VariantKind {
+                scheme: "fp32".into(),
+                bits: Some(32),
+            };
+        }
+    }
+    VariantKind::from_name(variant)
+}
+
+impl VariantKind {
+    /// The kind a variant name alone implies (a scheme derived at load), before it is loaded.
+    pub fn from_name(variant: &str) -> Self {
+        match Scheme::parse(variant) {
+            Ok(s) => Self {
+                scheme: s.name(),
+                bits: Some(s.bits()),
+            },
+            Err(_) => Self {
+                scheme: variant.to_string(),
+                bits: None,
+            },
+        }
+    }
+}
+
+/// The metadata of a safetensors file, reading only its header.
+fn read_header_metadata(path: &Path) -> Option<std::collections::HashMap<String, String>> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path).ok()?;
+    let mut len = [0u8; 8];
+    f.read_exact(&mut len).ok()?;
+    let n = u64::from_le_bytes(len);
+    // A header is JSON of tensor names and offsets; refuse absurd sizes from a corrupt file.
+    if n > 100 << 20 {
+        return None;
+    }
+    let mut header = vec![0u8; n as usize];
+    f.read_exact(&mut header).ok()?;
+    let json: serde_json::Value = serde_json::from_slice(&header).ok()?;
+    serde_json::from_value(json.get("__metadata__")?.clone()).ok()
+}
+
 pub fn load_classifier(root: &Path, model: &str, variant: &str) -> Result<BertClassifier> {
     let dir = root.join(model).join(variant);
     if variant != "fp32" && dir.is_dir() {

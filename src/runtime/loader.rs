@@ -17,11 +17,12 @@ use super::engine::{Engine, detect_task, load_engine};
 use super::error::RuntimeError;
 use super::pending::Pending;
 use super::pool::{QueueHandle, QueueKey, WorkItem};
-use super::registry::{ModelEntry, scheme_and_bits};
+use super::registry::ModelEntry;
 use super::routing::Routing;
 use super::selfcheck::{self, SelfCheck};
 use crate::model::fetch;
 use crate::model::tokenizer::Overflow;
+use crate::model::variant::{VariantKind, variant_kind};
 
 /// What a successful load reports.
 #[derive(Clone, Debug, Serialize)]
@@ -149,6 +150,7 @@ impl Runtime {
             queue,
             shadow_queue,
             self_check,
+            kind: variant_kind(root, model, variant),
         }))
     }
 
@@ -173,8 +175,7 @@ impl Runtime {
 
     fn publish_variant_metrics(&self, entry: &ModelEntry) {
         let key = &entry.key;
-        let (scheme, bits) = scheme_and_bits(&key.variant);
-        let bits = bits.map_or_else(|| "unknown".into(), |b| b.to_string());
+        let (scheme, bits) = kind_labels(&entry.kind);
         let m = &self.metrics;
         m.variant_info
             .with_label_values(&[key.model.as_str(), key.variant.as_str(), &scheme, &bits])
@@ -193,9 +194,14 @@ impl Runtime {
     /// goes with the last of them.
     pub fn unload_variant(&self, model: &str, variant: &str) -> Result<(), RuntimeError> {
         let _admin = self.admin_lock();
+        // The labels it was published with.
+        let kind = self
+            .registry
+            .resolve(model, variant)
+            .ok()
+            .map(|e| e.kind.clone());
         self.registry.unload(model, variant)?;
-        let (scheme, bits) = scheme_and_bits(variant);
-        let bits = bits.map_or_else(|| "unknown".into(), |b| b.to_string());
+        let (scheme, bits) = kind_labels(&kind.unwrap_or_else(|| VariantKind::from_name(variant)));
         let m = &self.metrics;
         let _ = m
             .variant_info
@@ -293,4 +299,12 @@ pub fn spawn(runtime: Arc<Runtime>) -> Result<()> {
         .spawn(move || load_all(&runtime))
         .context("starting the model loader")?;
     Ok(())
+}
+
+/// The `scheme` and `bits` labels of `quantserve_variant_info`.
+fn kind_labels(kind: &VariantKind) -> (String, String) {
+    let bits = kind
+        .bits
+        .map_or_else(|| "unknown".into(), |b| b.to_string());
+    (kind.scheme.clone(), bits)
 }

@@ -14,6 +14,7 @@ use super::error::RuntimeError;
 use super::pool::{QueueHandle, QueueKey};
 use super::routing::{Routing, random_u64};
 use super::selfcheck::SelfCheck;
+use crate::model::variant::VariantKind;
 
 /// A loaded, warmed-up and checked variant.
 pub struct ModelEntry {
@@ -24,6 +25,8 @@ pub struct ModelEntry {
     pub shadow_queue: QueueHandle,
     /// `None` for the model's reference variant, which is not checked against itself.
     pub self_check: Option<SelfCheck>,
+    /// Scheme and bits, as the variant's file says.
+    pub kind: VariantKind,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -42,17 +45,6 @@ impl VariantStatus {
             VariantStatus::Failed(_) => "failed",
         }
     }
-}
-
-/// Quantization scheme and bits, from a variant's name (`fp32`, `int8`, `int4-g32`, ...).
-pub fn scheme_and_bits(variant: &str) -> (String, Option<u32>) {
-    let scheme = variant
-        .split(['-', '_'])
-        .next()
-        .unwrap_or(variant)
-        .to_string();
-    let bits: String = scheme.chars().filter(char::is_ascii_digit).collect();
-    (scheme, bits.parse().ok())
 }
 
 struct Slot {
@@ -111,6 +103,8 @@ pub struct VariantView {
     pub weight: u32,
     pub self_check: Option<SelfCheck>,
     pub queue_depth: usize,
+    /// The loaded variant's kind, or what its name implies while it is not loaded.
+    pub kind: VariantKind,
 }
 
 #[derive(Clone, Debug)]
@@ -404,6 +398,10 @@ impl Registry {
                         weight: state.routing.split.get(v).copied().unwrap_or(0),
                         self_check: slot.serving.as_ref().and_then(|e| e.self_check.clone()),
                         queue_depth: slot.serving.as_ref().map_or(0, |e| queue_depth(&e.queue)),
+                        kind: slot
+                            .serving
+                            .as_ref()
+                            .map_or_else(|| VariantKind::from_name(v), |e| e.kind.clone()),
                     })
                     .collect();
                 ModelView {

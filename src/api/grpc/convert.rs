@@ -6,7 +6,7 @@ use std::time::Duration;
 use super::pb;
 use crate::api::errors::ApiError;
 use crate::runtime::Runtime;
-use crate::runtime::registry::{VariantStatus, scheme_and_bits};
+use crate::runtime::registry::VariantStatus;
 use crate::runtime::service::{
     ClassifyRequest, ClassifyResponse, TranslateRequest, TranslateResponse,
 };
@@ -101,7 +101,7 @@ pub fn list_models(rt: &Runtime) -> pb::ListModelsResponse {
                 .variants
                 .into_iter()
                 .map(|v| {
-                    let (scheme, bits) = scheme_and_bits(&v.name);
+                    let (scheme, bits) = (v.kind.scheme, v.kind.bits);
                     pb::VariantInfo {
                         status: v.status.as_str().into(),
                         bytes: v.engine.map(|e| e.weight_bytes() as u64),
