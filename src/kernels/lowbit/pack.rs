@@ -32,6 +32,9 @@ pub struct PackedLowBit {
     groups: usize,
     /// Column blocks, padded to whole tiles.
     blocks: usize,
+    /// The largest stored code: the AVX2 path multiplies codes with `vpmaddubsw`, which is exact
+    /// only for codes ≤ 128 (see `avx2.rs`), so 8-bit codes above it take a split path.
+    max_code: u8,
     /// `[groups][blocks · 16]`, zero for padded columns.
     scales: Vec<f32>,
     /// `[blocks][lines]`.
@@ -83,6 +86,7 @@ impl PackedLowBit {
         let lines = k_total / k_per_line;
         let mut data = vec![CacheLine([0; 64]); blocks * lines];
         let mut padded_scales = vec![0.0f32; groups * blocks * BLOCK];
+        let max_code = unsigned_codes.iter().copied().max().unwrap_or(0);
         for col in 0..n {
             let (block, c) = (col / BLOCK, col % BLOCK);
             for p in 0..planes {
@@ -111,6 +115,7 @@ impl PackedLowBit {
             seg,
             groups,
             blocks,
+            max_code,
             scales: padded_scales,
             data,
         }
@@ -184,6 +189,10 @@ impl PackedLowBit {
 
     pub(crate) fn mul(&self) -> i32 {
         self.mul
+    }
+
+    pub(crate) fn max_code(&self) -> u8 {
+        self.max_code
     }
 
     pub(crate) fn seg(&self) -> usize {
