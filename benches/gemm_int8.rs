@@ -6,7 +6,8 @@
 //!
 //! A last section times the sub-8-bit kernels (`kernels::lowbit`: int4, int4-g64, ternary, bcq
 //! planes) against int8 in the same run, in billions of weights per second, from cache and from
-//! DRAM. `QUANTSERVE_LOWBIT_ONLY=1` skips everything else.
+//! DRAM, then int4, ternary and bcq1 at batch 1 on the AVX-VNNI and AVX2 paths against int8 on
+//! the same path. `QUANTSERVE_LOWBIT_ONLY=1` skips everything else.
 //!
 //! `cargo bench --bench gemm_int8`; `QUANTSERVE_ISA` picks the int8 path.
 
@@ -345,23 +346,35 @@ fn lowbit_formats(w: &[f32], n: usize, k: usize) -> Vec<(&'static str, LowBitMat
     ]
 }
 
-/// Billions of weights per second (`M·N·K / M / time` = N·K per call for every M, so batch rows
-/// do not inflate it; multiply by M for MACs) of each low-bit format and of int8, from cache
-/// (one 3072×768 matrix) and from DRAM (cycling through 256 MiB of copies), 2 threads.
+/// The low-bit tables: every format at M = 1, 4, 32 on `isa`, then int4, ternary and bcq1 at
+/// M = 1 on the 256-bit paths (AVX-VNNI, AVX2), each against int8 on the same path.
 fn lowbit_summary(isa: Isa, two: &ThreadPool) {
+    lowbit_table(isa, two, &[1, 4, 32], None);
+    for other in [Isa::AvxVnni, Isa::Avx2] {
+        if other != isa && other.is_available() {
+            lowbit_table(other, two, &[1], Some(&["int4", "ternary", "bcq1"]));
+        }
+    }
+}
+
+/// Billions of weights per second (`M·N·K / M / time` = N·K per call for every M, so batch rows
+/// do not inflate it; multiply by M for MACs) of each low-bit format (`only`: those named) and
+/// of int8 on the same ISA path, from cache (one 3072×768 matrix) and from DRAM (cycling through
+/// 256 MiB of copies), 2 threads.
+fn lowbit_table(isa: Isa, two: &ThreadPool, ms: &[usize], only: Option<&[&str]>) {
     let budget = Duration::from_millis(300);
     let (n, k) = (3072, 768);
     let w = values(n * k, 2);
     println!(
-        "\nlow-bit kernels vs int8 ({isa} int8 path), N={n} K={k}, 2 threads, Gweights/s per call \
-         from dedicated-core time (wall in parentheses)"
+        "\nlow-bit kernels vs int8, {isa} path for both, N={n} K={k}, 2 threads, Gweights/s per \
+         call from dedicated-core time (wall in parentheses)"
     );
     println!(
         "{:<13} {:>5} | {:>16} {:>6} | {:>16} {:>6}",
         "format", "M", "in cache", "×int8", "from DRAM (M=1)", "×int8"
     );
     let gw = |seconds: f64| (n * k) as f64 / seconds / 1e9;
-    for m in [1, 4, 32] {
+    for &m in ms {
         let shape = Shape {
             model: "bert",
             m,
@@ -412,6 +425,9 @@ fn lowbit_summary(isa: Isa, two: &ThreadPool) {
         };
         show("int8", (i8_wall, i8_cpu), i8_dram);
         for (name, matrix) in lowbit_formats(&w, n, k) {
+            if only.is_some_and(|names| !names.contains(&name)) {
+                continue;
+            }
             let packed = pack_matrix(&matrix);
             let mut acts = LowBitActivations::new();
             lowbit::quantize_for(isa, &int8.x, m, &packed, &mut acts);
