@@ -258,3 +258,78 @@ fn the_reference_is_the_dequantized_product() {
         }
     }
 }
+
+/// Vocabulary shortlists: `select_outputs` re-packs chosen columns (every code width, the 6-bit
+/// units included) and every path still equals the reference on those rows.
+#[test]
+fn selected_outputs_equal_the_reference_on_those_rows() {
+    let (n, k, rows) = (70, 200, 3);
+    let mut rng = Rng(11);
+    let w: Vec<f32> = (0..n * k).map(|_| rng.f32()).collect();
+    let ids = [69u32, 0, 5, 5, 33, 17, 64];
+    for format in FORMATS {
+        let m = quantize(format, &w, n, k);
+        let (per_codes, per_params) = (format.planes() * k, format.params_per_row(k));
+        let subset = LowBitMatrix {
+            format,
+            rows: ids.len(),
+            cols: k,
+            codes: ids
+                .iter()
+                .flat_map(|&i| m.codes[i as usize * per_codes..][..per_codes].to_vec())
+                .collect(),
+            params: ids
+                .iter()
+                .flat_map(|&i| m.params[i as usize * per_params..][..per_params].to_vec())
+                .collect(),
+        };
+        let packed = pack_matrix(&m).select_outputs(&ids);
+        let x: Vec<i8> = (0..rows * k)
+            .map(|_| ((rng.next() % 255) as i8).max(-127))
+            .collect();
+        let a = LowBitActivations::from_codes(&x, &[0.02, 0.03, 0.05], k, &packed);
+        let group = match format {
+            LowBitFormat::Uniform { group: Some(g), .. } => g,
+            _ => k,
+        };
+        let want = reference(
+            &a,
+            &subset.codes,
+            &subset.params,
+            ids.len(),
+            k,
+            format.planes(),
+            group,
+            None,
+            Activation::None,
+        );
+        for isa in paths() {
+            let mut got = vec![f32::NAN; rows * ids.len()];
+            gemm(
+                isa,
+                &a,
+                &packed,
+                None,
+                Activation::None,
+                &mut got,
+                ids.len(),
+            );
+            assert!(same_bits(&got, &want), "{} {isa}", format.descriptor());
+        }
+    }
+}
+
+/// int6 (and int5) weights stay 6 bits per code in memory: three 64-byte lines per 16 k of a
+/// 16-column block.
+#[test]
+fn int6_is_packed_in_six_bits() {
+    let (n, k) = (64, 128);
+    let w: Vec<f32> = (0..n * k)
+        .map(|i| ((i * 7919) % 1000) as f32 / 1000.0 - 0.5)
+        .collect();
+    for bits in [5, 6] {
+        let packed = pack_matrix(&uniform::quantize(&w, n, k, bits, None));
+        assert_eq!(packed.bits(), 6);
+        assert_eq!(packed.bytes(), n * k * 6 / 8 + n * 4, "int{bits}");
+    }
+}

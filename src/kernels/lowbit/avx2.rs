@@ -9,10 +9,10 @@
 //!   `vpmaddwd` against ones (s16 pairs → s32). This is exact only if no s16 sum saturates.
 //!   Activations are in −128..=127, so a `vpmaddubsw` lane for codes ≤ `u` lies in
 //!   `[−2·128·u, 2·127·u]`, inside s16 (`−32768` included) for `u ≤ 128` ([`MADDUBS_MAX_CODE`]).
-//!   The stored codes are: 1-bit ≤ 1, 2-bit ≤ 3 (ternary ≤ 2), 4-bit ≤ 15, 8-bit uniform int6
-//!   `q + 32` ≤ 63 (int5: ≤ 31, int7: ≤ 127), and tiles widened to bytes for batches over
-//!   [`GEMV_MAX_ROWS`] keep their 1/2/4-bit values. Only uniform 8-bit codes (`q + 128` up to
-//!   255) can exceed 128; a matrix holding such a code takes a split pass (`u = 16·hi + lo`, both
+//!   The stored codes are: 1-bit ≤ 1, 2-bit ≤ 3 (ternary ≤ 2), 4-bit ≤ 15, 6-bit (int5, int6:
+//!   `q + 32`) ≤ 63, 8-bit uniform int7 `q + 64` ≤ 127, and tiles widened to bytes for batches
+//!   over [`GEMV_MAX_ROWS`] keep their 1/2/4/6-bit values. Only uniform 8-bit codes (`q + 128`
+//!   up to 255) can exceed 128; a matrix holding such a code takes a split pass (`u = 16·hi + lo`, both
 //!   nibbles ≤ 15, as the int8 AVX2 kernel splits its activations). Besides, `vpmaddubsw`
 //!   results of one sub-quad after another are added in s16 (`vpaddw`) before one `vpmaddwd`
 //!   while their sum provably fits ([`s16_run`]), which saves most of the widening work for
@@ -25,7 +25,7 @@
 use std::arch::x86_64::*;
 use std::cell::Cell;
 
-use super::pack::CacheLine;
+use super::pack::{CacheLine, unit};
 use super::{BLOCK, GEMV_MAX_ROWS, TILE, TILE_BLOCKS, TileJob};
 use crate::kernels::int8::Activation;
 use crate::kernels::int8::epilogue::gelu_avx2;
@@ -74,7 +74,7 @@ pub(super) unsafe fn tile(job: &TileJob, vnni: bool) {
     if job.a.m() > GEMV_MAX_ROWS && w.bits() < 8 {
         // Many rows: decode the tile once into bytes, then every row pass is a plain byte GEMM.
         let mut wide = WIDE.take();
-        let per_block = blocks[0].len() * (8 / w.bits() as usize);
+        let per_block = w.k_total() / 4;
         wide.clear();
         wide.resize(per_block * TILE_BLOCKS, CacheLine([0; 64]));
         for (b, lines) in blocks.iter().enumerate() {
@@ -82,12 +82,13 @@ pub(super) unsafe fn tile(job: &TileJob, vnni: bool) {
             match w.bits() {
                 1 => widen::<1>(lines, dst),
                 2 => widen::<2>(lines, dst),
-                _ => widen::<4>(lines, dst),
+                4 => widen::<4>(lines, dst),
+                _ => widen::<6>(lines, dst),
             }
         }
         let wide_blocks: [&[CacheLine]; TILE_BLOCKS] =
             std::array::from_fn(|b| &wide[b * per_block..(b + 1) * per_block]);
-        // Widened codes keep their 1/2/4-bit values (≤ 15): no split needed.
+        // Widened codes keep their 1/2/4/6-bit values (≤ 63): no split needed.
         // SAFETY: features and output per this function's contract.
         unsafe { rows(job, &wide_blocks, passes::<8>(vnni, false)) };
         WIDE.set(wide);
@@ -98,6 +99,7 @@ pub(super) unsafe fn tile(job: &TileJob, vnni: bool) {
         1 => passes::<1>(vnni, false),
         2 => passes::<2>(vnni, false),
         4 => passes::<4>(vnni, false),
+        6 => passes::<6>(vnni, false),
         _ => passes::<8>(vnni, split),
     };
     // SAFETY: features and output per this function's contract.
@@ -141,21 +143,21 @@ unsafe fn rows(job: &TileJob, blocks: &[&[CacheLine]; TILE_BLOCKS], (one, two): 
     }
 }
 
-/// Splits every packed line into `8 / BITS` lines of one byte per code.
+/// Decodes every unit of packed lines into one line of bytes per sub-quad.
 #[target_feature(enable = "avx2")]
 fn widen<const BITS: u32>(lines: &[CacheLine], out: &mut [CacheLine]) {
-    let per_byte = 8 / BITS as usize;
-    assert_eq!(out.len(), lines.len() * per_byte);
-    let mask = _mm256_set1_epi8(((1u16 << BITS) - 1) as i8);
-    for (line, dst) in lines.iter().zip(out.chunks_exact_mut(per_byte)) {
+    let (unit_lines, unit_k) = unit(BITS);
+    let subq = unit_k / 4;
+    assert_eq!(out.len() * unit_lines, lines.len() * subq);
+    for (src, dst) in lines
+        .chunks_exact(unit_lines)
+        .zip(out.chunks_exact_mut(subq))
+    {
         for h in 0..2 {
-            // SAFETY: CacheLine is 64 bytes, 64-byte aligned: both halves are aligned ymm.
-            let mut v = unsafe { _mm256_load_si256(line.0.as_ptr().add(32 * h).cast()) };
-            for d in dst.iter_mut() {
-                let u = _mm256_and_si256(v, mask);
-                // SAFETY: as above.
+            let codes = decode::<BITS>(load_unit::<BITS>(src, 0, h, false));
+            for (d, u) in dst.iter_mut().zip(codes) {
+                // SAFETY: CacheLine is 64 bytes, 64-byte aligned: both halves are aligned ymm.
                 unsafe { _mm256_store_si256(d.0.as_mut_ptr().add(32 * h).cast(), u) };
-                v = shift_right::<BITS>(v);
             }
         }
     }
@@ -173,17 +175,58 @@ fn load_half(lines: &[CacheLine], l: usize, h: usize, prefetch: bool) -> __m256i
     unsafe { _mm256_load_si256(lines[l].0.as_ptr().add(32 * h).cast()) }
 }
 
-/// The next sub-quad of unsigned byte codes from `v`, shifting it for the one after.
+/// The sub-quads of unsigned byte codes in one unit's halves (`unit(BITS).1 / 4` of them; the
+/// rest stay zero): one line shifted and masked, or the three lines of a 6-bit unit, whose
+/// fourth sub-quad is gathered from their top two bits (see `pack.rs`).
 #[inline]
 #[target_feature(enable = "avx2")]
-fn next_codes<const BITS: u32>(v: &mut __m256i, mask: __m256i) -> __m256i {
-    if BITS == 8 {
-        *v
-    } else {
-        let u = _mm256_and_si256(*v, mask);
-        *v = shift_right::<BITS>(*v);
-        u
+fn decode<const BITS: u32>(halves: [__m256i; 3]) -> [__m256i; 8] {
+    let mut out = [_mm256_setzero_si256(); 8];
+    match BITS {
+        8 => out[0] = halves[0],
+        6 => {
+            let low = _mm256_set1_epi8(0x3f);
+            let top = _mm256_set1_epi8(0xc0u8 as i8);
+            // Each step moves the gathered bits down by 2 within their byte: the next byte's
+            // bits 0..1, which the 16-bit shift brings in, are always zero here.
+            let mut t = _mm256_and_si256(halves[0], top);
+            t = _mm256_or_si256(shift_right::<2>(t), _mm256_and_si256(halves[1], top));
+            t = _mm256_or_si256(shift_right::<2>(t), _mm256_and_si256(halves[2], top));
+            for (o, &h) in out.iter_mut().zip(&halves) {
+                *o = _mm256_and_si256(h, low);
+            }
+            out[3] = shift_right::<2>(t);
+        }
+        _ => {
+            let mask = _mm256_set1_epi8(((1u16 << BITS) - 1) as i8);
+            let mut v = halves[0];
+            for o in out.iter_mut().take(8 / BITS as usize) {
+                *o = _mm256_and_si256(v, mask);
+                v = shift_right::<BITS>(v);
+            }
+        }
     }
+    out
+}
+
+/// Halves `h` of the `unit(BITS).0` lines of unit `unit_index` (the rest zero), prefetching
+/// ahead if `prefetch`.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn load_unit<const BITS: u32>(
+    lines: &[CacheLine],
+    unit_index: usize,
+    h: usize,
+    prefetch: bool,
+) -> [__m256i; 3] {
+    let unit_lines = unit(BITS).0;
+    std::array::from_fn(|t| {
+        if t < unit_lines {
+            load_half(lines, unit_index * unit_lines + t, h, prefetch)
+        } else {
+            _mm256_setzero_si256()
+        }
+    })
 }
 
 /// `v >> BITS` per 16-bit lane (the AVX2 intrinsic takes an i32 immediate, `BITS` is a u32).
@@ -230,23 +273,20 @@ unsafe fn pass_vnni<const BITS: u32, const MR: usize, const NV: usize>(
     v0: usize,
 ) {
     let (w, a) = (job.w, job.a);
-    let per_byte = 8 / BITS as usize;
-    let k_per_line = 4 * per_byte;
-    let lines_per_group = w.seg() / k_per_line;
-    let mask = _mm256_set1_epi8(((1u16 << BITS) - 1) as i8);
+    let unit_k = unit(BITS).1;
+    let units_per_group = w.seg() / unit_k;
     let x: [*const i8; MR] = std::array::from_fn(|r| a.row(r0 + r).as_ptr());
     let mut facc = [[_mm256_setzero_ps(); NV]; MR];
     for g in 0..w.groups() {
         let mut acc = [[_mm256_setzero_si256(); NV]; MR];
-        for l in g * lines_per_group..(g + 1) * lines_per_group {
+        for un in g * units_per_group..(g + 1) * units_per_group {
             for v in 0..NV {
                 let (b, h) = ((v0 + v) / 2, (v0 + v) % 2);
-                let mut codes = load_half(blocks[b], l, h, MR == 1);
-                for j in 0..per_byte {
-                    let u = next_codes::<BITS>(&mut codes, mask);
+                let codes = decode::<BITS>(load_unit::<BITS>(blocks[b], un, h, MR == 1));
+                for (j, &u) in codes.iter().take(unit_k / 4).enumerate() {
                     for r in 0..MR {
                         // SAFETY: k + 4 ≤ k_total, the length of every activation row.
-                        let xb = unsafe { broadcast(x[r], l * k_per_line + j * 4) };
+                        let xb = unsafe { broadcast(x[r], un * unit_k + j * 4) };
                         acc[r][v] = _mm256_dpbusd_avx_epi32(acc[r][v], u, xb);
                     }
                 }
@@ -278,11 +318,10 @@ unsafe fn pass_avx2<const BITS: u32, const MR: usize, const NV: usize, const SPL
         SPLIT || BITS < 8 || w.bits() < 8 || u32::from(w.max_code()) <= MADDUBS_MAX_CODE,
         "vpmaddubsw would saturate"
     );
-    let per_byte = 8 / BITS as usize;
-    let k_per_line = 4 * per_byte;
-    let lines_per_group = w.seg() / k_per_line;
+    let unit_k = unit(BITS).1;
+    let subq = unit_k / 4;
+    let units_per_group = w.seg() / unit_k;
     let run = s16_run(BITS);
-    let mask = _mm256_set1_epi8(((1u16 << BITS) - 1) as i8);
     let nibble = _mm256_set1_epi8(0x0f);
     let ones = _mm256_set1_epi16(1);
     let sixteens = _mm256_set1_epi16(16);
@@ -290,32 +329,32 @@ unsafe fn pass_avx2<const BITS: u32, const MR: usize, const NV: usize, const SPL
     let mut facc = [[_mm256_setzero_ps(); NV]; MR];
     for g in 0..w.groups() {
         let mut acc = [[_mm256_setzero_si256(); NV]; MR];
-        for l in g * lines_per_group..(g + 1) * lines_per_group {
+        for un in g * units_per_group..(g + 1) * units_per_group {
             for v in 0..NV {
                 let (b, h) = ((v0 + v) / 2, (v0 + v) % 2);
-                let mut codes = load_half(blocks[b], l, h, MR == 1);
+                let halves = load_unit::<BITS>(blocks[b], un, h, MR == 1);
                 if SPLIT {
                     // u = 16·hi + lo: Σ u·x = Σ lo·x + 16·Σ hi·x, each product sum exact.
-                    let lo = _mm256_and_si256(codes, nibble);
-                    let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(codes), nibble);
+                    let lo = _mm256_and_si256(halves[0], nibble);
+                    let hi = _mm256_and_si256(shift_right::<4>(halves[0]), nibble);
                     for r in 0..MR {
                         // SAFETY: k + 4 ≤ k_total, the length of every activation row.
-                        let xb = unsafe { broadcast(x[r], l * k_per_line) };
+                        let xb = unsafe { broadcast(x[r], un * unit_k) };
                         let sum_lo = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, xb), ones);
                         let sum_hi = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, xb), sixteens);
                         acc[r][v] = _mm256_add_epi32(acc[r][v], _mm256_add_epi32(sum_lo, sum_hi));
                     }
                     continue;
                 }
+                let codes = decode::<BITS>(halves);
                 let mut s16 = [_mm256_setzero_si256(); MR];
-                for j in 0..per_byte {
-                    let u = next_codes::<BITS>(&mut codes, mask);
+                for (j, &u) in codes.iter().take(subq).enumerate() {
                     for r in 0..MR {
                         // SAFETY: k + 4 ≤ k_total, the length of every activation row.
-                        let xb = unsafe { broadcast(x[r], l * k_per_line + j * 4) };
+                        let xb = unsafe { broadcast(x[r], un * unit_k + j * 4) };
                         // At most `run` products per s16 sum: no saturation, no wrap.
                         s16[r] = _mm256_add_epi16(s16[r], _mm256_maddubs_epi16(u, xb));
-                        if (j + 1) % run == 0 || j + 1 == per_byte {
+                        if (j + 1) % run == 0 || j + 1 == subq {
                             let wide = _mm256_madd_epi16(s16[r], ones);
                             acc[r][v] = _mm256_add_epi32(acc[r][v], wide);
                             s16[r] = _mm256_setzero_si256();

@@ -1,5 +1,6 @@
-//! Sub-8-bit GEMV/GEMM: 4-bit, 2-bit (ternary) and 1-bit (binary-coded planes) weight codes as
-//! the **unsigned** operand of `vpdpbusd`, activations as the signed one. Paths per [`Isa`]:
+//! Sub-8-bit GEMV/GEMM: 6-bit, 4-bit, 2-bit (ternary) and 1-bit (binary-coded planes) weight
+//! codes (and 8-bit ones) as the **unsigned** operand of `vpdpbusd`, activations as the signed
+//! one. Paths per [`Isa`]:
 //! AVX-512 VNNI (`avx512.rs`, plus a lookup-table kernel for binary planes, `lut.rs`), AVX-VNNI
 //! and AVX2 (`avx2.rs`: 256-bit `vpdpbusd`, or `vpmaddubsw` + `vpmaddwd` where the code ranges
 //! keep it exact) and scalar.
@@ -9,7 +10,7 @@
 //! * A stored code is `u = q + offset` (uniform: `offset = 2^(bits−1)`, ternary: 1), so
 //!   `Σ u·x = Σ q·x + offset · Σx`: the correction needs only the activation sums per group,
 //!   computed once per row ([`LowBitActivations`]). No sign extension in the inner loop: a nibble
-//!   or 2-bit code is one shift and one AND.
+//!   or 2-bit code is one shift and one AND; 6-bit codes come in three-line units (`pack.rs`).
 //! * Binary-coding planes store `u = (s + 1) / 2` for a sign `s`, and `Σ s·x = 2·Σ u·x − Σx`
 //!   (`mul = 2`, `offset = 1`). The planes are laid end to end along K and the activations are
 //!   repeated once per plane, so a `q`-plane matrix is a `q`-group 1-bit matrix whose group
