@@ -4,10 +4,10 @@
 //! table follows with best-of-N GOPS, % of the measured VNNI peak (kernels.md: ≈750 GOPS per core),
 //! weight bandwidth for the memory-bound shapes, and the int8/fp32 ratio.
 //!
-//! A last section times the sub-8-bit kernels (`kernels::lowbit`: int4, int4-g64, ternary, bcq
-//! planes) against int8 in the same run, in billions of weights per second, from cache and from
-//! DRAM, then int4, ternary and bcq1 at batch 1 on the AVX-VNNI and AVX2 paths against int8 on
-//! the same path. `QUANTSERVE_LOWBIT_ONLY=1` skips everything else.
+//! A last section times the sub-8-bit kernels (`kernels::lowbit`: int4, int4-g64, int6 (6 bits
+//! in memory), ternary, bcq planes) against int8 in the same run, in billions of weights per
+//! second, from cache and from DRAM, then int4, int6, ternary and bcq1 at batch 1 on the AVX-VNNI
+//! and AVX2 paths against int8 on the same path. `QUANTSERVE_LOWBIT_ONLY=1` skips everything else.
 //!
 //! `cargo bench --bench gemm_int8`; `QUANTSERVE_ISA` picks the int8 path.
 
@@ -340,19 +340,20 @@ fn lowbit_formats(w: &[f32], n: usize, k: usize) -> Vec<(&'static str, LowBitMat
     vec![
         ("int4", uniform::quantize(w, n, k, 4, None)),
         ("int4-g64", uniform::quantize(w, n, k, 4, Some(64))),
+        ("int6", uniform::quantize(w, n, k, 6, None)),
         ("ternary", ternary::quantize(w, n, k, false)),
         ("bcq1", bcq::quantize(w, n, k, 1, 0)),
         ("bcq3", bcq::quantize(w, n, k, 3, 0)),
     ]
 }
 
-/// The low-bit tables: every format at M = 1, 4, 32 on `isa`, then int4, ternary and bcq1 at
-/// M = 1 on the 256-bit paths (AVX-VNNI, AVX2), each against int8 on the same path.
+/// The low-bit tables: every format at M = 1, 4, 32 on `isa`, then int4, int6, ternary and bcq1
+/// at M = 1 on the 256-bit paths (AVX-VNNI, AVX2), each against int8 on the same path.
 fn lowbit_summary(isa: Isa, two: &ThreadPool) {
     lowbit_table(isa, two, &[1, 4, 32], None);
     for other in [Isa::AvxVnni, Isa::Avx2] {
         if other != isa && other.is_available() {
-            lowbit_table(other, two, &[1], Some(&["int4", "ternary", "bcq1"]));
+            lowbit_table(other, two, &[1], Some(&["int4", "int6", "ternary", "bcq1"]));
         }
     }
 }
