@@ -280,19 +280,19 @@ unsafe fn pass_vnni<const BITS: u32, const MR: usize, const NV: usize>(
     for g in 0..w.groups() {
         let mut acc = [[_mm256_setzero_si256(); NV]; MR];
         for un in g * units_per_group..(g + 1) * units_per_group {
-            for v in 0..NV {
+            unrolled!(NV, v, {
                 let (b, h) = ((v0 + v) / 2, (v0 + v) % 2);
                 let codes = decode::<BITS>(load_unit::<BITS>(blocks[b], un, h, MR == 1));
-                for (j, &u) in codes.iter().take(unit_k / 4).enumerate() {
+                unrolled!(unit_k / 4, j, {
                     for r in 0..MR {
                         // SAFETY: k + 4 ≤ k_total, the length of every activation row.
                         let xb = unsafe { broadcast(x[r], un * unit_k + j * 4) };
-                        acc[r][v] = _mm256_dpbusd_avx_epi32(acc[r][v], u, xb);
+                        acc[r][v] = _mm256_dpbusd_avx_epi32(acc[r][v], codes[j], xb);
                     }
-                }
-            }
+                });
+            });
         }
-        add_group(job, g, r0, v0, &acc, &mut facc);
+        add_group(job, g, r0, v0, acc, &mut facc);
     }
     // SAFETY: rows and output per this function's contract.
     unsafe { store(job, r0, v0, &facc) };
@@ -330,7 +330,7 @@ unsafe fn pass_avx2<const BITS: u32, const MR: usize, const NV: usize, const SPL
     for g in 0..w.groups() {
         let mut acc = [[_mm256_setzero_si256(); NV]; MR];
         for un in g * units_per_group..(g + 1) * units_per_group {
-            for v in 0..NV {
+            unrolled!(NV, v, {
                 let (b, h) = ((v0 + v) / 2, (v0 + v) % 2);
                 let halves = load_unit::<BITS>(blocks[b], un, h, MR == 1);
                 if SPLIT {
@@ -344,26 +344,27 @@ unsafe fn pass_avx2<const BITS: u32, const MR: usize, const NV: usize, const SPL
                         let sum_hi = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, xb), sixteens);
                         acc[r][v] = _mm256_add_epi32(acc[r][v], _mm256_add_epi32(sum_lo, sum_hi));
                     }
-                    continue;
-                }
-                let codes = decode::<BITS>(halves);
-                let mut s16 = [_mm256_setzero_si256(); MR];
-                for (j, &u) in codes.iter().take(subq).enumerate() {
-                    for r in 0..MR {
-                        // SAFETY: k + 4 ≤ k_total, the length of every activation row.
-                        let xb = unsafe { broadcast(x[r], un * unit_k + j * 4) };
-                        // At most `run` products per s16 sum: no saturation, no wrap.
-                        s16[r] = _mm256_add_epi16(s16[r], _mm256_maddubs_epi16(u, xb));
-                        if (j + 1) % run == 0 || j + 1 == subq {
-                            let wide = _mm256_madd_epi16(s16[r], ones);
-                            acc[r][v] = _mm256_add_epi32(acc[r][v], wide);
-                            s16[r] = _mm256_setzero_si256();
+                } else {
+                    let codes = decode::<BITS>(halves);
+                    let mut s16 = [_mm256_setzero_si256(); MR];
+                    unrolled!(subq, j, {
+                        for r in 0..MR {
+                            // SAFETY: k + 4 ≤ k_total, the length of every activation row.
+                            let xb = unsafe { broadcast(x[r], un * unit_k + j * 4) };
+                            // At most `run` products per s16 sum: no saturation, no wrap.
+                            let p = _mm256_maddubs_epi16(codes[j], xb);
+                            s16[r] = _mm256_add_epi16(s16[r], p);
+                            if (j + 1).is_multiple_of(run) || j + 1 == subq {
+                                let wide = _mm256_madd_epi16(s16[r], ones);
+                                acc[r][v] = _mm256_add_epi32(acc[r][v], wide);
+                                s16[r] = _mm256_setzero_si256();
+                            }
                         }
-                    }
+                    });
                 }
-            }
+            });
         }
-        add_group(job, g, r0, v0, &acc, &mut facc);
+        add_group(job, g, r0, v0, acc, &mut facc);
     }
     // SAFETY: rows and output per this function's contract.
     unsafe { store(job, r0, v0, &facc) };
@@ -377,7 +378,8 @@ fn add_group<const MR: usize, const NV: usize>(
     g: usize,
     r0: usize,
     v0: usize,
-    acc: &[[__m256i; NV]; MR],
+    // By value: a reference would pin the accumulators in memory during the whole group loop.
+    acc: [[__m256i; NV]; MR],
     facc: &mut [[__m256; NV]; MR],
 ) {
     let (w, a) = (job.w, job.a);

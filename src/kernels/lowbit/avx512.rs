@@ -224,7 +224,7 @@ unsafe fn rows_pass6<const MR: usize>(
         let mut acc = [[_mm512_setzero_si512(); TILE_BLOCKS]; MR];
         for unit in g * units_per_group..(g + 1) * units_per_group {
             let l = unit * 3;
-            for b in 0..TILE_BLOCKS {
+            unrolled!(TILE_BLOCKS, b, {
                 let v = std::array::from_fn(|t| {
                     if MR == 1 && l + t + PREFETCH_LINES < n_lines {
                         _mm_prefetch::<_MM_HINT_T0>(
@@ -234,17 +234,18 @@ unsafe fn rows_pass6<const MR: usize>(
                     // SAFETY: CacheLine is 64 bytes, 64-byte aligned.
                     unsafe { _mm512_load_si512(blocks[b][l + t].0.as_ptr().cast()) }
                 });
-                for (j, u) in decode6(v).into_iter().enumerate() {
+                let u = decode6(v);
+                unrolled!(4, j, {
                     let k = unit * 16 + j * 4;
                     for r in 0..MR {
                         // SAFETY: k + 4 ≤ k_total, the length of every activation row.
                         let xb = unsafe {
                             _mm512_set1_epi32(x[r].add(k).cast::<i32>().read_unaligned())
                         };
-                        acc[r][b] = _mm512_dpbusd_epi32(acc[r][b], u, xb);
+                        acc[r][b] = _mm512_dpbusd_epi32(acc[r][b], u[j], xb);
                     }
-                }
-            }
+                });
+            });
         }
         let mul = _mm512_set1_epi32(w.mul());
         for r in 0..MR {

@@ -24,6 +24,25 @@
 //!   (in L1/L2) and then run the same kernel on bytes, so the decode is paid once per call, not
 //!   once per row.
 
+/// Runs `$body` with `$i` bound to each constant `0..$n` (`$n ≤ 8`, a constant), unrolled in the
+/// source: register tiles indexed by `$i` must have constant indices to stay in registers, and
+/// LLVM does not fully unroll loops with bodies this large by itself.
+#[cfg(target_arch = "x86_64")]
+macro_rules! unrolled {
+    ($n:expr, $i:ident, $body:block) => {
+        unrolled!(@ $n, $i, $body, 0 1 2 3 4 5 6 7)
+    };
+    (@ $n:expr, $i:ident, $body:block, $($k:literal)*) => {
+        debug_assert!($n <= 8);
+        $(
+            if $k < $n {
+                let $i: usize = $k;
+                $body
+            }
+        )*
+    };
+}
+
 #[cfg(target_arch = "x86_64")]
 mod avx2;
 #[cfg(target_arch = "x86_64")]
