@@ -107,39 +107,55 @@ pub(super) unsafe fn tile(job: &TileJob, vnni: bool) {
 }
 
 /// The one-row and two-row passes of a code width and path.
-fn passes<const BITS: u32>(vnni: bool, split: bool) -> (Pass, Pass) {
-    match (vnni, split) {
-        (true, _) => (pass_vnni::<BITS, 1, VECS>, pass_vnni::<BITS, 2, 4>),
-        (false, false) => (
-            pass_avx2::<BITS, 1, VECS, false>,
-            pass_avx2::<BITS, 2, 4, false>,
-        ),
-        (false, true) => (
-            pass_avx2::<BITS, 1, VECS, true>,
-            pass_avx2::<BITS, 2, 4, true>,
-        ),
+///
+/// A 6-bit unit is three lines per vector: a one-row pass over all 8 vectors would need 24
+/// loaded halves in flight and spills, so it covers half a tile, as the two-row pass does.
+fn passes<const BITS: u32>(vnni: bool, split: bool) -> Passes {
+    let half = BITS == 6;
+    let (one, one_vectors) = match (vnni, split, half) {
+        (true, _, false) => (pass_vnni::<BITS, 1, VECS> as Pass, VECS),
+        (true, _, true) => (pass_vnni::<BITS, 1, 4> as Pass, 4),
+        (false, false, false) => (pass_avx2::<BITS, 1, VECS, false> as Pass, VECS),
+        (false, false, true) => (pass_avx2::<BITS, 1, 4, false> as Pass, 4),
+        (false, true, _) => (pass_avx2::<BITS, 1, VECS, true> as Pass, VECS),
+    };
+    let two = match (vnni, split) {
+        (true, _) => pass_vnni::<BITS, 2, 4> as Pass,
+        (false, false) => pass_avx2::<BITS, 2, 4, false>,
+        (false, true) => pass_avx2::<BITS, 2, 4, true>,
+    };
+    Passes {
+        one,
+        one_vectors,
+        two,
     }
 }
 
-/// Runs every row of the job through `(one_row, two_rows)`.
+/// The passes of one call: one row × `one_vectors` vectors, two rows × 4 vectors.
+struct Passes {
+    one: Pass,
+    one_vectors: usize,
+    two: Pass,
+}
+
+/// Runs every row of the job through the passes.
 ///
 /// # Safety
 /// As [`tile`], for the features the passes need.
-unsafe fn rows(job: &TileJob, blocks: &[&[CacheLine]; TILE_BLOCKS], (one, two): (Pass, Pass)) {
+unsafe fn rows(job: &TileJob, blocks: &[&[CacheLine]; TILE_BLOCKS], passes: Passes) {
     let m = job.a.m();
     let mut r = 0;
     while r < m {
-        if m - r >= 2 {
-            for v0 in [0, VECS / 2] {
-                // SAFETY: rows r, r + 1 exist; features and output per the caller's contract.
-                unsafe { two(job, blocks, r, v0) };
-            }
-            r += 2;
+        let (pass, rows, vectors) = if m - r >= 2 {
+            (passes.two, 2, 4)
         } else {
-            // SAFETY: as above, row r exists.
-            unsafe { one(job, blocks, r, 0) };
-            r += 1;
+            (passes.one, 1, passes.one_vectors)
+        };
+        for v0 in (0..VECS).step_by(vectors) {
+            // SAFETY: rows r..r + rows exist; features and output per the caller's contract.
+            unsafe { pass(job, blocks, r, v0) };
         }
+        r += rows;
     }
 }
 
