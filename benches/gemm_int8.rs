@@ -341,6 +341,7 @@ fn lowbit_formats(w: &[f32], n: usize, k: usize) -> Vec<(&'static str, LowBitMat
         ("int4", uniform::quantize(w, n, k, 4, None)),
         ("int4-g64", uniform::quantize(w, n, k, 4, Some(64))),
         ("int6", uniform::quantize(w, n, k, 6, None)),
+        (INT6_BYTES, uniform::quantize(w, n, k, 6, None)),
         ("ternary", ternary::quantize(w, n, k, false)),
         ("bcq1", bcq::quantize(w, n, k, 1, 0)),
         ("bcq3", bcq::quantize(w, n, k, 3, 0)),
@@ -353,9 +354,31 @@ fn lowbit_summary(isa: Isa, two: &ThreadPool) {
     lowbit_table(isa, two, &[1, 4, 32], None);
     for other in [Isa::AvxVnni, Isa::Avx2] {
         if other != isa && other.is_available() {
-            lowbit_table(other, two, &[1], Some(&["int4", "int6", "ternary", "bcq1"]));
+            lowbit_table(
+                other,
+                two,
+                &[1],
+                Some(&["int4", "int6", INT6_BYTES, "ternary", "bcq1"]),
+            );
         }
     }
+}
+
+/// int6 codes on the 8-bit layout (what `LinearLowBit` used before the 6-bit one), for comparison.
+const INT6_BYTES: &str = "int6 (bytes)";
+
+/// The kernel layout: `pack_matrix`, except [`INT6_BYTES`] on 8-bit codes.
+fn pack_for(name: &str, m: &LowBitMatrix) -> PackedLowBit {
+    if name != INT6_BYTES {
+        return pack_matrix(m);
+    }
+    let offset = m.format.offset();
+    let codes: Vec<u8> = m
+        .codes
+        .iter()
+        .map(|&q| (i32::from(q) + offset) as u8)
+        .collect();
+    PackedLowBit::pack(8, offset, 1, &codes, &m.params, m.rows, m.cols, 1, None)
 }
 
 /// Billions of weights per second (`M·N·K / M / time` = N·K per call for every M, so batch rows
@@ -429,7 +452,7 @@ fn lowbit_table(isa: Isa, two: &ThreadPool, ms: &[usize], only: Option<&[&str]>)
             if only.is_some_and(|names| !names.contains(&name)) {
                 continue;
             }
-            let packed = pack_matrix(&matrix);
+            let packed = pack_for(name, &matrix);
             let mut acts = LowBitActivations::new();
             lowbit::quantize_for(isa, &int8.x, m, &packed, &mut acts);
             // Binary planes at batch 1 have two kernels: time both.
