@@ -186,6 +186,8 @@ impl PackedLowBit {
         self.mul
     }
 
+    // Only the x86 AVX2 path asks.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     pub(crate) fn max_code(&self) -> u8 {
         self.max_code
     }
