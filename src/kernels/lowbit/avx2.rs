@@ -1,8 +1,8 @@
 //! AVX-VNNI and AVX2 paths over the same packed layout as the AVX-512 one. A 64-byte line is 16
 //! columns × 4 k; a ymm holds 8 columns (i32 lanes), so a line is two ymm halves and a tile is 8
 //! vectors. One pass computes `MR` rows × `NV` of those vectors: 1 × 8 (a whole tile, 8
-//! independent accumulator chains for the GEMV) or 2 × 4 (16 ymm registers leave no room for 2
-//! × 8 accumulators).
+//! independent accumulator chains for the GEMV; 1 × 4 for 6-bit codes, whose units are three
+//! lines) or 2 × 4 (16 ymm registers leave no room for 2 × 8 accumulators).
 //!
 //! * AVX-VNNI: VEX `vpdpbusd`, the AVX-512 arithmetic on half the width.
 //! * AVX2: `vpmaddubsw` (adjacent u8·s8 products summed into a **saturating** s16) then
@@ -11,12 +11,12 @@
 //!   `[−2·128·u, 2·127·u]`, inside s16 (`−32768` included) for `u ≤ 128` ([`MADDUBS_MAX_CODE`]).
 //!   The stored codes are: 1-bit ≤ 1, 2-bit ≤ 3 (ternary ≤ 2), 4-bit ≤ 15, 6-bit (int5, int6:
 //!   `q + 32`) ≤ 63, 8-bit uniform int7 `q + 64` ≤ 127, and tiles widened to bytes for batches
-//!   over [`GEMV_MAX_ROWS`] keep their 1/2/4/6-bit values. Only uniform 8-bit codes (`q + 128`
-//!   up to 255) can exceed 128; a matrix holding such a code takes a split pass (`u = 16·hi + lo`, both
-//!   nibbles ≤ 15, as the int8 AVX2 kernel splits its activations). Besides, `vpmaddubsw`
-//!   results of one sub-quad after another are added in s16 (`vpaddw`) before one `vpmaddwd`
-//!   while their sum provably fits ([`s16_run`]), which saves most of the widening work for
-//!   narrow codes.
+//!   over [`GEMV_MAX_ROWS`] keep their 1/2/4/6-bit values. Only uniform 8-bit codes (`q + 128`,
+//!   up to 255; no serving scheme uses them) can exceed 128: a matrix holding such a code takes
+//!   a split pass (`u = 16·hi + lo`, both nibbles ≤ 15, as the int8 AVX2 kernel splits its
+//!   activations). Besides, the `vpmaddubsw` results of consecutive sub-quads are added in s16
+//!   (`vpaddw`) before one `vpmaddwd` while their sum provably fits ([`s16_run`]: 8 for 1-bit,
+//!   4 for 2-bit, 2 for 4- and 6-bit codes), which saves most of the widening work.
 //!
 //! Integer sums wrap identically in every order, and the f32 steps per group and per output are
 //! those of the scalar path (convert, fused multiply-add, multiply, add, activation), so the
