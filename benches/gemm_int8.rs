@@ -4,9 +4,10 @@
 //! table follows with best-of-N GOPS, % of the measured VNNI peak (kernels.md: ≈750 GOPS per core),
 //! weight bandwidth for the memory-bound shapes, and the int8/fp32 ratio.
 //!
-//! A last section times the sub-8-bit kernels (`kernels::lowbit`: int4, int4-g64, ternary, bcq
-//! planes) against int8 in the same run, in billions of weights per second, from cache and from
-//! DRAM. `QUANTSERVE_LOWBIT_ONLY=1` skips everything else.
+//! A last section times the sub-8-bit kernels (`kernels::lowbit`: int4, int4-g64, int6 (6 bits
+//! in memory), ternary, bcq planes) against int8 in the same run, in billions of weights per
+//! second, from cache and from DRAM, then int4, int6, ternary and bcq1 at batch 1 on the AVX-VNNI
+//! and AVX2 paths against int8 on the same path. `QUANTSERVE_LOWBIT_ONLY=1` skips everything else.
 //!
 //! `cargo bench --bench gemm_int8`; `QUANTSERVE_ISA` picks the int8 path.
 
@@ -339,29 +340,65 @@ fn lowbit_formats(w: &[f32], n: usize, k: usize) -> Vec<(&'static str, LowBitMat
     vec![
         ("int4", uniform::quantize(w, n, k, 4, None)),
         ("int4-g64", uniform::quantize(w, n, k, 4, Some(64))),
+        ("int6", uniform::quantize(w, n, k, 6, None)),
+        (INT6_BYTES, uniform::quantize(w, n, k, 6, None)),
         ("ternary", ternary::quantize(w, n, k, false)),
         ("bcq1", bcq::quantize(w, n, k, 1, 0)),
         ("bcq3", bcq::quantize(w, n, k, 3, 0)),
     ]
 }
 
-/// Billions of weights per second (`M·N·K / M / time` = N·K per call for every M, so batch rows
-/// do not inflate it; multiply by M for MACs) of each low-bit format and of int8, from cache
-/// (one 3072×768 matrix) and from DRAM (cycling through 256 MiB of copies), 2 threads.
+/// The low-bit tables: every format at M = 1, 4, 32 on `isa`, then int4, int6, ternary and bcq1
+/// at M = 1 on the 256-bit paths (AVX-VNNI, AVX2), each against int8 on the same path.
 fn lowbit_summary(isa: Isa, two: &ThreadPool) {
+    lowbit_table(isa, two, &[1, 4, 32], None);
+    for other in [Isa::AvxVnni, Isa::Avx2] {
+        if other != isa && other.is_available() {
+            lowbit_table(
+                other,
+                two,
+                &[1],
+                Some(&["int4", "int6", INT6_BYTES, "ternary", "bcq1"]),
+            );
+        }
+    }
+}
+
+/// int6 codes on the 8-bit layout (what `LinearLowBit` used before the 6-bit one), for comparison.
+const INT6_BYTES: &str = "int6 (bytes)";
+
+/// The kernel layout: `pack_matrix`, except [`INT6_BYTES`] on 8-bit codes.
+fn pack_for(name: &str, m: &LowBitMatrix) -> PackedLowBit {
+    if name != INT6_BYTES {
+        return pack_matrix(m);
+    }
+    let offset = m.format.offset();
+    let codes: Vec<u8> = m
+        .codes
+        .iter()
+        .map(|&q| (i32::from(q) + offset) as u8)
+        .collect();
+    PackedLowBit::pack(8, offset, 1, &codes, &m.params, m.rows, m.cols, 1, None)
+}
+
+/// Billions of weights per second (`M·N·K / M / time` = N·K per call for every M, so batch rows
+/// do not inflate it; multiply by M for MACs) of each low-bit format (`only`: those named) and
+/// of int8 on the same ISA path, from cache (one 3072×768 matrix) and from DRAM (cycling through
+/// 256 MiB of copies), 2 threads.
+fn lowbit_table(isa: Isa, two: &ThreadPool, ms: &[usize], only: Option<&[&str]>) {
     let budget = Duration::from_millis(300);
     let (n, k) = (3072, 768);
     let w = values(n * k, 2);
     println!(
-        "\nlow-bit kernels vs int8 ({isa} int8 path), N={n} K={k}, 2 threads, Gweights/s per call \
-         from dedicated-core time (wall in parentheses)"
+        "\nlow-bit kernels vs int8, {isa} path for both, N={n} K={k}, 2 threads, Gweights/s per \
+         call from dedicated-core time (wall in parentheses)"
     );
     println!(
         "{:<13} {:>5} | {:>16} {:>6} | {:>16} {:>6}",
         "format", "M", "in cache", "×int8", "from DRAM (M=1)", "×int8"
     );
     let gw = |seconds: f64| (n * k) as f64 / seconds / 1e9;
-    for m in [1, 4, 32] {
+    for &m in ms {
         let shape = Shape {
             model: "bert",
             m,
@@ -412,7 +449,10 @@ fn lowbit_summary(isa: Isa, two: &ThreadPool) {
         };
         show("int8", (i8_wall, i8_cpu), i8_dram);
         for (name, matrix) in lowbit_formats(&w, n, k) {
-            let packed = pack_matrix(&matrix);
+            if only.is_some_and(|names| !names.contains(&name)) {
+                continue;
+            }
+            let packed = pack_for(name, &matrix);
             let mut acts = LowBitActivations::new();
             lowbit::quantize_for(isa, &int8.x, m, &packed, &mut acts);
             // Binary planes at batch 1 have two kernels: time both.

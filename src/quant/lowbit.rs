@@ -352,11 +352,19 @@ impl LinearLowBit {
     }
 }
 
-/// The kernel layout of a quantized matrix: unsigned codes of 4 bits (uniform ≤ 4 bits), 8 bits
-/// (uniform 5–8 bits), 2 bits (ternary) or 1 bit per plane (bcq).
+/// The kernel layout of a quantized matrix: unsigned codes of 4 bits (uniform ≤ 4 bits), 6 bits
+/// (uniform 5–6 bits: int6 stays 6 bits in memory, three lines per 16 k), 8 bits (uniform 7–8
+/// bits), 2 bits (ternary) or 1 bit per plane (bcq).
 pub fn pack_matrix(m: &LowBitMatrix) -> PackedLowBit {
     let (storage_bits, mul, group) = match m.format {
-        LowBitFormat::Uniform { bits, group } => (if bits <= 4 { 4 } else { 8 }, 1, group),
+        LowBitFormat::Uniform { bits, group } => {
+            let storage = match bits {
+                ..=4 => 4,
+                5 | 6 => 6,
+                _ => 8,
+            };
+            (storage, 1, group)
+        }
         LowBitFormat::Ternary => (2, 1, None),
         LowBitFormat::Bcq { .. } => (1, 2, None),
     };

@@ -31,17 +31,18 @@ pub(super) unsafe fn tile(job: &TileJob) {
     if job.a.m() > GEMV_MAX_ROWS && w.bits() < 8 {
         // Many rows: decode the tile once into bytes, then every row pass is a plain byte GEMM.
         let mut wide = WIDE.take();
-        let per_block = blocks[0].len() * (8 / w.bits() as usize);
+        let per_block = w.k_total() / 4;
         wide.clear();
         wide.resize(per_block * TILE_BLOCKS, CacheLine([0; 64]));
         for (b, lines) in blocks.iter().enumerate() {
             let dst = &mut wide[b * per_block..(b + 1) * per_block];
-            // SAFETY: features per this function's contract; dst holds lines × per_byte lines.
+            // SAFETY: features per this function's contract; dst holds one line per 4 k.
             unsafe {
                 match w.bits() {
                     1 => widen::<1>(lines, dst),
                     2 => widen::<2>(lines, dst),
-                    _ => widen::<4>(lines, dst),
+                    4 => widen::<4>(lines, dst),
+                    _ => widen6(lines, dst),
                 }
             }
         }
@@ -58,6 +59,7 @@ pub(super) unsafe fn tile(job: &TileJob) {
             1 => run::<1>(job, &blocks),
             2 => run::<2>(job, &blocks),
             4 => run::<4>(job, &blocks),
+            6 => run::<6>(job, &blocks),
             _ => run::<8>(job, &blocks),
         }
     }
@@ -80,6 +82,40 @@ unsafe fn widen<const BITS: u32>(lines: &[CacheLine], out: &mut [CacheLine]) {
     }
 }
 
+/// Splits every 3-line unit of 6-bit codes into 4 lines of bytes.
+#[target_feature(enable = "avx512f,avx512bw")]
+unsafe fn widen6(lines: &[CacheLine], out: &mut [CacheLine]) {
+    assert_eq!(out.len() * 3, lines.len() * 4);
+    for (src, dst) in lines.chunks_exact(3).zip(out.chunks_exact_mut(4)) {
+        // SAFETY: CacheLine is 64 bytes, 64-byte aligned.
+        let v = std::array::from_fn(|t| unsafe { _mm512_load_si512(src[t].0.as_ptr().cast()) });
+        for (d, u) in dst.iter_mut().zip(decode6(v)) {
+            // SAFETY: as above.
+            unsafe { _mm512_store_si512(d.0.as_mut_ptr().cast(), u) };
+        }
+    }
+}
+
+/// The four sub-quads of bytes in a 3-line unit of 6-bit codes (`pack.rs`): the low 6 bits of
+/// each line, then the top 2 bits of lines 0, 1, 2 as bits 0..1, 2..3, 4..5.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw")]
+fn decode6(v: [__m512i; 3]) -> [__m512i; 4] {
+    let low = _mm512_set1_epi8(0x3f);
+    let top = _mm512_set1_epi8(0xc0u8 as i8);
+    // `a | (b & c)` is truth table 0xf8. Each 16-bit shift moves the gathered bits down by 2
+    // within their byte; the next byte's bits 0..1 that it brings in are always zero here.
+    let mut t = _mm512_and_si512(v[0], top);
+    t = _mm512_ternarylogic_epi32::<0xf8>(_mm512_srli_epi16::<2>(t), v[1], top);
+    t = _mm512_ternarylogic_epi32::<0xf8>(_mm512_srli_epi16::<2>(t), v[2], top);
+    [
+        _mm512_and_si512(v[0], low),
+        _mm512_and_si512(v[1], low),
+        _mm512_and_si512(v[2], low),
+        _mm512_srli_epi16::<2>(t),
+    ]
+}
+
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
 unsafe fn run<const BITS: u32>(job: &TileJob, blocks: &[&[CacheLine]; TILE_BLOCKS]) {
     let m = job.a.m();
@@ -88,11 +124,15 @@ unsafe fn run<const BITS: u32>(job: &TileJob, blocks: &[&[CacheLine]; TILE_BLOCK
         let rows = (m - r).min(4);
         // SAFETY: features and output per the caller's contract; rows r..r + rows exist.
         unsafe {
-            match rows {
-                4 => rows_pass::<BITS, 4>(job, blocks, r),
-                3 => rows_pass::<BITS, 3>(job, blocks, r),
-                2 => rows_pass::<BITS, 2>(job, blocks, r),
-                _ => rows_pass::<BITS, 1>(job, blocks, r),
+            match (rows, BITS == 6) {
+                (4, false) => rows_pass::<BITS, 4>(job, blocks, r),
+                (3, false) => rows_pass::<BITS, 3>(job, blocks, r),
+                (2, false) => rows_pass::<BITS, 2>(job, blocks, r),
+                (_, false) => rows_pass::<BITS, 1>(job, blocks, r),
+                (4, true) => rows_pass6::<4>(job, blocks, r),
+                (3, true) => rows_pass6::<3>(job, blocks, r),
+                (2, true) => rows_pass6::<2>(job, blocks, r),
+                (_, true) => rows_pass6::<1>(job, blocks, r),
             }
         }
         r += rows;
@@ -145,6 +185,67 @@ unsafe fn rows_pass<const BITS: u32, const MR: usize>(
                     }
                 }
             }
+        }
+        let mul = _mm512_set1_epi32(w.mul());
+        for r in 0..MR {
+            let correction = _mm512_set1_epi32(w.offset().wrapping_mul(a.group_sum(r0 + r, g)));
+            for b in 0..TILE_BLOCKS {
+                let v = _mm512_sub_epi32(_mm512_mullo_epi32(mul, acc[r][b]), correction);
+                let block = job.tile * TILE_BLOCKS + b;
+                // SAFETY: 16 scales per block and group.
+                let s = unsafe { _mm512_loadu_ps(w.block_scales(g, block).as_ptr()) };
+                facc[r][b] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(v), s, facc[r][b]);
+            }
+        }
+    }
+    for b in 0..TILE_BLOCKS {
+        for r in 0..MR {
+            // SAFETY: features and output per this function's contract; row r0 + r exists.
+            unsafe { store_block(job, r0 + r, b, facc[r][b]) };
+        }
+    }
+}
+
+/// [`rows_pass`] for 6-bit codes: 3-line units of 16 k, one block at a time (12 lines of a whole
+/// tile would not leave registers for the accumulators).
+#[allow(clippy::needless_range_loop)]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+unsafe fn rows_pass6<const MR: usize>(
+    job: &TileJob,
+    blocks: &[&[CacheLine]; TILE_BLOCKS],
+    r0: usize,
+) {
+    let (w, a) = (job.w, job.a);
+    let units_per_group = w.seg() / 16;
+    let x: [*const i8; MR] = std::array::from_fn(|r| a.row(r0 + r).as_ptr());
+    let n_lines = blocks[0].len();
+    let mut facc = [[_mm512_setzero_ps(); TILE_BLOCKS]; MR];
+    for g in 0..w.groups() {
+        let mut acc = [[_mm512_setzero_si512(); TILE_BLOCKS]; MR];
+        for unit in g * units_per_group..(g + 1) * units_per_group {
+            let l = unit * 3;
+            unrolled!(TILE_BLOCKS, b, {
+                let v = std::array::from_fn(|t| {
+                    if MR == 1 && l + t + PREFETCH_LINES < n_lines {
+                        _mm_prefetch::<_MM_HINT_T0>(
+                            blocks[b][l + t + PREFETCH_LINES].0.as_ptr().cast(),
+                        );
+                    }
+                    // SAFETY: CacheLine is 64 bytes, 64-byte aligned.
+                    unsafe { _mm512_load_si512(blocks[b][l + t].0.as_ptr().cast()) }
+                });
+                let u = decode6(v);
+                unrolled!(4, j, {
+                    let k = unit * 16 + j * 4;
+                    for r in 0..MR {
+                        // SAFETY: k + 4 ≤ k_total, the length of every activation row.
+                        let xb = unsafe {
+                            _mm512_set1_epi32(x[r].add(k).cast::<i32>().read_unaligned())
+                        };
+                        acc[r][b] = _mm512_dpbusd_epi32(acc[r][b], u[j], xb);
+                    }
+                });
+            });
         }
         let mul = _mm512_set1_epi32(w.mul());
         for r in 0..MR {

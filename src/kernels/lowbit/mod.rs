@@ -1,12 +1,16 @@
-//! Sub-8-bit GEMV/GEMM: 4-bit, 2-bit (ternary) and 1-bit (binary-coded planes) weight codes as
-//! the **unsigned** operand of `vpdpbusd`, activations as the signed one.
+//! Sub-8-bit GEMV/GEMM: 6-bit, 4-bit, 2-bit (ternary) and 1-bit (binary-coded planes) weight
+//! codes (and 8-bit ones) as the **unsigned** operand of `vpdpbusd`, activations as the signed
+//! one. Paths per [`Isa`]:
+//! AVX-512 VNNI (`avx512.rs`, plus a lookup-table kernel for binary planes, `lut.rs`), AVX-VNNI
+//! and AVX2 (`avx2.rs`: 256-bit `vpdpbusd`, or `vpmaddubsw` + `vpmaddwd` where the code ranges
+//! keep it exact) and scalar.
 //!
 //! `out[m][n] = xs[m] · Σ_g scale[g][n] · (mul · Σ_{k∈g} u[n][k] · x[m][k] − offset · Σ_{k∈g} x[m][k]) + bias[n]`
 //!
 //! * A stored code is `u = q + offset` (uniform: `offset = 2^(bits−1)`, ternary: 1), so
 //!   `Σ u·x = Σ q·x + offset · Σx`: the correction needs only the activation sums per group,
 //!   computed once per row ([`LowBitActivations`]). No sign extension in the inner loop: a nibble
-//!   or 2-bit code is one shift and one AND.
+//!   or 2-bit code is one shift and one AND; 6-bit codes come in three-line units (`pack.rs`).
 //! * Binary-coding planes store `u = (s + 1) / 2` for a sign `s`, and `Σ s·x = 2·Σ u·x − Σx`
 //!   (`mul = 2`, `offset = 1`). The planes are laid end to end along K and the activations are
 //!   repeated once per plane, so a `q`-plane matrix is a `q`-group 1-bit matrix whose group
@@ -20,6 +24,27 @@
 //!   (in L1/L2) and then run the same kernel on bytes, so the decode is paid once per call, not
 //!   once per row.
 
+/// Runs `$body` with `$i` bound to each constant `0..$n` (`$n ≤ 8`, a constant), unrolled in the
+/// source: register tiles indexed by `$i` must have constant indices to stay in registers, and
+/// LLVM does not fully unroll loops with bodies this large by itself.
+#[cfg(target_arch = "x86_64")]
+macro_rules! unrolled {
+    ($n:expr, $i:ident, $body:block) => {
+        unrolled!(@ $n, $i, $body, 0 1 2 3 4 5 6 7)
+    };
+    (@ $n:expr, $i:ident, $body:block, $($k:literal)*) => {
+        debug_assert!($n <= 8);
+        $(
+            if $k < $n {
+                let $i: usize = $k;
+                $body
+            }
+        )*
+    };
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
 #[cfg(target_arch = "x86_64")]
@@ -62,8 +87,8 @@ pub fn quantize_for(isa: Isa, x: &[f32], m: usize, w: &PackedLowBit, out: &mut L
     INT8_SCRATCH.set(qa);
 }
 
-/// Which code path runs: the AVX-512 VNNI kernels, or the portable one for every other ISA.
-fn vector_path(isa: Isa) -> bool {
+/// Whether `isa` runs the AVX-512 kernels (the lookup-table one among them).
+fn avx512_path(isa: Isa) -> bool {
     cfg!(target_arch = "x86_64") && isa == Isa::Avx512Vnni
 }
 
@@ -92,7 +117,7 @@ pub const BINARY_LUT: bool = false;
 pub fn uses_binary_lut(isa: Isa, a: &LowBitActivations, w: &PackedLowBit, lut: bool) -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        lut && vector_path(isa) && w.bits() == 1 && a.m() == 1 && lut::available()
+        lut && avx512_path(isa) && w.bits() == 1 && a.m() == 1 && lut::available()
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
@@ -167,16 +192,19 @@ pub fn gemm_binary_lut(
                 unsafe { lut::tile(&job, tables) };
                 continue;
             }
-            if vector_path(isa) {
+            match isa {
                 #[cfg(target_arch = "x86_64")]
-                // SAFETY: `isa` is available (checked above) and is AVX-512 VNNI; the tile's
+                // SAFETY: `isa` is available (checked above): avx512f/bw/vnni; the tile's
                 // columns are disjoint from every other unit's, and `out` covers all rows × N.
-                unsafe {
-                    avx512::tile(&job)
-                };
-            } else {
+                Isa::Avx512Vnni => unsafe { avx512::tile(&job) },
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: as above, with avxvnni, avx2 and fma.
+                Isa::AvxVnni => unsafe { avx2::tile(&job, true) },
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: as above, with avx2 and fma.
+                Isa::Avx2 => unsafe { avx2::tile(&job, false) },
                 // SAFETY: as above; the portable path needs no CPU feature.
-                unsafe { scalar::tile(&job) };
+                _ => unsafe { scalar::tile(&job) },
             }
         }
     };

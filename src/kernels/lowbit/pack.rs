@@ -5,6 +5,12 @@
 //! `k = base + j·4 + i` for every sub-quad `j < 8 / bits`, code `j` in bits `j·bits..(j+1)·bits`.
 //! So one shift and one AND turn a line into the 16 columns × 4 k unsigned bytes of one
 //! `vpdpbusd`, for every code width alike.
+//!
+//! 6-bit codes do not divide a byte: a *unit* of three lines holds four sub-quads (16 k). Line
+//! `t < 3` of a unit holds sub-quad `t` in the low 6 bits of its bytes, and the 6 bits of
+//! sub-quad 3 are split over the top 2 bits of the three lines (line `t`: code bits `2t, 2t+1`).
+//! Sub-quads 0..2 are one AND each; sub-quad 3 is three ANDs, three shifts and two ORs. Every
+//! other width has one-line units. A 64-value group is 12 lines (6 bits per weight).
 
 use crate::kernels::int8::QuantizedActivations;
 
@@ -32,6 +38,9 @@ pub struct PackedLowBit {
     groups: usize,
     /// Column blocks, padded to whole tiles.
     blocks: usize,
+    /// The largest stored code: the AVX2 path multiplies codes with `vpmaddubsw`, which is exact
+    /// only for codes ≤ 128 (see `avx2.rs`), so 8-bit codes above it take a split path.
+    max_code: u8,
     /// `[groups][blocks · 16]`, zero for padded columns.
     scales: Vec<f32>,
     /// `[blocks][lines]`.
@@ -55,8 +64,8 @@ impl PackedLowBit {
         group_len: Option<usize>,
     ) -> Self {
         assert!(
-            matches!(bits, 1 | 2 | 4 | 8),
-            "code width must be 1, 2, 4 or 8 bits"
+            matches!(bits, 1 | 2 | 4 | 6 | 8),
+            "code width must be 1, 2, 4, 6 or 8 bits"
         );
         assert!(planes >= 1 && (planes == 1 || group_len.is_none()));
         assert_eq!(
@@ -79,21 +88,18 @@ impl PackedLowBit {
         assert_eq!(scales.len(), n * groups, "scales must be N×groups");
         let blocks = n.div_ceil(TILE) * (TILE / BLOCK);
         let k_total = kp * planes;
-        let k_per_line = 4 * (8 / bits as usize);
-        let lines = k_total / k_per_line;
+        let lines = lines_for(bits, k_total);
         let mut data = vec![CacheLine([0; 64]); blocks * lines];
         let mut padded_scales = vec![0.0f32; groups * blocks * BLOCK];
+        let max_code = unsigned_codes.iter().copied().max().unwrap_or(0);
         for col in 0..n {
             let (block, c) = (col / BLOCK, col % BLOCK);
             for p in 0..planes {
                 let row = &unsigned_codes[(col * planes + p) * k..(col * planes + p + 1) * k];
+                let block_lines = &mut data[block * lines..(block + 1) * lines];
                 for (kk, &u) in row.iter().enumerate() {
                     debug_assert!(u32::from(u) < (1 << bits));
-                    let kt = p * kp + kk;
-                    let (line, within) = (kt / k_per_line, kt % k_per_line);
-                    let (j, i) = (within / 4, within % 4);
-                    let byte = &mut data[block * lines + line].0[c * 4 + i];
-                    *byte |= u << (j as u32 * bits);
+                    put_code(block_lines, bits, p * kp + kk, c, u);
                 }
             }
             for g in 0..groups {
@@ -111,6 +117,7 @@ impl PackedLowBit {
             seg,
             groups,
             blocks,
+            max_code,
             scales: padded_scales,
             data,
         }
@@ -119,22 +126,15 @@ impl PackedLowBit {
     /// A new matrix holding only the output columns `ids`, in that order (vocabulary
     /// shortlists); cost O(len(ids) · K).
     pub fn select_outputs(&self, ids: &[u32]) -> Self {
-        let k_per_line = 4 * (8 / self.bits as usize);
-        let lines = self.lines_per_block();
-        let mask = ((1u16 << self.bits) - 1) as u8;
         let mut codes = Vec::with_capacity(ids.len() * self.planes * self.k);
         let mut scales = Vec::with_capacity(ids.len() * self.groups);
         for &id in ids {
             let col = id as usize;
             assert!(col < self.n, "output id {col} out of range (N={})", self.n);
             let (block, c) = (col / BLOCK, col % BLOCK);
+            let lines = self.block_lines(block);
             for p in 0..self.planes {
-                codes.extend((0..self.k).map(|kk| {
-                    let kt = p * self.kp + kk;
-                    let (line, within) = (kt / k_per_line, kt % k_per_line);
-                    let byte = self.data[block * lines + line].0[c * 4 + within % 4];
-                    (byte >> ((within / 4) as u32 * self.bits)) & mask
-                }));
+                codes.extend((0..self.k).map(|kk| get_code(lines, self.bits, p * self.kp + kk, c)));
             }
             scales.extend((0..self.groups).map(|g| self.scales[g * self.blocks * BLOCK + col]));
         }
@@ -186,6 +186,12 @@ impl PackedLowBit {
         self.mul
     }
 
+    // Only the x86 AVX2 path asks.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    pub(crate) fn max_code(&self) -> u8 {
+        self.max_code
+    }
+
     pub(crate) fn seg(&self) -> usize {
         self.seg
     }
@@ -195,7 +201,7 @@ impl PackedLowBit {
     }
 
     pub(crate) fn lines_per_block(&self) -> usize {
-        self.k_total() / (4 * (8 / self.bits as usize))
+        lines_for(self.bits, self.k_total())
     }
 
     /// Lines of column block `block`.
@@ -208,6 +214,52 @@ impl PackedLowBit {
     pub(crate) fn block_scales(&self, g: usize, block: usize) -> &[f32] {
         let at = g * self.blocks * BLOCK + block * BLOCK;
         &self.scales[at..at + BLOCK]
+    }
+}
+
+/// Lines and k values of one unit of `bits`-bit codes (see the module comment).
+pub(crate) const fn unit(bits: u32) -> (usize, usize) {
+    if bits == 6 {
+        (3, 16)
+    } else {
+        (1, 4 * (8 / bits as usize))
+    }
+}
+
+/// Lines of one column block holding `k_total` (a multiple of 64) codes.
+fn lines_for(bits: u32, k_total: usize) -> usize {
+    let (lines, k) = unit(bits);
+    k_total / k * lines
+}
+
+/// Stores code `u` of packed index `kt`, column `c` into a block's (zeroed) lines.
+fn put_code(lines: &mut [CacheLine], bits: u32, kt: usize, c: usize, u: u8) {
+    let (unit_lines, unit_k) = unit(bits);
+    let (base, j, i) = ((kt / unit_k) * unit_lines, kt % unit_k / 4, kt % 4);
+    if bits != 6 {
+        lines[base].0[c * 4 + i] |= u << (j as u32 * bits);
+    } else if j < 3 {
+        lines[base + j].0[c * 4 + i] |= u;
+    } else {
+        for t in 0..3 {
+            lines[base + t].0[c * 4 + i] |= ((u >> (2 * t)) & 3) << 6;
+        }
+    }
+}
+
+/// The code of packed index `kt`, column `c` in a block's lines; inverse of [`put_code`].
+fn get_code(lines: &[CacheLine], bits: u32, kt: usize, c: usize) -> u8 {
+    let (unit_lines, unit_k) = unit(bits);
+    let (base, j, i) = ((kt / unit_k) * unit_lines, kt % unit_k / 4, kt % 4);
+    if bits != 6 {
+        let mask = ((1u16 << bits) - 1) as u8;
+        (lines[base].0[c * 4 + i] >> (j as u32 * bits)) & mask
+    } else if j < 3 {
+        lines[base + j].0[c * 4 + i] & 0x3f
+    } else {
+        (0..3).fold(0, |u, t| {
+            u | ((lines[base + t].0[c * 4 + i] >> 6) << (2 * t))
+        })
     }
 }
 
