@@ -259,7 +259,7 @@ fn the_reference_is_the_dequantized_product() {
     }
 }
 
-/// Vocabulary shortlists: `select_outputs` re-packs chosen columns (every code width, the 6-bit
+/// Vocabulary shortlists: `select_outputs` copies chosen columns (every code width, the 6-bit
 /// units included) and every path still equals the reference on those rows.
 #[test]
 fn selected_outputs_equal_the_reference_on_those_rows() {
