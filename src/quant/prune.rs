@@ -337,18 +337,14 @@ pub fn prune_bert(src: &Path, store: &mut TensorStore, opts: &PruneOptions) -> R
         &mut totals,
         &mut notes,
     )?;
-    notes.push(total_note(opts, sentences.len(), totals));
-    Ok(Pruned {
-        record: PruneRecord {
-            lambda: opts.lambda,
-            calibration_sha256: sha256_file(&opts.calibration)?,
-            sentences: sentences.len(),
-            width,
-            encoder,
-            decoder: Vec::new(),
-        },
+    finish(
+        opts,
+        sentences.len(),
+        width,
+        (encoder, Vec::new()),
+        totals,
         notes,
-    })
+    )
 }
 
 /// Calibrates the fp32 Marian model in `src` and prunes the FFNs of `bin` (its fp32 tensors and
@@ -392,12 +388,31 @@ pub fn prune_marian(src: &Path, bin: &mut MarianBin, opts: &PruneOptions) -> Res
         &mut totals,
         &mut notes,
     )?;
-    notes.push(total_note(opts, sentences.len(), totals));
+    finish(
+        opts,
+        sentences.len(),
+        width,
+        (encoder, decoder),
+        totals,
+        notes,
+    )
+}
+
+/// The record of a finished pruning, and the notes with their total line.
+fn finish(
+    opts: &PruneOptions,
+    sentences: usize,
+    width: usize,
+    (encoder, decoder): (Vec<usize>, Vec<usize>),
+    totals: (usize, usize),
+    mut notes: Vec<String>,
+) -> Result<Pruned> {
+    notes.push(total_note(opts, sentences, totals));
     Ok(Pruned {
         record: PruneRecord {
             lambda: opts.lambda,
             calibration_sha256: sha256_file(&opts.calibration)?,
-            sentences: sentences.len(),
+            sentences,
             width,
             encoder,
             decoder,
