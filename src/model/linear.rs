@@ -88,7 +88,7 @@ impl LinearParts {
                         Ok((part, ids))
                     })
                     .collect::<Result<_>>()?;
-                Linear::Tiered(TieredLinear { parts, n_out, n_in })
+                Linear::Tiered(TieredLinear::new(parts, n_out, n_in))
             }
         })
     }
@@ -100,11 +100,28 @@ impl LinearParts {
 pub struct TieredLinear {
     /// `(layer, the output columns it computes)`; every column belongs to exactly one part.
     parts: Vec<(Linear, Vec<u32>)>,
+    /// Where each output column lives: (part, index within the part), for `select_outputs`.
+    home: Vec<(u32, u32)>,
     n_out: usize,
     n_in: usize,
 }
 
 impl TieredLinear {
+    fn new(parts: Vec<(Linear, Vec<u32>)>, n_out: usize, n_in: usize) -> Self {
+        let mut home = vec![(0, 0); n_out];
+        for (p, (_, cols)) in parts.iter().enumerate() {
+            for (i, &c) in cols.iter().enumerate() {
+                home[c as usize] = (p as u32, i as u32);
+            }
+        }
+        Self {
+            parts,
+            home,
+            n_out,
+            n_in,
+        }
+    }
+
     fn forward(&self, x: &[f32], rows: usize, out: &mut [f32], activation: Option<Activation>) {
         let mut part_out = Vec::new();
         for (layer, cols) in &self.parts {
@@ -126,18 +143,11 @@ impl TieredLinear {
 
     /// Only the outputs `ids`, in that order: each part keeps its columns among them.
     fn select_outputs(&self, ids: &[u32]) -> Self {
-        // Where each original column lives: (part, index within the part).
-        let mut home = vec![(0usize, 0u32); self.n_out];
-        for (p, (_, cols)) in self.parts.iter().enumerate() {
-            for (i, &c) in cols.iter().enumerate() {
-                home[c as usize] = (p, i as u32);
-            }
-        }
         let mut picked = vec![(Vec::new(), Vec::new()); self.parts.len()];
         for (pos, &id) in ids.iter().enumerate() {
-            let (p, i) = home[id as usize];
-            picked[p].0.push(i);
-            picked[p].1.push(pos as u32);
+            let (p, i) = self.home[id as usize];
+            picked[p as usize].0.push(i);
+            picked[p as usize].1.push(pos as u32);
         }
         let parts = self
             .parts
@@ -146,11 +156,7 @@ impl TieredLinear {
             .filter(|(_, (within, _))| !within.is_empty())
             .map(|((layer, _), (within, positions))| (layer.select_outputs(&within), positions))
             .collect();
-        Self {
-            parts,
-            n_out: ids.len(),
-            n_in: self.n_in,
-        }
+        Self::new(parts, ids.len(), self.n_in)
     }
 
     fn map_parts(&self, f: impl Fn(&Linear) -> Result<Linear>) -> Result<Self> {
@@ -160,6 +166,7 @@ impl TieredLinear {
                 .iter()
                 .map(|(l, cols)| Ok((f(l)?, cols.clone())))
                 .collect::<Result<_>>()?,
+            home: self.home.clone(),
             n_out: self.n_out,
             n_in: self.n_in,
         })
@@ -169,7 +176,8 @@ impl TieredLinear {
         self.parts
             .iter()
             .map(|(l, cols)| l.bytes() + cols.len() * 4)
-            .sum()
+            .sum::<usize>()
+            + self.home.len() * 8
     }
 }
 
