@@ -23,10 +23,9 @@
 //! results are bit-identical to it and to the AVX-512 path.
 
 use std::arch::x86_64::*;
-use std::cell::Cell;
 
 use super::pack::{CacheLine, unit};
-use super::{BLOCK, GEMV_MAX_ROWS, TILE, TILE_BLOCKS, TileJob};
+use super::{BLOCK, GEMV_MAX_ROWS, TILE, TILE_BLOCKS, TileJob, tile_blocks, with_widened_tile};
 use crate::kernels::int8::Activation;
 use crate::kernels::int8::epilogue::gelu_avx2;
 
@@ -52,11 +51,6 @@ const fn s16_run(bits: u32) -> usize {
     32768 / (256 * umax)
 }
 
-thread_local! {
-    // The widened (8-bit) codes of one tile, reused by every call on this thread.
-    static WIDE: Cell<Vec<CacheLine>> = const { Cell::new(Vec::new()) };
-}
-
 /// One pass: rows `r0..r0 + MR` × vectors `v0..v0 + NV` of the tile.
 type Pass = unsafe fn(&TileJob, &[&[CacheLine]; TILE_BLOCKS], usize, usize);
 
@@ -69,31 +63,24 @@ type Pass = unsafe fn(&TileJob, &[&[CacheLine]; TILE_BLOCKS], usize, usize);
 #[target_feature(enable = "avx2,fma")]
 pub(super) unsafe fn tile(job: &TileJob, vnni: bool) {
     let w = job.w;
-    let blocks: [&[CacheLine]; TILE_BLOCKS] =
-        std::array::from_fn(|b| w.block_lines(job.tile * TILE_BLOCKS + b));
     if job.a.m() > GEMV_MAX_ROWS && w.bits() < 8 {
-        // Many rows: decode the tile once into bytes, then every row pass is a plain byte GEMM.
-        let mut wide = WIDE.take();
-        let per_block = w.k_total() / 4;
-        wide.clear();
-        wide.resize(per_block * TILE_BLOCKS, CacheLine([0; 64]));
-        for (b, lines) in blocks.iter().enumerate() {
-            let dst = &mut wide[b * per_block..(b + 1) * per_block];
-            match w.bits() {
+        let bits = w.bits();
+        with_widened_tile(
+            job,
+            |lines, dst| match bits {
                 1 => widen::<1>(lines, dst),
                 2 => widen::<2>(lines, dst),
                 4 => widen::<4>(lines, dst),
                 _ => widen::<6>(lines, dst),
-            }
-        }
-        let wide_blocks: [&[CacheLine]; TILE_BLOCKS] =
-            std::array::from_fn(|b| &wide[b * per_block..(b + 1) * per_block]);
-        // Widened codes keep their 1/2/4/6-bit values (≤ 63): no split needed.
-        // SAFETY: features and output per this function's contract.
-        unsafe { rows(job, &wide_blocks, passes::<8>(vnni, false)) };
-        WIDE.set(wide);
+            },
+            // Widened codes keep their 1/2/4/6-bit values (≤ 63): no split needed.
+            // SAFETY: features and output per this function's contract (the closure runs
+            // inside it).
+            |wide| unsafe { rows(job, wide, passes::<8>(vnni, false)) },
+        );
         return;
     }
+    let blocks = tile_blocks(job);
     let split = w.bits() == 8 && u32::from(w.max_code()) > MADDUBS_MAX_CODE;
     let passes = match w.bits() {
         1 => passes::<1>(vnni, false),

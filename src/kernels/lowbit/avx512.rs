@@ -2,21 +2,15 @@
 //! (independent accumulator chains) × up to 4 rows per pass.
 
 use std::arch::x86_64::*;
-use std::cell::Cell;
 
 use super::pack::CacheLine;
-use super::{BLOCK, GEMV_MAX_ROWS, TILE_BLOCKS, TileJob};
+use super::{BLOCK, GEMV_MAX_ROWS, TILE_BLOCKS, TileJob, tile_blocks, with_widened_tile};
 use crate::kernels::int8::Activation;
 use crate::kernels::int8::epilogue::gelu_avx512;
 
 /// A core alone cannot keep enough DRAM reads in flight (kernels.md §3): request each block's
 /// line this far ahead.
 const PREFETCH_LINES: usize = 64;
-
-thread_local! {
-    // The widened (8-bit) codes of one tile, reused by every call on this thread.
-    static WIDE: Cell<Vec<CacheLine>> = const { Cell::new(Vec::new()) };
-}
 
 /// Computes every row of the job's tile.
 ///
@@ -26,33 +20,28 @@ thread_local! {
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
 pub(super) unsafe fn tile(job: &TileJob) {
     let w = job.w;
-    let blocks: [&[CacheLine]; TILE_BLOCKS] =
-        std::array::from_fn(|b| w.block_lines(job.tile * TILE_BLOCKS + b));
     if job.a.m() > GEMV_MAX_ROWS && w.bits() < 8 {
-        // Many rows: decode the tile once into bytes, then every row pass is a plain byte GEMM.
-        let mut wide = WIDE.take();
-        let per_block = w.k_total() / 4;
-        wide.clear();
-        wide.resize(per_block * TILE_BLOCKS, CacheLine([0; 64]));
-        for (b, lines) in blocks.iter().enumerate() {
-            let dst = &mut wide[b * per_block..(b + 1) * per_block];
-            // SAFETY: features per this function's contract; dst holds one line per 4 k.
-            unsafe {
-                match w.bits() {
-                    1 => widen::<1>(lines, dst),
-                    2 => widen::<2>(lines, dst),
-                    4 => widen::<4>(lines, dst),
-                    _ => widen6(lines, dst),
+        let bits = w.bits();
+        with_widened_tile(
+            job,
+            |lines, dst| {
+                // SAFETY: features per this function's contract (the closure runs inside it);
+                // dst holds one line per 4 k.
+                unsafe {
+                    match bits {
+                        1 => widen::<1>(lines, dst),
+                        2 => widen::<2>(lines, dst),
+                        4 => widen::<4>(lines, dst),
+                        _ => widen6(lines, dst),
+                    }
                 }
-            }
-        }
-        let wide_blocks: [&[CacheLine]; TILE_BLOCKS] =
-            std::array::from_fn(|b| &wide[b * per_block..(b + 1) * per_block]);
-        // SAFETY: as above.
-        unsafe { run::<8>(job, &wide_blocks) };
-        WIDE.set(wide);
+            },
+            // SAFETY: as above; output per this function's contract.
+            |wide| unsafe { run::<8>(job, wide) },
+        );
         return;
     }
+    let blocks = tile_blocks(job);
     // SAFETY: features and output per this function's contract.
     unsafe {
         match w.bits() {

@@ -76,6 +76,36 @@ const UNITS_PER_THREAD: usize = 4;
 
 thread_local! {
     static INT8_SCRATCH: Cell<QuantizedActivations> = Cell::new(QuantizedActivations::new());
+    // The widened (8-bit) codes of one tile, reused by every call on this thread.
+    static WIDE: Cell<Vec<pack::CacheLine>> = const { Cell::new(Vec::new()) };
+}
+
+/// The packed lines of the job's tile, one slice per column block.
+#[cfg(target_arch = "x86_64")]
+pub(crate) fn tile_blocks<'a>(job: &TileJob<'a>) -> [&'a [pack::CacheLine]; TILE_BLOCKS] {
+    std::array::from_fn(|b| job.w.block_lines(job.tile * TILE_BLOCKS + b))
+}
+
+/// For many rows: the job's tile decoded once into 8-bit codes by `widen` (a block's packed
+/// lines → one line per 4 k), then `run` on those blocks, so every row pass is a plain byte GEMM.
+/// The buffer is kept per thread.
+#[cfg(target_arch = "x86_64")]
+pub(crate) fn with_widened_tile(
+    job: &TileJob,
+    widen: impl Fn(&[pack::CacheLine], &mut [pack::CacheLine]),
+    run: impl FnOnce(&[&[pack::CacheLine]; TILE_BLOCKS]),
+) {
+    let mut wide = WIDE.take();
+    let per_block = job.w.k_total() / 4;
+    wide.clear();
+    wide.resize(per_block * TILE_BLOCKS, pack::CacheLine([0; 64]));
+    for (b, lines) in tile_blocks(job).iter().enumerate() {
+        widen(lines, &mut wide[b * per_block..(b + 1) * per_block]);
+    }
+    let wide_blocks: [&[pack::CacheLine]; TILE_BLOCKS] =
+        std::array::from_fn(|b| &wide[b * per_block..(b + 1) * per_block]);
+    run(&wide_blocks);
+    WIDE.set(wide);
 }
 
 /// Quantizes `x` (`m × k`, f32) exactly as the int8 kernels do (per row, symmetric, ±127) and lays
