@@ -175,24 +175,10 @@ unsafe fn rows_pass<const BITS: u32, const MR: usize>(
                 }
             }
         }
-        let mul = _mm512_set1_epi32(w.mul());
-        for r in 0..MR {
-            let correction = _mm512_set1_epi32(w.offset().wrapping_mul(a.group_sum(r0 + r, g)));
-            for b in 0..TILE_BLOCKS {
-                let v = _mm512_sub_epi32(_mm512_mullo_epi32(mul, acc[r][b]), correction);
-                let block = job.tile * TILE_BLOCKS + b;
-                // SAFETY: 16 scales per block and group.
-                let s = unsafe { _mm512_loadu_ps(w.block_scales(g, block).as_ptr()) };
-                facc[r][b] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(v), s, facc[r][b]);
-            }
-        }
+        add_group(job, g, r0, acc, &mut facc);
     }
-    for b in 0..TILE_BLOCKS {
-        for r in 0..MR {
-            // SAFETY: features and output per this function's contract; row r0 + r exists.
-            unsafe { store_block(job, r0 + r, b, facc[r][b]) };
-        }
-    }
+    // SAFETY: features and output per this function's contract; rows r0.. exist.
+    unsafe { store_rows(job, r0, &facc) };
 }
 
 /// [`rows_pass`] for 6-bit codes: 3-line units of 16 k, one block at a time (12 lines of a whole
@@ -236,22 +222,52 @@ unsafe fn rows_pass6<const MR: usize>(
                 });
             });
         }
-        let mul = _mm512_set1_epi32(w.mul());
-        for r in 0..MR {
-            let correction = _mm512_set1_epi32(w.offset().wrapping_mul(a.group_sum(r0 + r, g)));
-            for b in 0..TILE_BLOCKS {
-                let v = _mm512_sub_epi32(_mm512_mullo_epi32(mul, acc[r][b]), correction);
-                let block = job.tile * TILE_BLOCKS + b;
-                // SAFETY: 16 scales per block and group.
-                let s = unsafe { _mm512_loadu_ps(w.block_scales(g, block).as_ptr()) };
-                facc[r][b] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(v), s, facc[r][b]);
-            }
+        add_group(job, g, r0, acc, &mut facc);
+    }
+    // SAFETY: features and output per this function's contract; rows r0.. exist.
+    unsafe { store_rows(job, r0, &facc) };
+}
+
+/// `facc += f32(mul · acc − offset · Σx) · scale` for group `g`: the scalar path's steps.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+fn add_group<const MR: usize>(
+    job: &TileJob,
+    g: usize,
+    r0: usize,
+    // By value: a reference would pin the accumulators in memory during the whole group loop.
+    acc: [[__m512i; TILE_BLOCKS]; MR],
+    facc: &mut [[__m512; TILE_BLOCKS]; MR],
+) {
+    let (w, a) = (job.w, job.a);
+    let mul = _mm512_set1_epi32(w.mul());
+    for (r, (acc, facc)) in acc.iter().zip(facc.iter_mut()).enumerate() {
+        let correction = _mm512_set1_epi32(w.offset().wrapping_mul(a.group_sum(r0 + r, g)));
+        for (b, (&acc, facc)) in acc.iter().zip(facc.iter_mut()).enumerate() {
+            let v = _mm512_sub_epi32(_mm512_mullo_epi32(mul, acc), correction);
+            let block = job.tile * TILE_BLOCKS + b;
+            // SAFETY: 16 scales per block and group.
+            let s = unsafe { _mm512_loadu_ps(w.block_scales(g, block).as_ptr()) };
+            *facc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(v), s, *facc);
         }
     }
+}
+
+/// Stores rows `r0..r0 + MR` × the tile's blocks with [`store_block`].
+///
+/// # Safety
+/// As [`store_block`], for every one of those rows.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw")]
+unsafe fn store_rows<const MR: usize>(
+    job: &TileJob,
+    r0: usize,
+    facc: &[[__m512; TILE_BLOCKS]; MR],
+) {
     for b in 0..TILE_BLOCKS {
-        for r in 0..MR {
-            // SAFETY: features and output per this function's contract; row r0 + r exists.
-            unsafe { store_block(job, r0 + r, b, facc[r][b]) };
+        for (r, row) in facc.iter().enumerate() {
+            // SAFETY: per this function's contract.
+            unsafe { store_block(job, r0 + r, b, row[b]) };
         }
     }
 }
