@@ -109,7 +109,7 @@ fn take(store: &mut TensorStore, name: &str, shape: &[usize]) -> Result<Vec<f32>
 }
 
 /// The stored name of `name`: with the `bert.` prefix when the file has it.
-fn resolve(store: &TensorStore, name: &str) -> String {
+pub(crate) fn resolve(store: &TensorStore, name: &str) -> String {
     let prefixed = format!("bert.{name}");
     if store.contains(&prefixed) {
         prefixed

@@ -15,7 +15,7 @@ use anyhow::{Context, Result, ensure};
 use serde::{Deserialize, Serialize};
 
 use super::convert::PruneOptions;
-use crate::model::bert::BertClassifier;
+use crate::model::bert::{self, BertClassifier};
 use crate::model::fetch::sha256_file;
 use crate::model::linear::Linear;
 use crate::model::marian::{MarianTranslator, SearchOptions};
@@ -306,14 +306,7 @@ pub fn prune_bert(src: &Path, store: &mut TensorStore, opts: &PruneOptions) -> R
     let mut model = BertClassifier::load(src)?;
     let width = model.config.intermediate_size;
     let maxima = calibrate_bert(&mut model, &sentences)?;
-    let resolve = |name: String| {
-        let prefixed = format!("bert.{name}");
-        if store.contains(&prefixed) {
-            prefixed
-        } else {
-            name
-        }
-    };
+    let resolve = |name: String| bert::resolve(store, &name);
     let layers: Vec<_> = maxima
         .into_iter()
         .enumerate()
