@@ -21,8 +21,9 @@ use quantserve::kernels::int8::{
     quantize_activations,
 };
 use quantserve::kernels::lowbit::{self, LowBitActivations, PackedLowBit};
-use quantserve::quant::lowbit::{LowBitMatrix, pack_matrix};
-use quantserve::quant::{bcq, ternary, uniform};
+use quantserve::layers::LowBitMatrix;
+use quantserve::layers::lowbit::pack_matrix;
+use quantserve::schemes::{bcq, ternary, uniform};
 use rayon::{ThreadPool, ThreadPoolBuilder};
 
 /// Measured `vpdpbusd` peak per core on this machine kind (kernels.md §2).

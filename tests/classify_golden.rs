@@ -3,8 +3,8 @@
 
 mod common;
 
-use quantserve::model::bert::BertClassifier;
-use quantserve::model::tokenizer::Overflow;
+use quantserve::models::bert::BertClassifier;
+use quantserve::models::tokenizer::Overflow;
 
 fn check(model_dir: &str, golden: &str) {
     let clf = BertClassifier::load(&common::path(model_dir)).unwrap();

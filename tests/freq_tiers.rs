@@ -9,12 +9,13 @@ mod http_client;
 
 use std::path::PathBuf;
 
-use quantserve::model::bert::BertClassifier;
-use quantserve::model::marian::{MarianTranslator, SearchOptions};
-use quantserve::model::tokenizer::{Overflow, TextTokenizer};
-use quantserve::model::weights::{TensorStore, Weight};
+use quantserve::format::TensorStore;
+use quantserve::format::VARIANT_FILE;
+use quantserve::layers::Weight;
+use quantserve::models::bert::BertClassifier;
+use quantserve::models::marian::{MarianTranslator, SearchOptions};
+use quantserve::models::tokenizer::{Overflow, TextTokenizer};
 use quantserve::quant::convert::{QuantizeOptions, quantize_dir, quantize_dir_with};
-use quantserve::quant::format::VARIANT_FILE;
 use quantserve::quant::recipe::Recipe;
 use quantserve::quant::tiers;
 

@@ -5,9 +5,9 @@
 
 mod common;
 
-use quantserve::model::marian::{MarianTranslator, SearchOptions};
-use quantserve::model::tokenizer::Overflow;
-use quantserve::model::variant::Scheme;
+use quantserve::models::marian::{MarianTranslator, SearchOptions};
+use quantserve::models::tokenizer::Overflow;
+use quantserve::schemes::SchemeRef;
 
 /// The golden's max_length counts the decoder start token; quantserve's counts outputs only.
 fn opts(tr: &MarianTranslator, g: &serde_json::Value, beam_size: usize) -> SearchOptions {
@@ -118,8 +118,11 @@ fn batch_results_equal_single_results() {
 #[test]
 fn int8_mostly_agrees_with_fp32() {
     let fp32 = MarianTranslator::load(&common::model_dir("tiny-marian-untied")).unwrap();
-    let mut int8 = MarianTranslator::load(&common::model_dir("tiny-marian-untied")).unwrap();
-    Scheme::Int8.apply_to_translator(&mut int8).unwrap();
+    let int8 = MarianTranslator::load_as(
+        &common::model_dir("tiny-marian-untied"),
+        Some(&SchemeRef::parse("int8").unwrap()),
+    )
+    .unwrap();
     assert!(int8.weight_bytes() * 3 < fp32.weight_bytes());
     let g = common::golden("hf_marian_tiny_marian_untied.json");
     let srcs = sources(&fp32, &g);
@@ -155,8 +158,8 @@ fn text_round_trip_and_defaults() {
 
 #[test]
 fn server_loads_opus_mt_folders_as_translators() {
-    use quantserve::runtime::config::Task;
-    use quantserve::runtime::engine::{detect_task, load_engine};
+    use quantserve::models::Task;
+    use quantserve::repo::{detect_task, load_model};
     let root = common::repo_root().join("models");
     assert_eq!(
         detect_task(&common::model_dir("tiny-marian")),
@@ -164,7 +167,7 @@ fn server_loads_opus_mt_folders_as_translators() {
     );
     assert_eq!(detect_task(&common::model_dir("sentiment")), Task::Classify);
     // int8 derived at load from the fp32 folder, no shortlist.
-    let engine = load_engine(&root, "tiny-marian", "int8", Task::Translate).unwrap();
+    let engine = load_model(&root, "tiny-marian", "int8", Task::Translate).unwrap();
     let ids = engine.tokenize("Hello.", Overflow::Error).unwrap();
     let mut params = engine.default_params();
     params.max_length = Some(6);

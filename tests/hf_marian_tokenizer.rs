@@ -3,7 +3,7 @@
 
 mod common;
 
-use quantserve::model::spm::marian_tokenizer;
+use quantserve::models::spm::marian_tokenizer;
 
 #[test]
 fn ids_match_marian_tokenizer() {

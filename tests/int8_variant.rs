@@ -3,9 +3,9 @@
 
 mod common;
 
-use quantserve::model::marian::SearchOptions;
-use quantserve::model::tokenizer::Overflow;
-use quantserve::model::variant::{load_classifier, load_translator};
+use quantserve::models::marian::SearchOptions;
+use quantserve::models::tokenizer::Overflow;
+use quantserve::repo::{load_classifier, load_translator};
 
 #[test]
 fn int8_translator_agrees_with_fp32_and_is_batch_independent() {

@@ -5,8 +5,9 @@ use quantserve::kernels::int8::{Activation, Isa};
 use quantserve::kernels::lowbit::{
     LowBitActivations, gemm, gemm_binary_lut, reference, uses_binary_lut,
 };
-use quantserve::quant::lowbit::{LowBitFormat, LowBitMatrix, pack_matrix};
-use quantserve::quant::{bcq, ternary, uniform};
+use quantserve::layers::lowbit::pack_matrix;
+use quantserve::layers::{LowBitFormat, LowBitMatrix};
+use quantserve::schemes::{bcq, ternary, uniform};
 
 struct Rng(u64);
 impl Rng {

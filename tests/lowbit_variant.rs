@@ -6,13 +6,14 @@ mod common;
 
 use std::path::PathBuf;
 
-use quantserve::model::bert::BertClassifier;
-use quantserve::model::marian::{MarianTranslator, SearchOptions};
-use quantserve::model::tokenizer::Overflow;
-use quantserve::model::variant::{Scheme, load_classifier, load_translator};
-use quantserve::model::weights::TensorStore;
+use quantserve::format::TensorStore;
+use quantserve::format::{VARIANT_FILE, VariantInfo};
+use quantserve::models::bert::BertClassifier;
+use quantserve::models::marian::{MarianTranslator, SearchOptions};
+use quantserve::models::tokenizer::Overflow;
 use quantserve::quant::convert::quantize_dir;
-use quantserve::quant::format::{VARIANT_FILE, VariantInfo};
+use quantserve::repo::{load_classifier, load_translator};
+use quantserve::schemes::SchemeRef as Scheme;
 
 fn scratch(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("quantserve-lowbit-{}-{name}", std::process::id()));

@@ -6,20 +6,20 @@ mod common;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
-use quantserve::model::bert::BertClassifier;
-use quantserve::model::fetch::sha256_file;
-use quantserve::model::marian::{MarianTranslator, SearchOptions};
-use quantserve::model::marian_bin::MarianBin;
-use quantserve::model::observe::observe;
-use quantserve::model::tokenizer::Overflow;
-use quantserve::model::variant::{load_classifier, load_translator};
-use quantserve::model::weights::{Tensor, TensorStore};
+use quantserve::format::marian_bin::MarianBin;
+use quantserve::format::{Tensor, TensorStore};
+use quantserve::format::{VARIANT_FILE, VariantInfo, write_store};
+use quantserve::models::bert::BertClassifier;
+use quantserve::models::marian::{MarianTranslator, SearchOptions};
+use quantserve::models::tokenizer::Overflow;
+use quantserve::quant::calibrate::observe;
 use quantserve::quant::convert::{
     PruneOptions, QuantizeOptions, QuantizeReport, quantize_dir, quantize_dir_with,
 };
-use quantserve::quant::format::{VARIANT_FILE, VariantInfo, write_variant};
 use quantserve::quant::prune::PruneRecord;
 use quantserve::quant::recipe::Recipe;
+use quantserve::repo::fetch::sha256_file;
+use quantserve::repo::{load_classifier, load_translator};
 
 const SENTIMENT_CORPUS: &str = "data/corpus/sentiment-train.txt";
 const BIBLE_EN: &str = "data/corpus/bible-en.txt";
@@ -441,7 +441,7 @@ fn loader_refuses_ffn_tensors_that_disagree() {
         let info = VariantInfo::from_metadata(&store.metadata, "bert").unwrap();
         let extra = store.metadata.clone();
         edit(&mut store);
-        write_variant(&path, &store, |_, _, _| None, &info, extra).unwrap();
+        write_store(&path, &store, &info, extra).unwrap();
     };
     let retake = |store: &mut TensorStore, name: &str, f: &dyn Fn(&[usize], Vec<f32>) -> Tensor| {
         let shape = store.shape(name).unwrap().to_vec();

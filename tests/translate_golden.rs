@@ -3,8 +3,8 @@
 
 mod common;
 
-use quantserve::model::marian::{MarianTranslator, SearchOptions};
-use quantserve::model::tokenizer::Overflow;
+use quantserve::models::marian::{MarianTranslator, SearchOptions};
+use quantserve::models::tokenizer::Overflow;
 
 fn check(model: &str, golden: &str, shortlist: bool) {
     let tr = MarianTranslator::load(&common::model_dir(model)).unwrap();

@@ -5,13 +5,13 @@ mod common;
 
 use std::path::PathBuf;
 
-use quantserve::model::bert::BertClassifier;
-use quantserve::model::marian::{MarianTranslator, SearchOptions};
-use quantserve::model::tokenizer::Overflow;
-use quantserve::model::variant::{load_classifier, load_translator};
-use quantserve::model::weights::TensorStore;
+use quantserve::format::TensorStore;
+use quantserve::format::{VARIANT_FILE, VariantInfo};
+use quantserve::models::bert::BertClassifier;
+use quantserve::models::marian::{MarianTranslator, SearchOptions};
+use quantserve::models::tokenizer::Overflow;
 use quantserve::quant::convert::quantize_dir;
-use quantserve::quant::format::{VARIANT_FILE, VariantInfo};
+use quantserve::repo::{load_classifier, load_translator};
 
 fn scratch(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("quantserve-test-{}-{name}", std::process::id()));
@@ -36,7 +36,7 @@ fn bert_int8_variant_round_trips() {
     assert_eq!(info, report.info);
     assert_eq!(
         info.source_sha256,
-        quantserve::model::fetch::sha256_file(&src.join("model.safetensors")).unwrap()
+        quantserve::repo::fetch::sha256_file(&src.join("model.safetensors")).unwrap()
     );
     assert!(VariantInfo::from_metadata(&store.metadata, "marian").is_err());
     // The variant on disk computes what the in-memory int8 conversion computes.

@@ -16,8 +16,9 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::auth::bearer_matches;
 use super::errors::ApiError;
-use super::http::{bearer_matches, json_response};
+use super::http::json_response;
 use crate::runtime::abtest::{AbReport, Feedback, Proportion};
 use crate::runtime::registry::{ModelView, VariantStatus};
 use crate::runtime::routing::Routing;

@@ -131,9 +131,9 @@ impl Inference for InferenceApi {
             let (mut req, top_k) = convert::classify_request(request.into_inner(), timeout)?;
             req.request_id = Some(call.request_id().to_string());
             req.headers = call.headers().clone();
-            let entry = self.rt.route_classify(&req)?;
-            target = Some(entry.key.clone());
-            let resp = self.rt.classify_on(entry, req).await?;
+            let served = self.rt.classify(req).await;
+            target = served.target;
+            let resp = served.result?;
             Ok::<_, ApiError>(convert::classify_response(resp, top_k))
         }
         .await;
@@ -151,9 +151,9 @@ impl Inference for InferenceApi {
             let mut req = convert::translate_request(request.into_inner(), timeout);
             req.request_id = Some(call.request_id().to_string());
             req.headers = call.headers().clone();
-            let entry = self.rt.route_translate(&req)?;
-            target = Some(entry.key.clone());
-            let resp = self.rt.translate_on(entry, req).await?;
+            let served = self.rt.translate(req).await;
+            target = served.target;
+            let resp = served.result?;
             Ok::<_, ApiError>(convert::translate_response(resp))
         }
         .await;

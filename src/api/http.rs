@@ -1,31 +1,25 @@
 //! HTTP routes and handlers: parse, call the runtime, format. No inference happens here.
 
-use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Extension, Request, State};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
 
+use super::auth::authorized;
 use super::errors::ApiError;
+use super::request_id::{X_MODEL, X_REQUEST_ID, X_TIMEOUT_MS, X_VARIANT, request_id};
 use super::{admin, wire};
 use crate::runtime::Runtime;
 use crate::runtime::pool::QueueKey;
-use crate::runtime::service::RouteHeaders;
-
-pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-pub const X_VARIANT: HeaderName = HeaderName::from_static("x-quantserve-variant");
-pub const X_MODEL: HeaderName = HeaderName::from_static("x-quantserve-model");
-/// Per-request deadline in milliseconds; a `timeout_ms` body field takes precedence.
-pub const X_TIMEOUT_MS: HeaderName = HeaderName::from_static("x-timeout-ms");
+use crate::runtime::request::RouteHeaders;
 
 type AppState = State<Arc<Runtime>>;
 
@@ -100,22 +94,6 @@ async fn request_context(mut req: Request, next: Next) -> Response {
     resp
 }
 
-/// The client's request id if it is a sane header value (visible ASCII, at most 128 bytes), else
-/// a new one. Shared with the gRPC front end so both echo ids the same way.
-pub(crate) fn request_id(given: Option<&str>) -> String {
-    given
-        .filter(|s| !s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_graphic()))
-        .map_or_else(new_request_id, str::to_owned)
-}
-
-/// 16 hex digits, unique within the process and unpredictable across processes.
-fn new_request_id() -> String {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let mut h = std::hash::RandomState::new().build_hasher();
-    h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
-    format!("{:016x}", h.finish())
-}
-
 async fn require_api_key(State(rt): AppState, req: Request, next: Next) -> Response {
     let given = req
         .headers()
@@ -127,23 +105,6 @@ async fn require_api_key(State(rt): AppState, req: Request, next: Next) -> Respo
     next.run(req).await
 }
 
-/// Whether an `Authorization` value (`Bearer <key>`) passes: always when no API key is
-/// configured. Shared with the gRPC front end (its `authorization` metadata).
-pub(crate) fn authorized(rt: &Runtime, authorization: Option<&str>) -> bool {
-    bearer_matches(rt.config.server.api_key.as_deref(), authorization)
-}
-
-/// Whether `authorization` is `Bearer <key>`; true when there is no key to check.
-pub(crate) fn bearer_matches(key: Option<&str>, authorization: Option<&str>) -> bool {
-    let Some(key) = key else {
-        return true;
-    };
-    let given = authorization
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
-    same_secret(given.as_bytes(), key.as_bytes())
-}
-
 /// The router's view of a request's headers (for a sticky key).
 fn route_headers(headers: &HeaderMap) -> RouteHeaders {
     RouteHeaders::new(
@@ -151,11 +112,6 @@ fn route_headers(headers: &HeaderMap) -> RouteHeaders {
             .iter()
             .filter_map(|(k, v)| Some((k.as_str(), v.to_str().ok()?))),
     )
-}
-
-/// Compares without stopping at the first difference, so timing does not reveal the key.
-fn same_secret(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 fn header_timeout(headers: &HeaderMap) -> Result<Option<Duration>, ApiError> {
@@ -217,9 +173,9 @@ async fn classify(
         let mut parsed = wire::parse_classify(&body, header_timeout(&headers)?)?;
         parsed.request.request_id = Some(id);
         parsed.request.headers = route_headers(&headers);
-        let entry = rt.route_classify(&parsed.request)?;
-        target = Some(entry.key.clone());
-        let resp = rt.classify_on(entry, parsed.request).await?;
+        let served = rt.classify(parsed.request).await;
+        target = served.target;
+        let resp = served.result?;
         Ok::<_, ApiError>(json_response(
             StatusCode::OK,
             &wire::classify_body(&resp, parsed.top_k),
@@ -242,9 +198,9 @@ async fn translate(
         let mut parsed = wire::parse_translate(&body, header_timeout(&headers)?)?;
         parsed.request.request_id = Some(id);
         parsed.request.headers = route_headers(&headers);
-        let entry = rt.route_translate(&parsed.request)?;
-        target = Some(entry.key.clone());
-        let resp = rt.translate_on(entry, parsed.request).await?;
+        let served = rt.translate(parsed.request).await;
+        target = served.target;
+        let resp = served.result?;
         Ok::<_, ApiError>(json_response(
             StatusCode::OK,
             &wire::translate_body(resp, parsed.batched),

@@ -1,9 +1,11 @@
 //! The HTTP/JSON and gRPC APIs over the runtime.
 
 pub mod admin;
+pub mod auth;
 pub mod errors;
 pub mod grpc;
 pub mod http;
 pub mod openapi;
+pub mod request_id;
 pub mod serve;
 pub mod wire;

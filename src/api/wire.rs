@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use super::errors::ApiError;
 use crate::runtime::RuntimeError;
-use crate::runtime::service::{
+use crate::runtime::request::{
     ClassifyRequest, ClassifyResponse, TranslateRequest, TranslateResponse,
 };
 

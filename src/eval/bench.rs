@@ -5,9 +5,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Result, ensure};
 
-use crate::model::bert::BertClassifier;
-use crate::model::marian::{MarianTranslator, SearchOptions};
-use crate::model::tokenizer::Overflow;
+use crate::models::bert::BertClassifier;
+use crate::models::marian::{MarianTranslator, SearchOptions};
+use crate::models::tokenizer::Overflow;
 
 /// One measured configuration.
 #[derive(Clone, Debug, serde::Serialize)]

@@ -9,9 +9,9 @@ use serde::Serialize;
 use super::bleu::corpus_bleu;
 use super::chrf::corpus_chrf;
 use super::datasets::{LabelledText, Parallel};
-use crate::model::bert::BertClassifier;
-use crate::model::marian::{MarianTranslator, SearchOptions};
-use crate::model::tokenizer::Overflow;
+use crate::models::bert::BertClassifier;
+use crate::models::marian::{MarianTranslator, SearchOptions};
+use crate::models::tokenizer::Overflow;
 
 #[derive(Debug, Serialize)]
 pub struct AccuracyReport {

@@ -102,64 +102,6 @@ pub fn matmul(
     }
 }
 
-/// A dense layer `y = x · Wᵀ + b` with W stored as [out][in] (the PyTorch / HF layout).
-#[derive(Clone, Debug)]
-pub struct LinearF32 {
-    pub weight: Vec<f32>,
-    pub bias: Option<Vec<f32>>,
-    pub n_out: usize,
-    pub n_in: usize,
-}
-
-impl LinearF32 {
-    pub fn new(weight: Vec<f32>, bias: Option<Vec<f32>>, n_out: usize, n_in: usize) -> Self {
-        assert_eq!(weight.len(), n_out * n_in);
-        if let Some(b) = &bias {
-            assert_eq!(b.len(), n_out);
-        }
-        Self {
-            weight,
-            bias,
-            n_out,
-            n_in,
-        }
-    }
-
-    /// `out[rows][n_out] = x[rows][n_in] · Wᵀ + b`.
-    pub fn forward(&self, x: &[f32], rows: usize, out: &mut [f32]) {
-        debug_assert_eq!(x.len(), rows * self.n_in);
-        let out = &mut out[..rows * self.n_out];
-        let w = MatRef::row_major(&self.weight, self.n_out, self.n_in).t();
-        match &self.bias {
-            Some(b) => {
-                for row in out.chunks_exact_mut(self.n_out) {
-                    row.copy_from_slice(b);
-                }
-                matmul(
-                    MatRef::row_major(x, rows, self.n_in),
-                    w,
-                    out,
-                    self.n_out,
-                    1.0,
-                    true,
-                );
-            }
-            None => matmul(
-                MatRef::row_major(x, rows, self.n_in),
-                w,
-                out,
-                self.n_out,
-                1.0,
-                false,
-            ),
-        }
-    }
-
-    pub fn bytes(&self) -> usize {
-        (self.weight.len() + self.bias.as_ref().map_or(0, Vec::len)) * 4
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -206,18 +148,5 @@ mod tests {
         for (g, w) in got2.iter().zip(&want) {
             assert!((g - w).abs() < 1e-5);
         }
-    }
-
-    #[test]
-    fn linear_adds_bias() {
-        let lin = LinearF32::new(
-            vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0],
-            Some(vec![0.5, -0.5]),
-            2,
-            3,
-        );
-        let mut out = vec![0.0; 2];
-        lin.forward(&[1.0, 1.0, 1.0], 1, &mut out);
-        assert_eq!(out, vec![6.5, 14.5]);
     }
 }

@@ -6,15 +6,18 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, ensure};
 
-use super::format::{Int8Matrix, QuantMatrix, VARIANT_FILE, VariantInfo, write_variant};
 use super::prune;
 use super::recipe::Recipe;
 use super::tiers;
-use crate::model::fetch::sha256_file;
-use crate::model::marian_bin::MarianBin;
-use crate::model::tokenizer::TextTokenizer;
-use crate::model::variant::Scheme;
-use crate::model::weights::TensorStore;
+use crate::format::marian_bin::MarianBin;
+use crate::format::{
+    MARIAN_YML_KEY, RECIPE_KEY, TensorStore, VARIANT_FILE, VariantInfo, write_store,
+};
+use crate::layers::{Int8Matrix, Weight};
+use crate::models::tokenizer::TextTokenizer;
+use crate::models::{bert, marian};
+use crate::repo::fetch::sha256_file;
+use crate::schemes::{self, SchemeRef};
 
 /// What `quantize` wrote.
 #[derive(Debug)]
@@ -50,12 +53,6 @@ pub struct PruneOptions {
     /// At most this many lines of `calibration` are run.
     pub max_sentences: usize,
 }
-
-/// Metadata key holding the recipe of a mixed-precision variant.
-pub const RECIPE_KEY: &str = "quantserve.recipe";
-
-/// Marian metadata key holding the model's `model.yml`.
-pub const MARIAN_YML_KEY: &str = "marian.model_yml";
 
 fn copy_files(src: &Path, out: &Path, skip: impl Fn(&Path) -> bool) -> Result<()> {
     for entry in std::fs::read_dir(src)? {
@@ -123,11 +120,11 @@ pub fn quantize_dir_with(
         "scheme `int8-shipped` is only available for Marian models"
     );
     let parsed = if shipped || recipe.is_some() {
-        Scheme::Int8
+        SchemeRef::parse("int8")?
     } else {
-        Scheme::parse(scheme)?
+        schemes::parse(scheme)?
     };
-    let scheme_for = |name: &str| recipe.map_or(parsed, |r| r.scheme_for(name));
+    let scheme_for = |name: &str| recipe.map_or_else(|| parsed.clone(), |r| r.scheme_for(name));
     let (bits, granularity) = match recipe {
         Some(r) => (r.max_bits(), "recipe".to_string()),
         None => (parsed.bits(), parsed.granularity()),
@@ -136,20 +133,12 @@ pub fn quantize_dir_with(
     if let Some(r) = recipe {
         extra.insert(RECIPE_KEY.to_string(), r.text.clone());
     }
-    let (mut bit_sum, mut weights) = (0.0f64, 0usize);
-    let mut tally = |m: &QuantMatrix| {
-        let (b, n) = m.bits_and_weights();
-        bit_sum += b;
-        weights += n;
-    };
     // A pruned model is a new model, so an fp32 variant of it is worth writing.
     ensure!(
-        parsed != Scheme::Fp32 || options.prune.is_some(),
+        !parsed.is_fp32() || options.prune.is_some(),
         "fp32 is the source, not a quantization scheme (only a pruned fp32 variant can be written)"
     );
-    let mut count = 0usize;
-    let info;
-    if is_bert {
+    let (store, info, source) = if is_bert {
         let weights = src.join("model.safetensors");
         let mut store = TensorStore::from_safetensors(&weights)?;
         if let Some(p) = &options.prune {
@@ -157,43 +146,17 @@ pub fn quantize_dir_with(
             notes.extend(pruned.notes);
             extra.insert(prune::PRUNE_KEY.to_string(), pruned.record.to_metadata());
         }
-        info = VariantInfo {
+        let info = VariantInfo {
             scheme: scheme.into(),
             bits,
-            granularity: granularity.clone(),
+            granularity,
             model_kind: "bert".into(),
             source_sha256: sha256_file(&weights)?,
             quantserve_version: env!("CARGO_PKG_VERSION").into(),
         };
-        let mut embedding_tiers = frequency_tiers(src, &store, options, &mut notes)?;
-        // Every weight matrix, word embeddings included; position and token-type tables are tiny
-        // and stay fp32.
-        let mut select = |name: &str, shape: &[usize], data: &[f32]| -> Option<QuantMatrix> {
-            let matrix = shape.len() == 2 && name.ends_with(".weight");
-            let small_table =
-                name.contains("position_embeddings") || name.contains("token_type_embeddings");
-            let embedding = name.contains("word_embeddings");
-            if !matrix || small_table {
-                return None;
-            }
-            if embedding && let Some(m) = embedding_tiers.take() {
-                return Some(m);
-            }
-            scheme_for(name).quantize_matrix(shape, data, embedding)
-        };
-        write_variant(
-            &out.join(VARIANT_FILE),
-            &store,
-            |n, s, d| {
-                select(n, s, d).inspect(|m| {
-                    count += 1;
-                    tally(m);
-                })
-            },
-            &info,
-            extra,
-        )?;
-        copy_files(src, out, |p| p.ends_with("model.safetensors"))?;
+        embedding_tiers(src, &mut store, options, &mut notes)?;
+        schemes::quantize_store(&mut store, scheme_for, bert::tensor_role)?;
+        (store, info, weights)
     } else {
         let model = marian_model_file(src)?;
         let mut bin = MarianBin::read(&model)?;
@@ -202,7 +165,7 @@ pub fn quantize_dir_with(
             notes.extend(pruned.notes);
             extra.insert(prune::PRUNE_KEY.to_string(), pruned.record.to_metadata());
         }
-        info = VariantInfo {
+        let info = VariantInfo {
             scheme: scheme.into(),
             bits,
             granularity: if shipped {
@@ -214,45 +177,34 @@ pub fn quantize_dir_with(
             source_sha256: sha256_file(&model)?,
             quantserve_version: env!("CARGO_PKG_VERSION").into(),
         };
-        let mut embedding_tiers = frequency_tiers(src, &bin.tensors, options, &mut notes)?;
-        let mut select = |name: &str, shape: &[usize], data: &[f32]| -> Option<QuantMatrix> {
-            // Weight matrices only: not the `*_Wo_ln_*` layer-norm vectors, nor activation scales.
-            let matrix = name == "Wemb"
-                || (name.contains("_W")
-                    && !name.contains("_ln_")
-                    && !name.ends_with("_QuantMultA"));
-            if shape.len() != 2 || shape[0] < 2 || !matrix {
-                return None;
-            }
-            if shipped {
-                // The shipped codes, as they are: one multiplier per tensor, w = q / multiplier.
-                let s = bin.shipped_int8.get(name)?;
-                Some(QuantMatrix::Int8(Int8Matrix {
-                    codes: s.codes.clone(),
-                    scales: vec![1.0 / s.multiplier; shape[0]],
+        let role = marian::bergamot::tensor_role;
+        if shipped {
+            // The shipped codes, as they are: one multiplier per tensor, w = q / multiplier.
+            let shipped = &bin.shipped_int8;
+            bin.tensors.convert(|name, t| {
+                Ok(role(name, &t.shape).and_then(|_| {
+                    let s = shipped.get(name)?;
+                    Some(Weight::Int8(Int8Matrix {
+                        codes: s.codes.clone(),
+                        scales: vec![1.0 / s.multiplier; t.shape[0]],
+                    }))
                 }))
-            } else if name == "Wemb"
-                && let Some(m) = embedding_tiers.take()
-            {
-                Some(m)
-            } else {
-                scheme_for(name).quantize_matrix(shape, data, name == "Wemb")
-            }
-        };
+            })?;
+        } else {
+            embedding_tiers(src, &mut bin.tensors, options, &mut notes)?;
+            schemes::quantize_store(&mut bin.tensors, scheme_for, role)?;
+        }
         extra.insert(MARIAN_YML_KEY.to_string(), bin.model_yml.clone());
-        write_variant(
-            &out.join(VARIANT_FILE),
-            &bin.tensors,
-            |n, s, d| {
-                select(n, s, d).inspect(|m| {
-                    count += 1;
-                    tally(m);
-                })
-            },
-            &info,
-            extra,
-        )?;
-        copy_files(src, out, |p| p == model)?;
+        (bin.tensors, info, model)
+    };
+    write_store(&out.join(VARIANT_FILE), &store, &info, extra)?;
+    copy_files(src, out, |p| p == source)?;
+    let (mut bit_sum, mut weights, mut count) = (0.0f64, 0usize, 0usize);
+    for (_, _, w) in store.weights() {
+        let (b, n) = w.bits_and_weights();
+        bit_sum += b;
+        weights += n;
+        count += 1;
     }
     let bytes = std::fs::metadata(out.join(VARIANT_FILE))?.len();
     Ok(QuantizeReport {
@@ -265,41 +217,45 @@ pub fn quantize_dir_with(
 }
 
 /// With the recipe's embedding tiers: the word embedding table of `store` quantized tier by
-/// tier from the token counts of `--freq-corpus` (made before writing, so that errors surface;
-/// the writer's callback cannot fail). Adds the tiers' sizes and coverage to `notes`.
-fn frequency_tiers(
+/// tier from the token counts of `--freq-corpus`, put back in its place (so the scheme pass
+/// leaves it alone). Adds the tiers' sizes and coverage to `notes`.
+fn embedding_tiers(
     src: &Path,
-    store: &TensorStore,
+    store: &mut TensorStore,
     options: &QuantizeOptions,
     notes: &mut Vec<String>,
-) -> Result<Option<QuantMatrix>> {
+) -> Result<()> {
     let Some(recipe) = options
         .recipe
         .as_ref()
         .filter(|r| !r.embedding_tiers.is_empty())
     else {
-        return Ok(None);
+        return Ok(());
     };
-    let (name, table) = store
-        .tensors()
-        .find(|(n, t)| {
-            t.shape.len() == 2
-                && (*n == "Wemb" || (n.contains("word_embeddings") && n.ends_with(".weight")))
-        })
-        .context("the model has no fp32 word embedding table to split by frequency")?;
-    let (rows, cols) = (table.shape[0], table.shape[1]);
     let tokenizer = TextTokenizer::from_file(&src.join("tokenizer.json"))?;
-    let counts = tiers::count_tokens(&tokenizer, &options.freq_corpus, rows)?;
-    let assignment = tiers::assign(&counts, &recipe.embedding_tiers);
-    let schemes: Vec<Scheme> = recipe
-        .embedding_tiers
-        .iter()
-        .map(|t| t.scheme)
-        .chain([recipe.scheme_for(name)])
-        .collect();
-    notes.extend(assignment.describe(&counts, &schemes));
-    assignment
-        .quantize(&schemes, &table.data, cols)
-        .with_context(|| format!("`{name}`"))
-        .map(Some)
+    let mut found = false;
+    store.convert(|name, table| {
+        let embedding = table.shape.len() == 2
+            && (name == "Wemb" || (name.contains("word_embeddings") && name.ends_with(".weight")));
+        if !embedding {
+            return Ok(None);
+        }
+        found = true;
+        let (rows, cols) = (table.shape[0], table.shape[1]);
+        let counts = tiers::count_tokens(&tokenizer, &options.freq_corpus, rows)?;
+        let assignment = tiers::assign(&counts, &recipe.embedding_tiers);
+        let schemes: Vec<SchemeRef> = recipe
+            .embedding_tiers
+            .iter()
+            .map(|t| t.scheme.clone())
+            .chain([recipe.scheme_for(name)])
+            .collect();
+        notes.extend(assignment.describe(&counts, &schemes));
+        assignment.quantize(&schemes, &table.data, cols).map(Some)
+    })?;
+    ensure!(
+        found,
+        "the model has no fp32 word embedding table to split by frequency"
+    );
+    Ok(())
 }

@@ -1,13 +1,9 @@
-//! Quantization schemes, one file per scheme, the variant file format, and the conversion of a
-//! model folder into a variant folder.
+//! Offline quantization work behind `quantserve quantize`: converting a model folder into a
+//! variant folder, mixed-precision recipes, frequency tiers of embedding rows, FullyQT FFN
+//! pruning and the calibration it runs. Nothing here is on the serving path.
 
-pub mod bcq;
+pub mod calibrate;
 pub mod convert;
-pub mod format;
-pub mod int8;
-pub mod lowbit;
 pub mod prune;
 pub mod recipe;
-pub mod ternary;
 pub mod tiers;
-pub mod uniform;

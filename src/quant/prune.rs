@@ -6,7 +6,7 @@
 //! Calibration runs the fp32 model as it is served: BERT over the sentences; Marian's encoder
 //! FFNs over the source sentences and its decoder FFNs over every step of the greedy (beam 1)
 //! translations of those sentences. Activations are read after the FFN's activation (GELU for
-//! BERT, ReLU for Marian) through `model::observe`.
+//! BERT, ReLU for Marian) through `quant::calibrate`.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -14,15 +14,15 @@ use std::path::Path;
 use anyhow::{Context, Result, ensure};
 use serde::{Deserialize, Serialize};
 
+use super::calibrate::{UnitMaxima, observe};
 use super::convert::PruneOptions;
-use crate::model::bert::{self, BertClassifier};
-use crate::model::fetch::sha256_file;
-use crate::model::linear::Linear;
-use crate::model::marian::{MarianTranslator, SearchOptions};
-use crate::model::marian_bin::{MarianBin, ShippedInt8};
-use crate::model::observe::{UnitMaxima, observe};
-use crate::model::tokenizer::Overflow;
-use crate::model::weights::{Tensor, TensorStore};
+use crate::format::marian_bin::{MarianBin, ShippedInt8};
+use crate::format::{Tensor, TensorStore};
+use crate::layers::Linear;
+use crate::models::bert::{self, BertClassifier};
+use crate::models::marian::{MarianTranslator, SearchOptions};
+use crate::models::tokenizer::Overflow;
+use crate::repo::fetch::sha256_file;
 
 /// Metadata key of a pruned variant: its `PruneRecord` as JSON.
 pub const PRUNE_KEY: &str = "quantserve.prune";

@@ -25,7 +25,7 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use serde::Deserialize;
 
-use crate::model::variant::Scheme;
+use crate::schemes::SchemeRef;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -49,10 +49,10 @@ struct TierFile {
 
 /// One frequency tier of the embedding rows: the most frequent rows, after those of the tiers
 /// before, until `coverage` of the corpus tokens is reached, are stored in `scheme`.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct EmbeddingTier {
     pub coverage: f64,
-    pub scheme: Scheme,
+    pub scheme: SchemeRef,
 }
 
 /// The block types a recipe distinguishes.
@@ -94,8 +94,8 @@ impl Block {
 #[derive(Clone, Debug)]
 pub struct Recipe {
     pub text: String,
-    default: Scheme,
-    blocks: Vec<(Block, Scheme)>,
+    default: SchemeRef,
+    blocks: Vec<(Block, SchemeRef)>,
     /// Frequency tiers of the embedding rows, by increasing coverage (empty: one scheme).
     pub embedding_tiers: Vec<EmbeddingTier>,
 }
@@ -103,7 +103,7 @@ pub struct Recipe {
 impl Recipe {
     pub fn parse(text: &str) -> Result<Self> {
         let f: RecipeFile = toml::from_str(text).context("bad recipe")?;
-        let parse = |s: &str| Scheme::parse(s).with_context(|| format!("recipe scheme `{s}`"));
+        let parse = |s: &str| SchemeRef::parse(s).with_context(|| format!("recipe scheme `{s}`"));
         let mut blocks = Vec::new();
         for (block, s) in [
             (Block::Embeddings, &f.embeddings),
@@ -120,7 +120,7 @@ impl Recipe {
         for t in &f.embedding_tiers {
             let scheme = parse(&t.scheme)?;
             anyhow::ensure!(
-                scheme != Scheme::Fp32,
+                !scheme.is_fp32(),
                 "an embedding tier must be a quantized scheme, not fp32"
             );
             let previous = embedding_tiers
@@ -151,12 +151,13 @@ impl Recipe {
     }
 
     /// The scheme for the tensor `name`.
-    pub fn scheme_for(&self, name: &str) -> Scheme {
+    pub fn scheme_for(&self, name: &str) -> SchemeRef {
         let block = Block::of(name);
         self.blocks
             .iter()
             .find(|(b, _)| *b == block)
-            .map_or(self.default, |(_, s)| *s)
+            .map_or(&self.default, |(_, s)| s)
+            .clone()
     }
 
     /// The most bits any block uses (the variant metadata's `bits`).

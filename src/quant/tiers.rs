@@ -7,10 +7,10 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, ensure};
 
-use super::format::QuantMatrix;
 use super::recipe::EmbeddingTier;
-use crate::model::tokenizer::TextTokenizer;
-use crate::model::variant::Scheme;
+use crate::layers::{TieredWeight, Weight};
+use crate::models::tokenizer::TextTokenizer;
+use crate::schemes::{Role, SchemeRef};
 
 /// Token counts of a corpus, one per embedding row.
 pub struct TokenCounts {
@@ -110,7 +110,7 @@ pub fn assign(counts: &TokenCounts, tiers: &[EmbeddingTier]) -> TierAssignment {
 impl TierAssignment {
     /// The `[rows, cols]` table `data` quantized tier by tier: `schemes[t]` for tier `t` (the
     /// last for the remaining rows). Empty tiers are left out. Fails on an fp32 scheme.
-    pub fn quantize(&self, schemes: &[Scheme], data: &[f32], cols: usize) -> Result<QuantMatrix> {
+    pub fn quantize(&self, schemes: &[SchemeRef], data: &[f32], cols: usize) -> Result<Weight> {
         ensure!(schemes.len() == self.rows.len(), "one scheme per tier");
         let mut parts = Vec::new();
         for (ids, scheme) in self.rows.iter().zip(schemes) {
@@ -122,16 +122,20 @@ impl TierAssignment {
                 .flat_map(|&i| &data[i as usize * cols..(i as usize + 1) * cols])
                 .copied()
                 .collect();
-            let m = scheme
-                .quantize_matrix(&[ids.len(), cols], &rows, true)
-                .with_context(|| format!("embedding rows cannot be stored as {}", scheme.name()))?;
+            ensure!(
+                !scheme.is_fp32(),
+                "embedding rows cannot be stored as {}",
+                scheme.name()
+            );
+            let m = scheme.quantize(&rows, ids.len(), cols, Role::Embedding);
             parts.push((ids.clone(), m));
         }
-        Ok(QuantMatrix::Tiered(parts))
+        let n_rows = self.rows.iter().map(Vec::len).sum();
+        Ok(Weight::Tiered(TieredWeight::new(n_rows, cols, parts)?))
     }
 
     /// One line per tier for the `quantize` report.
-    pub fn describe(&self, counts: &TokenCounts, schemes: &[Scheme]) -> Vec<String> {
+    pub fn describe(&self, counts: &TokenCounts, schemes: &[SchemeRef]) -> Vec<String> {
         let vocab = counts.counts.len();
         let mut lines = vec![format!(
             "embedding rows by frequency: {} tokens in {} lines of the corpus, {} of {vocab} rows never seen",
@@ -166,12 +170,11 @@ impl TierAssignment {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::variant::Scheme;
 
     fn tier(coverage: f64, scheme: &str) -> EmbeddingTier {
         EmbeddingTier {
             coverage,
-            scheme: Scheme::parse(scheme).unwrap(),
+            scheme: SchemeRef::parse(scheme).unwrap(),
         }
     }
 

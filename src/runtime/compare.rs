@@ -3,8 +3,8 @@
 
 use serde::Serialize;
 
-use super::engine::{LabelScore, Output};
 use crate::eval::chrf::sentence_chrf;
+use crate::models::{LabelScore, Output};
 
 /// One input compared.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -48,12 +48,10 @@ impl Comparison {
 pub fn compare(variant: &Output, reference: &Output) -> Option<Comparison> {
     match (variant, reference) {
         (Output::Classes(v), Output::Classes(r)) => Some(compare_classes(v, r)),
-        (Output::Translation { text: v, .. }, Output::Translation { text: r, .. }) => {
-            Some(Comparison::Text {
-                exact: v == r,
-                chrf: sentence_chrf(v, &[r.as_str()]),
-            })
-        }
+        (Output::Translation(v), Output::Translation(r)) => Some(Comparison::Text {
+            exact: v.text == r.text,
+            chrf: sentence_chrf(&v.text, &[r.text.as_str()]),
+        }),
         _ => None,
     }
 }
@@ -92,6 +90,7 @@ fn compare_classes(variant: &[LabelScore], reference: &[LabelScore]) -> Comparis
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::models::Translation;
 
     fn scores(pairs: &[(&str, f32)]) -> Output {
         Output::Classes(
@@ -130,9 +129,11 @@ mod tests {
 
     #[test]
     fn texts_compare_by_exact_match_and_chrf() {
-        let t = |s: &str| Output::Translation {
-            text: s.into(),
-            tokens: 1,
+        let t = |s: &str| {
+            Output::Translation(Translation {
+                text: s.into(),
+                tokens: 1,
+            })
         };
         let same = compare(&t("Olá mundo."), &t("Olá mundo.")).unwrap();
         assert_eq!(

@@ -11,22 +11,7 @@ use serde::Deserialize;
 
 use super::routing::Routing;
 
-/// What a model does; decides which endpoint serves it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Task {
-    Classify,
-    Translate,
-}
-
-impl Task {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Task::Classify => "classify",
-            Task::Translate => "translate",
-        }
-    }
-}
+pub use crate::models::Task;
 
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -204,6 +189,10 @@ pub struct ModelConfig {
     /// `default_variant`, overrides allowed.
     #[serde(default)]
     pub routing: Option<Routing>,
+    /// A translator's language pair, `source-target` (e.g. `en-pt`); default: from the model's
+    /// files (`repo::language_pair`), else its name.
+    #[serde(default)]
+    pub pair: Option<String>,
 }
 
 fn fp32() -> String {
@@ -224,6 +213,7 @@ impl ModelConfig {
             min_agreement: default_min_agreement(),
             self_check_file: None,
             routing: None,
+            pair: None,
         }
     }
 

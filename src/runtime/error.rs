@@ -50,3 +50,16 @@ pub enum RuntimeError {
     )]
     SelfCheckFailed(super::selfcheck::SelfCheck),
 }
+
+impl From<crate::models::ModelError> for RuntimeError {
+    /// The one place a model's failure becomes a request's: too long and invalid inputs are the
+    /// client's, anything else the server's.
+    fn from(e: crate::models::ModelError) -> Self {
+        use crate::models::ModelError;
+        match e {
+            ModelError::InputTooLong(e) => Self::InputTooLong(e.to_string()),
+            ModelError::InvalidInput(e) => Self::BadRequest(format!("{e:#}")),
+            ModelError::Failed(e) => Self::Internal(format!("{e:#}")),
+        }
+    }
+}

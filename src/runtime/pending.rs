@@ -5,8 +5,8 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::oneshot;
 
-use super::engine::Output;
 use super::error::RuntimeError;
+use crate::models::Output;
 
 pub type Reply = Result<Vec<Output>, RuntimeError>;
 
@@ -79,12 +79,13 @@ impl Pending {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::models::Translation;
 
     fn text(s: &str) -> Output {
-        Output::Translation {
+        Output::Translation(Translation {
             text: s.into(),
             tokens: 1,
-        }
+        })
     }
 
     #[test]

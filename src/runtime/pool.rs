@@ -14,10 +14,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 
 use super::batcher::{self, BatchLimits, Candidate};
-use super::engine::{DecodeParams, Engine, Output};
 use super::error::RuntimeError;
 use super::pending::Pending;
 use crate::metrics::Metrics;
+use crate::models::{Model, Output, RunParams};
 
 /// Names a queue: one per loaded (model, variant).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -48,7 +48,7 @@ impl std::fmt::Display for QueueKey {
 /// One input (a text, or a sentence of one) waiting for its batch.
 pub struct WorkItem {
     pub ids: Vec<u32>,
-    pub params: DecodeParams,
+    pub params: RunParams,
     pub enqueued: Instant,
     /// Past it the item is dropped without computing.
     pub deadline: Instant,
@@ -74,7 +74,7 @@ pub type QueueId = u64;
 
 struct ModelQueue {
     key: QueueKey,
-    engine: Arc<dyn Engine>,
+    engine: Arc<dyn Model>,
     items: VecDeque<WorkItem>,
     /// Served only when no normal queue has work (shadow traffic).
     low_priority: bool,
@@ -100,7 +100,7 @@ struct Shared {
 /// A batch taken off a queue, ready to run.
 struct Batch {
     key: QueueKey,
-    engine: Arc<dyn Engine>,
+    engine: Arc<dyn Model>,
     items: Vec<WorkItem>,
     padded_tokens: usize,
 }
@@ -171,7 +171,7 @@ impl WorkerPool {
     pub fn open_queue(
         &self,
         key: QueueKey,
-        engine: Arc<dyn Engine>,
+        engine: Arc<dyn Model>,
         low_priority: bool,
     ) -> QueueHandle {
         let mut state = self.shared.lock();
@@ -460,16 +460,7 @@ fn run_batch(shared: &Shared, pool: &rayon::ThreadPool, batch: Batch) {
     m.input_tokens_total
         .with_label_values(&labels)
         .inc_by(input_tokens as u64);
-    let generated: usize = outputs
-        .iter()
-        .map(|o| {
-            if let Output::Translation { tokens, .. } = o {
-                *tokens
-            } else {
-                0
-            }
-        })
-        .sum();
+    let generated: usize = outputs.iter().map(Output::generated_tokens).sum();
     if generated > 0 {
         m.generated_tokens_total
             .with_label_values(&labels)
@@ -490,32 +481,32 @@ fn fail_all(items: &[WorkItem], msg: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::tokenizer::Overflow;
-    use crate::runtime::config::Task;
+    use crate::models::tokenizer::Overflow;
+    use crate::models::{ModelError, Task, Translation};
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     /// Echoes each sequence's length; panics on a sequence starting with 666; sleeps on 777.
-    struct FakeEngine {
+    struct FakeModel {
         batches: AtomicUsize,
     }
 
-    impl Engine for FakeEngine {
+    impl Model for FakeModel {
         fn task(&self) -> Task {
             Task::Translate
         }
-        fn tokenize(&self, text: &str, _: Overflow) -> Result<Vec<u32>> {
+        fn tokenize(&self, text: &str, _: Overflow) -> Result<Vec<u32>, ModelError> {
             Ok(text
                 .split_whitespace()
                 .map(|w| w.parse().unwrap_or(1))
                 .collect())
         }
-        fn default_params(&self) -> DecodeParams {
-            DecodeParams {
+        fn default_params(&self) -> RunParams {
+            RunParams {
                 beam_size: 1,
                 max_length: None,
             }
         }
-        fn run(&self, batch: &[Vec<u32>], _: DecodeParams) -> Result<Vec<Output>> {
+        fn run(&self, batch: &[Vec<u32>], _: RunParams) -> Result<Vec<Output>, ModelError> {
             self.batches.fetch_add(1, Ordering::SeqCst);
             if batch.iter().any(|s| s[0] == 666) {
                 panic!("boom");
@@ -525,9 +516,11 @@ mod tests {
             }
             Ok(batch
                 .iter()
-                .map(|s| Output::Translation {
-                    text: s.len().to_string(),
-                    tokens: s.len(),
+                .map(|s| {
+                    Output::Translation(Translation {
+                        text: s.len().to_string(),
+                        tokens: s.len(),
+                    })
                 })
                 .collect())
         }
@@ -536,14 +529,14 @@ mod tests {
         }
     }
 
-    fn pool(capacity: usize) -> (WorkerPool, QueueHandle, Arc<FakeEngine>) {
+    fn pool(capacity: usize) -> (WorkerPool, QueueHandle, Arc<FakeModel>) {
         pool_waiting(capacity, Duration::ZERO)
     }
 
     fn pool_waiting(
         capacity: usize,
         max_wait: Duration,
-    ) -> (WorkerPool, QueueHandle, Arc<FakeEngine>) {
+    ) -> (WorkerPool, QueueHandle, Arc<FakeModel>) {
         let settings = PoolSettings {
             workers: 1,
             threads_per_worker: 1,
@@ -558,7 +551,7 @@ mod tests {
         };
         let p = WorkerPool::start(settings, Arc::new(Metrics::new())).unwrap();
         let key = QueueKey::new("fake", "fp32");
-        let engine = Arc::new(FakeEngine {
+        let engine = Arc::new(FakeModel {
             batches: AtomicUsize::new(0),
         });
         let queue = p.open_queue(key, engine.clone(), false);
@@ -579,7 +572,7 @@ mod tests {
             .enumerate()
             .map(|(index, ids)| WorkItem {
                 ids: ids.clone(),
-                params: DecodeParams {
+                params: RunParams {
                     beam_size: 1,
                     max_length: None,
                 },
@@ -603,14 +596,14 @@ mod tests {
         assert_eq!(
             out,
             vec![
-                Output::Translation {
+                Output::Translation(Translation {
                     text: "3".into(),
-                    tokens: 3
-                },
-                Output::Translation {
+                    tokens: 3,
+                }),
+                Output::Translation(Translation {
                     text: "1".into(),
-                    tokens: 1
-                }
+                    tokens: 1,
+                })
             ]
         );
     }

@@ -6,20 +6,21 @@
 //! (its engine and queues) goes away with its last request.
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use super::config::{ModelConfig, Task};
-use super::engine::Engine;
 use super::error::RuntimeError;
 use super::pool::{QueueHandle, QueueKey};
 use super::routing::{Routing, random_u64};
 use super::selfcheck::SelfCheck;
-use crate::model::variant::VariantKind;
+use crate::models::Model;
+use crate::repo::{VariantKind, language_pair};
 
 /// A loaded, warmed-up and checked variant.
 pub struct ModelEntry {
     pub key: QueueKey,
-    pub engine: Arc<dyn Engine>,
+    pub engine: Arc<dyn Model>,
     pub queue: QueueHandle,
     /// Low-priority queue where shadow copies of other variants' requests run on this one.
     pub shadow_queue: QueueHandle,
@@ -60,10 +61,25 @@ struct ModelState {
     config: ModelConfig,
     routing: Routing,
     slots: BTreeMap<String, Slot>,
+    /// The (source, target) languages of a translator.
+    pair: Option<(String, String)>,
+}
+
+/// A model's language pair: configured, else from its reference folder's files or its name.
+fn model_pair(root: &Path, name: &str, config: &ModelConfig) -> Option<(String, String)> {
+    if config.task == Some(Task::Classify) {
+        return None;
+    }
+    match &config.pair {
+        Some(p) => p
+            .split_once('-')
+            .map(|(s, t)| (s.to_string(), t.to_string())),
+        None => language_pair(&root.join(name).join(&config.reference_variant), name),
+    }
 }
 
 impl ModelState {
-    fn new(config: ModelConfig) -> Self {
+    fn new(config: ModelConfig, pair: Option<(String, String)>) -> Self {
         let routing = config.effective_routing();
         let slots = config
             .all_variants()
@@ -84,6 +100,7 @@ impl ModelState {
             config,
             routing,
             slots,
+            pair,
         }
     }
 
@@ -99,7 +116,7 @@ pub struct VariantView {
     pub status: VariantStatus,
     pub reloading: bool,
     pub last_error: Option<String>,
-    pub engine: Option<Arc<dyn Engine>>,
+    pub engine: Option<Arc<dyn Model>>,
     pub weight: u32,
     pub self_check: Option<SelfCheck>,
     pub queue_depth: usize,
@@ -117,15 +134,19 @@ pub struct ModelView {
     pub variants: Vec<VariantView>,
 }
 
-#[derive(Default)]
 pub struct Registry {
     models: RwLock<BTreeMap<String, ModelState>>,
+    /// The model repository, where a model's files say which language pair it serves.
+    root: PathBuf,
 }
 
 impl Registry {
-    /// Every configured model with its variants, all still loading.
-    pub fn new(models: &BTreeMap<String, ModelConfig>) -> Self {
-        let registry = Self::default();
+    /// Every configured model of the repository at `root` with its variants, all still loading.
+    pub fn new(root: &Path, models: &BTreeMap<String, ModelConfig>) -> Self {
+        let registry = Self {
+            models: RwLock::default(),
+            root: root.to_path_buf(),
+        };
         for (name, cfg) in models {
             registry.put_model(name, cfg.clone());
         }
@@ -144,6 +165,7 @@ impl Registry {
     /// and its current routing (the caller loads the new variants, then sets the new routing, so
     /// no request is ever routed to a variant still loading).
     pub fn put_model(&self, name: &str, config: ModelConfig) {
+        let pair = model_pair(&self.root, name, &config);
         let mut models = self.write();
         match models.get_mut(name) {
             Some(state) => {
@@ -156,9 +178,10 @@ impl Registry {
                     });
                 }
                 state.config = config;
+                state.pair = pair;
             }
             None => {
-                models.insert(name.into(), ModelState::new(config));
+                models.insert(name.into(), ModelState::new(config, pair));
             }
         }
     }
@@ -174,6 +197,22 @@ impl Registry {
 
     pub fn model_names(&self) -> Vec<String> {
         self.read().keys().cloned().collect()
+    }
+
+    /// Every translator's language pair, by model name.
+    pub fn pairs(&self) -> Vec<(String, (String, String))> {
+        self.read()
+            .iter()
+            .filter_map(|(name, s)| Some((name.clone(), s.pair.clone()?)))
+            .collect()
+    }
+
+    /// The model serving `source` → `target`.
+    pub fn model_for_pair(&self, source: &str, target: &str) -> Option<String> {
+        self.pairs()
+            .into_iter()
+            .find(|(_, (s, t))| s == source && t == target)
+            .map(|(name, _)| name)
     }
 
     pub fn model_config(&self, model: &str) -> Option<ModelConfig> {

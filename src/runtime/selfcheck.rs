@@ -9,8 +9,8 @@ use serde::Serialize;
 
 use super::compare::compare;
 use super::config::Task;
-use super::engine::Engine;
-use crate::model::tokenizer::Overflow;
+use crate::models::Model;
+use crate::models::tokenizer::Overflow;
 
 const SENTIMENT_EN: &str = include_str!("../../data/selfcheck/sentiment-en.txt");
 const BIBLE_EN: &str = include_str!("../../data/selfcheck/en.txt");
@@ -62,14 +62,14 @@ pub fn texts(task: Task, model: &str, file: Option<&Path>) -> Result<Vec<String>
 /// Runs both engines on `texts` (on the calling thread, off the request path) and measures how
 /// well the candidate agrees with the reference.
 pub fn measure(
-    candidate: &dyn Engine,
-    reference: &dyn Engine,
+    candidate: &dyn Model,
+    reference: &dyn Model,
     texts: &[String],
 ) -> Result<(f64, &'static str)> {
     let ids = texts
         .iter()
         .map(|t| candidate.tokenize(t, Overflow::Truncate))
-        .collect::<Result<Vec<_>>>()?;
+        .collect::<Result<Vec<_>, _>>()?;
     let got = candidate.run(&ids, candidate.default_params())?;
     let want = reference.run(&ids, reference.default_params())?;
     let measure = match candidate.task() {

@@ -1,105 +1,224 @@
-//! The runtime's request API: validate, tokenize (off the async executor), queue, await the
-//! reply within the deadline, reassemble.
+//! The runtime's request API: route, validate, tokenize (off the async executor), queue, await
+//! the reply within the deadline, reassemble. Every task runs the same steps (`infer`); what
+//! differs per task is a [`TaskPlan`]: its input checks, run parameters, how inputs become
+//! sequences and how outputs become its answer.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::config::Task;
-use super::engine::{DecodeParams, Engine, LabelScore, Output};
 use super::error::RuntimeError;
 use super::pending::Pending;
 use super::pool::WorkItem;
 use super::registry::ModelEntry;
+use super::request::{
+    ClassifyRequest, ClassifyResponse, RouteHeaders, Served, TranslateRequest, TranslateResponse,
+};
 use super::routing::random_unit;
 use super::segment::{self, Piece};
 use super::shadow::ShadowJob;
 use super::{InFlight, Runtime};
-use crate::model::tokenizer::{InputTooLong, Overflow};
+use crate::models::tokenizer::Overflow;
+use crate::models::{LabelScore, Model, ModelError, Output, RunParams, Task};
 
-/// Request headers (HTTP) or metadata (gRPC) the router may read: the model's sticky key.
-#[derive(Clone, Debug, Default)]
-pub struct RouteHeaders(Vec<(String, String)>);
-
-impl RouteHeaders {
-    /// From (name, value) pairs; names compare case-insensitively.
-    pub fn new<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
-        Self(
-            pairs
-                .into_iter()
-                .map(|(k, v)| (k.to_ascii_lowercase(), v.to_string()))
-                .collect(),
-        )
-    }
-
-    pub fn get(&self, name: &str) -> Option<String> {
-        self.0
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.clone())
-            .filter(|v| !v.is_empty())
-    }
-}
-
-#[derive(Clone, Debug, Default)]
-pub struct ClassifyRequest {
-    /// The configured default classifier when `None`.
-    pub model: Option<String>,
-    /// Chosen by the model's routing when `None`.
-    pub variant: Option<String>,
-    /// Remembered for `/v1/feedback` when set.
-    pub request_id: Option<String>,
-    pub headers: RouteHeaders,
-    pub inputs: Vec<String>,
-    pub truncate: bool,
-    /// The configured default when `None`.
-    pub timeout: Option<Duration>,
-}
-
-#[derive(Clone, Debug)]
-pub struct ClassifyResponse {
-    pub model: String,
-    pub variant: String,
-    /// Per input, every label with its probability, most probable first.
-    pub results: Vec<Vec<LabelScore>>,
-}
-
-#[derive(Clone, Debug, Default)]
-pub struct TranslateRequest {
-    /// `"{source}-{target}"` when `None`.
-    pub model: Option<String>,
-    /// Chosen by the model's routing when `None`.
-    pub variant: Option<String>,
-    /// Remembered for `/v1/feedback` when set.
-    pub request_id: Option<String>,
-    pub headers: RouteHeaders,
-    pub source: Option<String>,
-    pub target: Option<String>,
-    pub inputs: Vec<String>,
-    pub beam_size: Option<usize>,
-    pub max_length: Option<usize>,
-    pub truncate: bool,
-    pub timeout: Option<Duration>,
-}
-
-#[derive(Clone, Debug)]
-pub struct TranslateResponse {
-    pub model: String,
-    pub variant: String,
-    pub outputs: Vec<String>,
-}
-
-/// The sentences to translate, and how each input text is rebuilt from their translations.
-struct TranslationPlan {
-    layouts: Vec<Vec<Slot>>,
+/// A request's sequences, ready to queue: token ids, the text each came from (for the shadow
+/// log), and how the task rebuilds its answer from their outputs.
+struct Planned<L> {
     ids: Vec<Vec<u32>>,
-    /// The sentence each of `ids` is, for the shadow log.
-    sentences: Vec<String>,
+    texts: Vec<String>,
+    layout: L,
+}
+
+/// The fields every inference request has, whatever its task.
+struct Common {
+    request_id: Option<String>,
+    inputs: Vec<String>,
+    truncate: bool,
+    timeout: Option<Duration>,
+}
+
+/// What differs between tasks on the request path.
+trait TaskPlan: Send + 'static {
+    const TASK: Task;
+    /// What `plan` keeps for assembling the answer.
+    type Layout: Send + 'static;
+    /// The task's typed result for one sequence.
+    type Item;
+
+    /// Task-specific checks of the inputs, after the shared limits.
+    fn check(&self, inputs: &[String]) -> Result<(), RuntimeError>;
+    /// The run parameters (equal for every sequence of the request).
+    fn params(&self, rt: &Runtime, model: &dyn Model) -> Result<RunParams, RuntimeError>;
+    /// Inputs → sequences; runs on the blocking pool.
+    fn plan(
+        self,
+        model: &dyn Model,
+        inputs: Vec<String>,
+        overflow: Overflow,
+    ) -> Result<Planned<Self::Layout>, RuntimeError>;
+    /// The task's item in a model output (`None`: the model does another task).
+    fn item(output: Output) -> Option<Self::Item>;
+    /// What `/v1/feedback` compares a label with (`None`: the task has no labels).
+    fn label(_item: &Self::Item) -> Option<String> {
+        None
+    }
+}
+
+struct Classify;
+
+impl TaskPlan for Classify {
+    const TASK: Task = Task::Classify;
+    type Layout = ();
+    type Item = Vec<LabelScore>;
+
+    fn check(&self, inputs: &[String]) -> Result<(), RuntimeError> {
+        match inputs.iter().position(|t| t.trim().is_empty()) {
+            Some(i) => Err(RuntimeError::BadRequest(format!("input {i} is empty"))),
+            None => Ok(()),
+        }
+    }
+
+    fn params(&self, _: &Runtime, _: &dyn Model) -> Result<RunParams, RuntimeError> {
+        Ok(RunParams::default())
+    }
+
+    fn plan(
+        self,
+        model: &dyn Model,
+        inputs: Vec<String>,
+        overflow: Overflow,
+    ) -> Result<Planned<()>, RuntimeError> {
+        let ids = inputs
+            .iter()
+            .enumerate()
+            .map(|(i, t)| tokenize(model, i, t, overflow))
+            .collect::<Result<_, _>>()?;
+        Ok(Planned {
+            ids,
+            texts: inputs,
+            layout: (),
+        })
+    }
+
+    fn item(output: Output) -> Option<Vec<LabelScore>> {
+        match output {
+            Output::Classes(c) => Some(c),
+            _ => None,
+        }
+    }
+
+    /// The top label.
+    fn label(scores: &Vec<LabelScore>) -> Option<String> {
+        Some(scores.first().map(|s| s.label.clone()).unwrap_or_default())
+    }
+}
+
+struct Translate {
+    split_sentences: bool,
+    beam_size: Option<usize>,
+    max_length: Option<usize>,
 }
 
 /// A part of an input text's rebuilt translation.
 enum Slot {
     Verbatim(String),
     Item(usize),
+}
+
+impl TaskPlan for Translate {
+    const TASK: Task = Task::Translate;
+    /// Per input text, its sentences and the whitespace between them.
+    type Layout = Vec<Vec<Slot>>;
+    type Item = String;
+
+    fn check(&self, inputs: &[String]) -> Result<(), RuntimeError> {
+        if inputs.iter().all(|t| t.trim().is_empty()) {
+            return Err(RuntimeError::BadRequest(
+                "nothing to translate: the input is empty".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    fn params(&self, rt: &Runtime, model: &dyn Model) -> Result<RunParams, RuntimeError> {
+        let limits = &rt.config.limits;
+        let defaults = model.default_params();
+        let beam_size = self.beam_size.unwrap_or(defaults.beam_size);
+        if beam_size == 0 || beam_size > limits.max_beam_size {
+            return Err(RuntimeError::BadRequest(format!(
+                "beam_size must be between 1 and {}",
+                limits.max_beam_size
+            )));
+        }
+        let max_length = match self.max_length {
+            Some(0) => {
+                return Err(RuntimeError::BadRequest(
+                    "max_length must be at least 1".into(),
+                ));
+            }
+            Some(n) if n > limits.max_output_tokens => {
+                return Err(RuntimeError::BadRequest(format!(
+                    "max_length must be at most {}",
+                    limits.max_output_tokens
+                )));
+            }
+            Some(n) => Some(n),
+            None => defaults.max_length,
+        };
+        Ok(RunParams {
+            beam_size,
+            max_length,
+        })
+    }
+
+    /// Each text's layout (sentences and the whitespace between them) and the token ids of all
+    /// sentences to translate, in order.
+    fn plan(
+        self,
+        model: &dyn Model,
+        inputs: Vec<String>,
+        overflow: Overflow,
+    ) -> Result<Planned<Self::Layout>, RuntimeError> {
+        let mut layouts = Vec::with_capacity(inputs.len());
+        let mut ids = Vec::new();
+        let mut sentences = Vec::new();
+        for (i, text) in inputs.iter().enumerate() {
+            let blank = text.trim().is_empty();
+            let pieces = if blank {
+                vec![Piece::Gap(text.as_str())]
+            } else if self.split_sentences {
+                segment::split(text)
+            } else {
+                vec![Piece::Sentence(text.as_str())]
+            };
+            let mut slots = Vec::with_capacity(pieces.len());
+            for piece in pieces {
+                match piece {
+                    // Blank texts translate to themselves, as the model would give nothing.
+                    Piece::Gap(g) => {
+                        slots.push(Slot::Verbatim(if blank { String::new() } else { g.into() }))
+                    }
+                    Piece::Sentence(s) => {
+                        ids.push(tokenize(model, i, s, overflow)?);
+                        sentences.push(s.to_string());
+                        slots.push(Slot::Item(ids.len() - 1));
+                    }
+                }
+            }
+            layouts.push(slots);
+        }
+        Ok(Planned {
+            ids,
+            texts: sentences,
+            layout: layouts,
+        })
+    }
+
+    fn item(output: Output) -> Option<String> {
+        match output {
+            Output::Translation(t) => Some(t.text),
+            _ => None,
+        }
+    }
 }
 
 impl Runtime {
@@ -109,28 +228,42 @@ impl Runtime {
             .model
             .as_deref()
             .unwrap_or(&self.config.defaults.classify_model);
-        self.registry
-            .route(model, req.variant.as_deref(), |h| req.headers.get(h))
+        self.route(model, req.variant.as_deref(), &req.headers)
     }
 
     /// The variant a translate request goes to: the one it names, or the routing's pick.
     pub fn route_translate(&self, req: &TranslateRequest) -> Result<Arc<ModelEntry>, RuntimeError> {
         let model = self.translation_model(req)?;
-        self.registry
-            .route(&model, req.variant.as_deref(), |h| req.headers.get(h))
+        self.route(&model, req.variant.as_deref(), &req.headers)
     }
 
-    pub async fn classify(&self, req: ClassifyRequest) -> Result<ClassifyResponse, RuntimeError> {
-        let entry = self.route_classify(&req)?;
-        self.classify_on(entry, req).await
-    }
-
-    pub async fn translate(
+    fn route(
         &self,
-        req: TranslateRequest,
-    ) -> Result<TranslateResponse, RuntimeError> {
-        let entry = self.route_translate(&req)?;
-        self.translate_on(entry, req).await
+        model: &str,
+        variant: Option<&str>,
+        headers: &RouteHeaders,
+    ) -> Result<Arc<ModelEntry>, RuntimeError> {
+        self.registry.route(model, variant, |h| headers.get(h))
+    }
+
+    /// Routes and runs a classify request.
+    pub async fn classify(&self, req: ClassifyRequest) -> Served<ClassifyResponse> {
+        let entry = match self.route_classify(&req) {
+            Ok(e) => e,
+            Err(e) => return Served::unrouted(e),
+        };
+        let result = self.classify_on(entry.clone(), req).await;
+        Served::on(&entry, result)
+    }
+
+    /// Routes and runs a translate request.
+    pub async fn translate(&self, req: TranslateRequest) -> Served<TranslateResponse> {
+        let entry = match self.route_translate(&req) {
+            Ok(e) => e,
+            Err(e) => return Served::unrouted(e),
+        };
+        let result = self.translate_on(entry.clone(), req).await;
+        Served::on(&entry, result)
     }
 
     /// Runs a classify request on the variant it was routed to (which stays alive until the
@@ -140,89 +273,13 @@ impl Runtime {
         entry: Arc<ModelEntry>,
         req: ClassifyRequest,
     ) -> Result<ClassifyResponse, RuntimeError> {
-        self.recorded(&entry, self.classify_inner(&entry, req))
-            .await
-    }
-
-    pub async fn translate_on(
-        &self,
-        entry: Arc<ModelEntry>,
-        req: TranslateRequest,
-    ) -> Result<TranslateResponse, RuntimeError> {
-        self.recorded(&entry, self.translate_inner(&entry, req))
-            .await
-    }
-
-    /// Runs a request and counts it, with its latency, in the variant's A/B statistics.
-    async fn recorded<T>(
-        &self,
-        entry: &ModelEntry,
-        work: impl std::future::Future<Output = Result<T, RuntimeError>>,
-    ) -> Result<T, RuntimeError> {
-        let started = Instant::now();
-        let result = work.await;
-        self.ab
-            .record_request(&entry.key, result.is_ok(), started.elapsed());
-        result
-    }
-
-    async fn classify_inner(
-        &self,
-        entry: &Arc<ModelEntry>,
-        req: ClassifyRequest,
-    ) -> Result<ClassifyResponse, RuntimeError> {
-        let _in_flight = InFlight::new(&self.in_flight);
-        let deadline = self.deadline(req.timeout)?;
-        self.check_accepting()?;
-        let engine = self.serving_engine(entry, Task::Classify)?;
-        self.check_inputs(&req.inputs)?;
-        if let Some(i) = req.inputs.iter().position(|t| t.trim().is_empty()) {
-            return Err(RuntimeError::BadRequest(format!("input {i} is empty")));
-        }
-        let overflow = overflow(req.truncate);
-        let texts = req.inputs;
-        let (ids, texts) = off_executor(move || {
-            let ids = texts
-                .iter()
-                .enumerate()
-                .map(|(i, t)| tokenize(&*engine, i, t, overflow))
-                .collect::<Result<Vec<_>, _>>();
-            (ids, texts)
-        })
-        .await?;
-        let ids = ids?;
-        let shadow = self.shadow_reference(entry);
-        let shadow_ids = shadow.as_ref().map(|_| ids.clone());
-        let params = DecodeParams::default();
-        let outputs = self.run(entry, ids, params, deadline).await?;
-        let mut results = Vec::with_capacity(outputs.len());
-        for o in &outputs {
-            match o {
-                Output::Classes(scores) => results.push(scores.clone()),
-                Output::Translation { .. } => {
-                    return Err(RuntimeError::Internal("a classifier returned text".into()));
-                }
-            }
-        }
-        if let Some(id) = &req.request_id {
-            let labels = results
-                .iter()
-                .map(|r: &Vec<LabelScore>| r.first().map(|s| s.label.clone()).unwrap_or_default())
-                .collect();
-            self.ab.remember(id, &entry.key, Some(labels));
-        }
-        if let (Some(reference), Some(ids)) = (shadow, shadow_ids) {
-            let job = ShadowJob {
-                live: entry.clone(),
-                reference,
-                request_id: req.request_id,
-                inputs: texts,
-                ids,
-                params,
-                outputs,
-            };
-            self.shadow.submit(&self.pool, job);
-        }
+        let common = Common {
+            request_id: req.request_id,
+            inputs: req.inputs,
+            truncate: req.truncate,
+            timeout: req.timeout,
+        };
+        let (_, results) = self.infer(&entry, common, Classify).await?;
         Ok(ClassifyResponse {
             model: entry.key.model.clone(),
             variant: entry.key.variant.clone(),
@@ -230,59 +287,23 @@ impl Runtime {
         })
     }
 
-    async fn translate_inner(
+    pub async fn translate_on(
         &self,
-        entry: &Arc<ModelEntry>,
+        entry: Arc<ModelEntry>,
         req: TranslateRequest,
     ) -> Result<TranslateResponse, RuntimeError> {
-        let _in_flight = InFlight::new(&self.in_flight);
-        let deadline = self.deadline(req.timeout)?;
-        self.check_accepting()?;
-        let engine = self.serving_engine(entry, Task::Translate)?;
-        self.check_inputs(&req.inputs)?;
-        if req.inputs.iter().all(|t| t.trim().is_empty()) {
-            return Err(RuntimeError::BadRequest(
-                "nothing to translate: the input is empty".into(),
-            ));
-        }
-        let params = self.decode_params(&*engine, &req)?;
-        let overflow = overflow(req.truncate);
-        let split = self.config.translation.split_sentences;
-        let texts = req.inputs;
-        let TranslationPlan {
-            layouts,
-            ids,
-            sentences,
-        } = off_executor(move || plan_translation(&*engine, &texts, split, overflow)).await??;
-        let shadow = self.shadow_reference(entry);
-        let shadow_ids = shadow.as_ref().map(|_| ids.clone());
-        let outputs = self.run(entry, ids, params, deadline).await?;
-        let mut translated = Vec::with_capacity(outputs.len());
-        for o in &outputs {
-            match o {
-                Output::Translation { text, .. } => translated.push(text.clone()),
-                Output::Classes(_) => {
-                    return Err(RuntimeError::Internal(
-                        "a translator returned classes".into(),
-                    ));
-                }
-            }
-        }
-        if let Some(id) = &req.request_id {
-            self.ab.remember(id, &entry.key, None);
-        }
-        if let (Some(reference), Some(ids)) = (shadow, shadow_ids) {
-            let job = ShadowJob {
-                live: entry.clone(),
-                reference,
-                request_id: req.request_id,
-                inputs: sentences,
-                ids,
-                params,
-                outputs,
-            };
-            self.shadow.submit(&self.pool, job);
-        }
+        let plan = Translate {
+            split_sentences: self.config.translation.split_sentences,
+            beam_size: req.beam_size,
+            max_length: req.max_length,
+        };
+        let common = Common {
+            request_id: req.request_id,
+            inputs: req.inputs,
+            truncate: req.truncate,
+            timeout: req.timeout,
+        };
+        let (layouts, mut translated) = self.infer(&entry, common, plan).await?;
         let outputs = layouts
             .into_iter()
             .map(|slots| {
@@ -300,6 +321,74 @@ impl Runtime {
             variant: entry.key.variant.clone(),
             outputs,
         })
+    }
+
+    /// The steps every inference request takes, counted with its latency in the variant's A/B
+    /// statistics: admission (in flight, deadline, draining, task, input limits), planning off
+    /// the executor, the queue, typed outputs, the feedback memory and a sampled shadow copy.
+    async fn infer<T: TaskPlan>(
+        &self,
+        entry: &Arc<ModelEntry>,
+        req: Common,
+        task: T,
+    ) -> Result<(T::Layout, Vec<T::Item>), RuntimeError> {
+        let started = Instant::now();
+        let result = self.infer_inner(entry, req, task).await;
+        self.ab
+            .record_request(&entry.key, result.is_ok(), started.elapsed());
+        result
+    }
+
+    async fn infer_inner<T: TaskPlan>(
+        &self,
+        entry: &Arc<ModelEntry>,
+        req: Common,
+        task: T,
+    ) -> Result<(T::Layout, Vec<T::Item>), RuntimeError> {
+        let _in_flight = InFlight::new(&self.in_flight);
+        let deadline = self.deadline(req.timeout)?;
+        self.check_accepting()?;
+        let model = self.serving_model(entry, T::TASK)?;
+        self.check_inputs(&req.inputs)?;
+        task.check(&req.inputs)?;
+        let params = task.params(self, &*model)?;
+        let overflow = if req.truncate {
+            Overflow::Truncate
+        } else {
+            Overflow::Error
+        };
+        let inputs = req.inputs;
+        let planned = off_executor(move || task.plan(&*model, inputs, overflow)).await??;
+        let shadow = self.shadow_reference(entry);
+        let shadow_ids = shadow.as_ref().map(|_| planned.ids.clone());
+        let outputs = self.run(entry, planned.ids, params, deadline).await?;
+        let items: Vec<T::Item> = outputs
+            .iter()
+            .map(|o| T::item(o.clone()))
+            .collect::<Option<_>>()
+            .ok_or_else(|| {
+                RuntimeError::Internal(format!(
+                    "model `{}` returned another task's output",
+                    entry.key.model
+                ))
+            })?;
+        if let Some(id) = &req.request_id {
+            let labels = items.iter().map(T::label).collect();
+            self.ab.remember(id, &entry.key, labels);
+        }
+        if let (Some(reference), Some(ids)) = (shadow, shadow_ids) {
+            let job = ShadowJob {
+                live: entry.clone(),
+                reference,
+                request_id: req.request_id,
+                inputs: planned.texts,
+                ids,
+                params,
+                outputs,
+            };
+            self.shadow.submit(&self.pool, job);
+        }
+        Ok((planned.layout, items))
     }
 
     /// The reference variant to shadow this request on, if the model's routing samples it.
@@ -331,21 +420,21 @@ impl Runtime {
         }
     }
 
-    fn serving_engine(
+    fn serving_model(
         &self,
         entry: &ModelEntry,
         task: Task,
-    ) -> Result<Arc<dyn Engine>, RuntimeError> {
-        let engine = entry.engine.clone();
-        if engine.task() != task {
+    ) -> Result<Arc<dyn Model>, RuntimeError> {
+        let model = entry.engine.clone();
+        if model.task() != task {
             return Err(RuntimeError::BadRequest(format!(
                 "model `{}` does not {}; use /{}",
                 entry.key.model,
                 task.as_str(),
-                engine.task().as_str()
+                model.task().as_str()
             )));
         }
-        Ok(engine)
+        Ok(model)
     }
 
     fn check_inputs(&self, inputs: &[String]) -> Result<(), RuntimeError> {
@@ -372,7 +461,7 @@ impl Runtime {
         Ok(())
     }
 
-    /// The model named by the request, or the one for its language pair.
+    /// The model named by the request, or the one serving its language pair.
     fn translation_model(&self, req: &TranslateRequest) -> Result<String, RuntimeError> {
         if let Some(m) = &req.model {
             return Ok(m.clone());
@@ -387,54 +476,17 @@ impl Runtime {
                 "language detection (source \"auto\") is not supported".into(),
             ));
         }
-        let name = format!("{source}-{target}");
-        if !self.registry.has_model(&name) {
+        self.registry.model_for_pair(source, target).ok_or_else(|| {
             let pairs: Vec<String> = self
                 .registry
-                .model_names()
+                .pairs()
                 .into_iter()
-                .filter(|n| n.len() == 5 && n.as_bytes()[2] == b'-')
+                .map(|(_, (s, t))| format!("{s}-{t}"))
                 .collect();
-            return Err(RuntimeError::Unsupported(format!(
+            RuntimeError::Unsupported(format!(
                 "language pair {source}→{target} is not supported (available: {})",
                 pairs.join(", ")
-            )));
-        }
-        Ok(name)
-    }
-
-    fn decode_params(
-        &self,
-        engine: &dyn Engine,
-        req: &TranslateRequest,
-    ) -> Result<DecodeParams, RuntimeError> {
-        let limits = &self.config.limits;
-        let defaults = engine.default_params();
-        let beam_size = req.beam_size.unwrap_or(defaults.beam_size);
-        if beam_size == 0 || beam_size > limits.max_beam_size {
-            return Err(RuntimeError::BadRequest(format!(
-                "beam_size must be between 1 and {}",
-                limits.max_beam_size
-            )));
-        }
-        let max_length = match req.max_length {
-            Some(0) => {
-                return Err(RuntimeError::BadRequest(
-                    "max_length must be at least 1".into(),
-                ));
-            }
-            Some(n) if n > limits.max_output_tokens => {
-                return Err(RuntimeError::BadRequest(format!(
-                    "max_length must be at most {}",
-                    limits.max_output_tokens
-                )));
-            }
-            Some(n) => Some(n),
-            None => defaults.max_length,
-        };
-        Ok(DecodeParams {
-            beam_size,
-            max_length,
+            ))
         })
     }
 
@@ -443,7 +495,7 @@ impl Runtime {
         &self,
         entry: &ModelEntry,
         seqs: Vec<Vec<u32>>,
-        params: DecodeParams,
+        params: RunParams,
         deadline: Instant,
     ) -> Result<Vec<Output>, RuntimeError> {
         if seqs.is_empty() {
@@ -477,14 +529,6 @@ impl Runtime {
     }
 }
 
-fn overflow(truncate: bool) -> Overflow {
-    if truncate {
-        Overflow::Truncate
-    } else {
-        Overflow::Error
-    }
-}
-
 /// Runs CPU work (tokenizing) on the blocking pool rather than an executor thread; a panic there
 /// becomes an internal error of this request.
 async fn off_executor<T: Send + 'static>(
@@ -496,61 +540,15 @@ async fn off_executor<T: Send + 'static>(
 }
 
 fn tokenize(
-    engine: &dyn Engine,
+    model: &dyn Model,
     index: usize,
     text: &str,
     overflow: Overflow,
 ) -> Result<Vec<u32>, RuntimeError> {
-    engine
-        .tokenize(text, overflow)
-        .map_err(|e| match e.downcast_ref::<InputTooLong>() {
-            Some(too_long) => RuntimeError::InputTooLong(format!(
-                "input {index}: {too_long}; set \"truncate\": true to cut it"
-            )),
-            None => RuntimeError::BadRequest(format!("input {index}: {e:#}")),
-        })
-}
-
-/// Each text's layout (sentences and the whitespace between them) and the token ids of all
-/// sentences to translate, in order.
-fn plan_translation(
-    engine: &dyn Engine,
-    texts: &[String],
-    split: bool,
-    overflow: Overflow,
-) -> Result<TranslationPlan, RuntimeError> {
-    let mut layouts = Vec::with_capacity(texts.len());
-    let mut ids = Vec::new();
-    let mut sentences = Vec::new();
-    for (i, text) in texts.iter().enumerate() {
-        let pieces = if text.trim().is_empty() {
-            vec![Piece::Gap(text.as_str())]
-        } else if split {
-            segment::split(text)
-        } else {
-            vec![Piece::Sentence(text.as_str())]
-        };
-        let mut slots = Vec::with_capacity(pieces.len());
-        for piece in pieces {
-            match piece {
-                // Blank texts translate to themselves, as the model would give nothing for them.
-                Piece::Gap(g) => slots.push(Slot::Verbatim(if text.trim().is_empty() {
-                    String::new()
-                } else {
-                    g.into()
-                })),
-                Piece::Sentence(s) => {
-                    ids.push(tokenize(engine, i, s, overflow)?);
-                    sentences.push(s.to_string());
-                    slots.push(Slot::Item(ids.len() - 1));
-                }
-            }
-        }
-        layouts.push(slots);
-    }
-    Ok(TranslationPlan {
-        layouts,
-        ids,
-        sentences,
+    model.tokenize(text, overflow).map_err(|e| match e {
+        ModelError::InputTooLong(too_long) => RuntimeError::InputTooLong(format!(
+            "input {index}: {too_long}; set \"truncate\": true to cut it"
+        )),
+        e => RuntimeError::BadRequest(format!("input {index}: {e}")),
     })
 }

@@ -11,11 +11,11 @@ use serde::Serialize;
 
 use super::abtest::AbStats;
 use super::compare::{Comparison, compare};
-use super::engine::{DecodeParams, Output};
 use super::pending::Pending;
 use super::pool::{WorkItem, WorkerPool};
 use super::registry::ModelEntry;
 use crate::metrics::Metrics;
+use crate::models::{Output, RunParams};
 
 /// Disagreements kept per model.
 const LOG_CAPACITY: usize = 100;
@@ -44,7 +44,7 @@ pub struct ShadowJob {
     pub request_id: Option<String>,
     pub inputs: Vec<String>,
     pub ids: Vec<Vec<u32>>,
-    pub params: DecodeParams,
+    pub params: RunParams,
     pub outputs: Vec<Output>,
 }
 

@@ -10,7 +10,7 @@ pub fn repo_root() -> PathBuf {
 /// The model repository the tests use: `models/` in the checkout, fetching what is missing.
 pub fn model_dir(model: &str) -> PathBuf {
     let root = repo_root().join("models");
-    quantserve::model::fetch::ensure_model(&root, model)
+    quantserve::repo::fetch::ensure_model(&root, model)
         .unwrap_or_else(|e| panic!("model {model} is unavailable and could not be fetched: {e:#}"))
 }
 

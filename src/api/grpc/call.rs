@@ -9,10 +9,11 @@ use tonic::metadata::{KeyAndValueRef, MetadataMap};
 use tonic::{Request, Response, Status};
 
 use super::{deadline, status};
+use crate::api::auth::authorized;
 use crate::api::errors::ApiError;
-use crate::api::http::{self as http_api, X_MODEL, X_REQUEST_ID, X_VARIANT};
+use crate::api::request_id::{X_MODEL, X_REQUEST_ID, X_VARIANT, request_id};
 use crate::runtime::pool::QueueKey;
-use crate::runtime::service::RouteHeaders;
+use crate::runtime::request::RouteHeaders;
 use crate::runtime::{Runtime, RuntimeError};
 
 pub struct Call<'a> {
@@ -46,9 +47,9 @@ impl<'a> Call<'a> {
             rt,
             endpoint,
             counted,
-            request_id: http_api::request_id(text(X_REQUEST_ID.as_str())),
+            request_id: request_id(text(X_REQUEST_ID.as_str())),
             started: Instant::now(),
-            authorized: http_api::authorized(rt, text(header::AUTHORIZATION.as_str())),
+            authorized: authorized(rt, text(header::AUTHORIZATION.as_str())),
             timeout: timeout(md),
             headers: RouteHeaders::new(md.iter().filter_map(|kv| match kv {
                 KeyAndValueRef::Ascii(k, v) => Some((k.as_str(), v.to_str().ok()?)),

@@ -7,7 +7,7 @@ use super::pb;
 use crate::api::errors::ApiError;
 use crate::runtime::Runtime;
 use crate::runtime::registry::VariantStatus;
-use crate::runtime::service::{
+use crate::runtime::request::{
     ClassifyRequest, ClassifyResponse, TranslateRequest, TranslateResponse,
 };
 

@@ -189,6 +189,15 @@ pub fn detect_isa() -> Result<Isa, IsaError> {
     isa_from_setting(setting.as_deref())
 }
 
+/// The kernel path for this process: the best the CPU has, or [`ISA_ENV_VAR`]. Checked once,
+/// when the first quantized layer is built, so a bad setting fails at load time, not mid-request.
+pub fn kernel_isa() -> anyhow::Result<Isa> {
+    static ISA: std::sync::OnceLock<Result<Isa, String>> = std::sync::OnceLock::new();
+    ISA.get_or_init(|| detect_isa().map_err(|e| e.to_string()))
+        .clone()
+        .map_err(|e| anyhow::anyhow!(e))
+}
+
 /// `out[m][n]` (row stride `out_row_stride`) = epilogue of the s32 product of `a` (M×K) and the
 /// packed weights (N×K). `epilogue.residual`, if any, is read with the same row stride as `out`.
 ///

@@ -275,7 +275,7 @@ pub(crate) fn finish(facc: f32, xs: f32, bias: Option<f32>, activation: Activati
     activate(y, activation)
 }
 
-/// Straight from the signed codes of a [`crate::quant::lowbit::LowBitMatrix`]-like description,
+/// Straight from the signed codes of a [`crate::layers::LowBitMatrix`]-like description,
 /// independent of the packing: `codes[n][plane][k]`, `scales[n][group]` with groups of
 /// `group_len` original columns (bcq: one group per plane). The reference the tests compare
 /// every path against, bit for bit.

