@@ -8,6 +8,7 @@ pub mod compare;
 pub mod config;
 pub mod engine;
 pub mod error;
+pub mod experiment;
 pub mod loader;
 pub mod pending;
 pub mod pool;
