@@ -43,5 +43,6 @@
 //! salt, so nobody is reshuffled): pooling periods with different allocations mixes time
 //! trends into the comparison (Simpson's paradox). Verdicts are stateless; a caller may latch
 //! the first non-`inconclusive` verdict, since stopping there is what the guarantee covers.
+pub mod monitoring;
 pub mod proportions;
 pub mod stats;
