@@ -45,5 +45,6 @@
 //! the first non-`inconclusive` verdict, since stopping there is what the guarantee covers.
 pub mod clustered;
 pub mod monitoring;
+pub mod power;
 pub mod proportions;
 pub mod stats;
