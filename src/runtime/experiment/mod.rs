@@ -47,4 +47,5 @@ pub mod clustered;
 pub mod monitoring;
 pub mod power;
 pub mod proportions;
+pub mod srm;
 pub mod stats;
