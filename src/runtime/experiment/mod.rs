@@ -44,6 +44,7 @@
 //! trends into the comparison (Simpson's paradox). Verdicts are stateless; a caller may latch
 //! the first non-`inconclusive` verdict, since stopping there is what the guarantee covers.
 pub mod clustered;
+pub mod latency;
 pub mod monitoring;
 pub mod power;
 pub mod proportions;
