@@ -51,3 +51,7 @@ pub mod power;
 pub mod proportions;
 pub mod srm;
 pub mod stats;
+pub mod verdict;
+
+#[cfg(test)]
+mod sim;
