@@ -43,6 +43,7 @@
 //! salt, so nobody is reshuffled): pooling periods with different allocations mixes time
 //! trends into the comparison (Simpson's paradox). Verdicts are stateless; a caller may latch
 //! the first non-`inconclusive` verdict, since stopping there is what the guarantee covers.
+
 pub mod assignment;
 pub mod clustered;
 pub mod latency;
@@ -55,3 +56,5 @@ pub mod verdict;
 
 #[cfg(test)]
 mod sim;
+#[cfg(test)]
+mod simulation;
