@@ -7,6 +7,7 @@ pub mod batcher;
 pub mod compare;
 pub mod config;
 pub mod error;
+pub mod experiment;
 pub mod loader;
 pub mod pending;
 pub mod pool;
