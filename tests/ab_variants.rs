@@ -4,8 +4,6 @@
 //! feedback and the A/B report, config reload, and clear errors for bad admin input.
 
 mod common;
-#[path = "support/http_client.rs"]
-mod http_client;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -14,9 +12,9 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use http_client::{Resp, get, post, request};
-use quantserve::api::serve::Server;
-use quantserve::runtime::config::{Config, ModelConfig, WorkersConfig};
+use common::http_client::{Resp, get, post, request};
+use common::server::{self, expect, metric, start};
+use quantserve::runtime::config::{Config, ModelConfig};
 use quantserve::runtime::routing::{Routing, Shadow};
 use serde_json::{Value, json};
 
@@ -86,31 +84,7 @@ fn sentiment(variants: &[&str], routing: Option<Routing>) -> ModelConfig {
 }
 
 fn config(models: &[(&str, ModelConfig)]) -> Config {
-    let mut cfg = Config::default();
-    cfg.server.http_addr = "127.0.0.1:0".into();
-    cfg.server.models_dir = models_root();
-    cfg.workers = WorkersConfig {
-        count: 1,
-        threads: 2,
-    };
-    for (name, m) in models {
-        cfg.models.insert(name.to_string(), m.clone());
-    }
-    cfg
-}
-
-fn start(cfg: Config) -> Server {
-    let server = Server::start(cfg, false).unwrap();
-    let began = Instant::now();
-    // Ready means one variant of each split serves; the tests want every variant loaded.
-    while get(server.addr(), "/health/ready").status != 200
-        || String::from_utf8_lossy(&get(server.addr(), "/v1/models").body)
-            .contains("\"status\":\"loading\"")
-    {
-        assert!(began.elapsed() < Duration::from_secs(300), "never ready");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    server
+    server::config(models_root(), models)
 }
 
 fn classify(addr: SocketAddr, text: &str, headers: &[(&str, &str)]) -> Resp {
@@ -120,26 +94,6 @@ fn classify(addr: SocketAddr, text: &str, headers: &[(&str, &str)]) -> Resp {
 
 fn admin(addr: SocketAddr, method: &str, path: &str, body: &Value) -> Resp {
     request(addr, method, path, &[], body.to_string().as_bytes())
-}
-
-fn expect(r: &Resp, status: u16, code: &str) {
-    assert_eq!(
-        (r.status, r.code().as_str()),
-        (status, code),
-        "{}",
-        String::from_utf8_lossy(&r.body)
-    );
-}
-
-/// The sum of a metric's series whose labels include all of `labels` (`k="v"` pairs joined by
-/// commas, in any order).
-fn metric(addr: SocketAddr, name: &str, labels: &str) -> f64 {
-    let text = String::from_utf8(get(addr, "/metrics").body).unwrap();
-    text.lines()
-        .filter(|l| l.starts_with(&format!("{name}{{")))
-        .filter(|l| labels.split(',').all(|pair| l.contains(pair)))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
 }
 
 const TEXTS: [&str; 6] = [

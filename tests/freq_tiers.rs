@@ -4,8 +4,6 @@
 //! projection of the translator with and without its shortlist).
 
 mod common;
-#[path = "support/http_client.rs"]
-mod http_client;
 
 use std::path::PathBuf;
 
@@ -273,10 +271,9 @@ fn counts_rank_rows_by_corpus_frequency() {
 /// written into a model repository, loads as the default variant and answers.
 #[test]
 fn tiered_variants_are_served() {
-    use quantserve::api::serve::Server;
-    use quantserve::runtime::config::{Config, ModelConfig, WorkersConfig};
+    use common::server;
+    use quantserve::runtime::config::ModelConfig;
     use serde_json::json;
-    use std::time::{Duration, Instant};
 
     let root = scratch("repo");
     let recipe = Recipe::from_file(&common::path("config/recipes/low-freq.toml")).unwrap();
@@ -297,35 +294,21 @@ fn tiered_variants_are_served() {
         // The self-check's reference.
         std::os::unix::fs::symlink(&src, root.join(model).join("fp32")).unwrap();
     }
-    let mut cfg = Config::default();
-    cfg.server.http_addr = "127.0.0.1:0".into();
-    cfg.server.models_dir = root.clone();
-    cfg.workers = WorkersConfig {
-        count: 1,
-        threads: 2,
+    let low_freq = ModelConfig {
+        default_variant: "low-freq".into(),
+        variants: vec!["low-freq".into()],
+        // The bar is for the server's defaults; this test is about loading and answering.
+        min_agreement: 0.5,
+        ..ModelConfig::fp32()
     };
-    cfg.models.clear();
-    for model in ["sentiment", "en-pt"] {
-        cfg.models.insert(
-            model.into(),
-            ModelConfig {
-                default_variant: "low-freq".into(),
-                variants: vec!["low-freq".into()],
-                // The bar is for the server's defaults; this test is about loading and answering.
-                min_agreement: 0.5,
-                ..ModelConfig::fp32()
-            },
-        );
-    }
+    let mut cfg = server::config(
+        root.clone(),
+        &[("sentiment", low_freq.clone()), ("en-pt", low_freq)],
+    );
     cfg.defaults.classify_model = "sentiment".into();
-    let server = Server::start(cfg, false).unwrap();
+    let server = server::start(cfg);
     let addr = server.addr();
-    let start = Instant::now();
-    while http_client::get(addr, "/health/ready").status != 200 {
-        assert!(start.elapsed() < Duration::from_secs(120), "not ready");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let r = http_client::post(
+    let r = common::http_client::post(
         addr,
         "/classify",
         &json!({"inputs": ["A gorgeous, witty, seductive movie.", "A dull, lifeless mess."]}),
@@ -335,7 +318,7 @@ fn tiered_variants_are_served() {
     assert_eq!(v["variant"], "low-freq");
     assert_eq!(v["results"][0]["label"], "positive");
     assert_eq!(v["results"][1]["label"], "negative");
-    let r = http_client::post(
+    let r = common::http_client::post(
         addr,
         "/translate",
         &json!({"q": "How are you today?", "source": "en", "target": "pt"}),
@@ -344,14 +327,14 @@ fn tiered_variants_are_served() {
     assert_eq!(r.json()["variant"], "low-freq");
     assert!(!r.json()["translatedText"].as_str().unwrap().is_empty());
     // The folder's name says nothing of its scheme: the file's header does.
-    let m = http_client::get(addr, "/v1/models/en-pt").json();
+    let m = common::http_client::get(addr, "/v1/models/en-pt").json();
     let v = &m["variants"][0];
     assert_eq!(
         (v["name"].as_str(), v["scheme"].as_str(), v["bits"].as_u64()),
         (Some("low-freq"), Some("mixed"), Some(8)),
         "{m}"
     );
-    let metrics = String::from_utf8(http_client::get(addr, "/metrics").body).unwrap();
+    let metrics = String::from_utf8(common::http_client::get(addr, "/metrics").body).unwrap();
     assert!(
         metrics.contains(
             r#"quantserve_variant_info{bits="8",model="sentiment",scheme="mixed",variant="low-freq"}"#

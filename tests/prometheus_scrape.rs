@@ -14,8 +14,8 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use quantserve::api::serve::Server;
-use quantserve::runtime::config::{Config, ModelConfig, WorkersConfig};
+use common::server;
+use quantserve::runtime::config::ModelConfig;
 use serde_json::Value;
 
 /// How long Prometheus may take to start, scrape and evaluate the rules.
@@ -171,22 +171,18 @@ fn start_prometheus(target: SocketAddr) -> Option<Prometheus> {
 
 #[test]
 fn prometheus_scrapes_per_variant_series() {
-    let mut cfg = Config::default();
-    cfg.server.http_addr = "127.0.0.1:0".into();
-    cfg.server.models_dir = common::repo_root().join("models");
-    cfg.workers = WorkersConfig {
-        count: 1,
-        threads: 1,
+    let sentiment = ModelConfig {
+        default_variant: "int8".into(),
+        variants: vec!["int8".into(), "fp32".into()],
+        ..ModelConfig::fp32()
     };
-    cfg.models.insert(
-        "sentiment".into(),
-        ModelConfig {
-            default_variant: "int8".into(),
-            variants: vec!["int8".into(), "fp32".into()],
-            ..ModelConfig::fp32()
-        },
+    let mut cfg = server::config(
+        common::repo_root().join("models"),
+        &[("sentiment", sentiment)],
     );
-    let server = Server::start(cfg, false).unwrap();
+    cfg.workers.threads = 1;
+    // Variants load one after the other (the reference first): both have loaded on return.
+    let server = server::start(cfg);
     let addr = server.addr();
     let classify = |variant: &str| {
         let body = format!(
@@ -194,15 +190,11 @@ fn prometheus_scrapes_per_variant_series() {
         );
         http(addr, "POST", "/classify", &body).map_or(0, |r| r.0)
     };
-    // Variants load one after the other (the reference first): wait for both.
-    let start = Instant::now();
-    while classify("fp32") != 200 || classify("int8") != 200 {
-        assert!(
-            start.elapsed() < WAIT,
-            "quantserve: sentiment/fp32 and int8 not both served"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    assert_eq!(
+        (classify("fp32"), classify("int8")),
+        (200, 200),
+        "quantserve: sentiment/fp32 and int8 not both served"
+    );
 
     let Some(prom) = start_prometheus(addr) else {
         return;

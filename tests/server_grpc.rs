@@ -1,5 +1,5 @@
 //! The gRPC front end end to end: real sockets, the generated tonic client, the real translation
-//! model and a tiny random BERT (`support/tiny_bert.rs`). gRPC on the HTTP port (the default) and
+//! model and a tiny random BERT (`common/tiny_bert.rs`). gRPC on the HTTP port (the default) and
 //! on a listener of its own.
 //!
 //! The client runs over hyper's plain HTTP/2 client rather than tonic's `Channel`: a `Channel`
@@ -7,15 +7,13 @@
 //! server's own deadline, so the server's DEADLINE_EXCEEDED could not be observed.
 
 mod common;
-#[path = "support/tiny_bert.rs"]
-mod tiny_bert;
 
-use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use common::server::{self, start};
+use common::tiny_bert;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -137,66 +135,21 @@ fn expect_err<T: std::fmt::Debug>(
 
 /// A plain HTTP/1.1 request (one per connection) to show HTTP still answers on the port.
 fn http(addr: SocketAddr, method: &str, path: &str, body: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nhost: test\r\nconnection: close\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).unwrap();
-    let status = raw.split(' ').nth(1).unwrap().parse().unwrap();
-    let body = raw.split_once("\r\n\r\n").unwrap().1.to_string();
-    (status, body)
+    let json = [("content-type", "application/json")];
+    let r = common::http_client::request(addr, method, path, &json, body.as_bytes());
+    (r.status, String::from_utf8_lossy(&r.body).into_owned())
 }
 
 // ---------------------------------------------------------------------------------------------
 // Servers.
 
-/// Links to the translation model (fetched when missing) and the tiny random BERT.
-fn models_root() -> PathBuf {
-    static ROOT: OnceLock<PathBuf> = OnceLock::new();
-    ROOT.get_or_init(|| {
-        let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("grpc-models");
-        std::fs::create_dir_all(&root).unwrap();
-        common::model_dir("en-pt");
-        let link = root.join("en-pt");
-        let _ = std::fs::remove_file(&link);
-        std::os::unix::fs::symlink(common::repo_root().join("models/en-pt"), &link).unwrap();
-        tiny_bert::write(&root.join("tiny-bert").join("fp32"));
-        root
-    })
-    .clone()
-}
-
 fn config(models: &[&str]) -> Config {
-    let mut cfg = Config::default();
-    cfg.server.http_addr = "127.0.0.1:0".into();
-    cfg.server.models_dir = models_root();
+    let mut cfg = server::config(server::test_repository(), &server::fp32(models));
     cfg.server.drain_seconds = 60;
-    cfg.workers = WorkersConfig {
-        count: 1,
-        threads: 2,
-    };
     cfg.limits.max_inputs = 8;
     cfg.limits.max_input_chars = 2_000;
     cfg.defaults.classify_model = "tiny-bert".into();
-    for m in models {
-        cfg.models.insert(m.to_string(), ModelConfig::fp32());
-    }
     cfg
-}
-
-fn start(cfg: Config) -> Server {
-    let server = Server::start(cfg, false).unwrap();
-    let start = Instant::now();
-    while !server.runtime().is_ready() {
-        assert!(start.elapsed() < Duration::from_secs(300), "not ready");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    server
 }
 
 /// The server most tests share: gRPC on the HTTP port.

@@ -1,22 +1,19 @@
 //! The HTTP server end to end: real sockets, the real router, the real models (translation from
 //! the model repository, fetched on first use; classification from a tiny random BERT written by
-//! `support/tiny_bert.rs`, plus the trained `models/sentiment`).
+//! `common/tiny_bert.rs`, plus the trained `models/sentiment`).
 
 mod common;
-#[path = "support/http_client.rs"]
-mod http_client;
-#[path = "support/tiny_bert.rs"]
-mod tiny_bert;
 
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
-use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use http_client::{Resp, get, post, request};
+use common::http_client::{Resp, get, post, request};
+use common::server::{self, expect, start};
+use common::tiny_bert;
 use quantserve::api::serve::Server;
-use quantserve::runtime::config::{Config, ModelConfig, WorkersConfig};
+use quantserve::runtime::config::{Config, WorkersConfig};
 use serde_json::{Value, json};
 
 const HOW_ARE_YOU: &str = "How are you today?";
@@ -25,67 +22,14 @@ const HOW_ARE_YOU_PT: &str = "Como você está hoje?";
 // ---------------------------------------------------------------------------------------------
 // Servers.
 
-/// A model repository for the tests: links to the translation models (fetched when missing), the
-/// sentiment model, and the tiny random BERT.
-fn models_root() -> PathBuf {
-    static ROOT: OnceLock<PathBuf> = OnceLock::new();
-    ROOT.get_or_init(|| {
-        let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("server-models");
-        std::fs::create_dir_all(&root).unwrap();
-        let linked = ["en-pt", "pt-en", "sentiment"];
-        for m in linked {
-            common::model_dir(m);
-        }
-        for m in linked {
-            let link = root.join(m);
-            let _ = std::fs::remove_file(&link);
-            std::os::unix::fs::symlink(common::repo_root().join("models").join(m), &link).unwrap();
-        }
-        tiny_bert::write(&root.join("tiny-bert").join("fp32"));
-        root
-    })
-    .clone()
-}
-
 fn config(models: &[&str]) -> Config {
-    let mut cfg = Config::default();
-    cfg.server.http_addr = "127.0.0.1:0".into();
-    cfg.server.models_dir = models_root();
+    let mut cfg = server::config(server::test_repository(), &server::fp32(models));
     cfg.server.drain_seconds = 60;
-    cfg.workers = WorkersConfig {
-        count: 1,
-        threads: 2,
-    };
     cfg.limits.max_body_bytes = 200_000;
     cfg.limits.max_inputs = 8;
     cfg.limits.max_input_chars = 2_000;
     cfg.defaults.classify_model = "tiny-bert".into();
-    for m in models {
-        cfg.models.insert(m.to_string(), ModelConfig::fp32());
-    }
     cfg
-}
-
-fn wait_ready(server: &Server) {
-    let start = Instant::now();
-    loop {
-        let r = get(server.addr(), "/health/ready");
-        if r.status == 200 {
-            return;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(300),
-            "not ready: {}",
-            String::from_utf8_lossy(&r.body)
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn start(cfg: Config) -> Server {
-    let server = Server::start(cfg, false).unwrap();
-    wait_ready(&server);
-    server
 }
 
 /// The server most tests share: both translation directions and the tiny classifier.
@@ -410,27 +354,20 @@ fn deadline_exceeded_answers_504() {
 // ---------------------------------------------------------------------------------------------
 // Errors.
 
-fn expect(r: Resp, status: u16, code: &str) {
-    assert_eq!(r.status, status, "{}", String::from_utf8_lossy(&r.body));
-    let body = r.json();
-    assert_eq!(body["code"], code, "{body}");
-    assert!(!body["error"].as_str().unwrap().is_empty());
-}
-
 #[test]
 fn every_error_code() {
     let addr = shared();
     let raw = |path: &str, body: &[u8]| request(addr, "POST", path, &[], body);
     // 400: malformed JSON, wrong types, empty input, bad parameters, hostile bodies.
-    expect(raw("/classify", b"{\"inputs\": "), 400, "bad_request");
-    expect(raw("/classify", b""), 400, "bad_request");
+    expect(&raw("/classify", b"{\"inputs\": "), 400, "bad_request");
+    expect(&raw("/classify", b""), 400, "bad_request");
     expect(
-        raw("/translate", b"\x00\x01\xff binary"),
+        &raw("/translate", b"\x00\x01\xff binary"),
         400,
         "bad_request",
     );
     expect(
-        raw(
+        &raw(
             "/translate",
             b"{\"q\": \"\xff\xfe\", \"source\": \"en\", \"target\": \"pt\"}",
         ),
@@ -438,19 +375,19 @@ fn every_error_code() {
         "bad_request",
     );
     let nested = format!("{{\"q\": {}{}}}", "[".repeat(50_000), "]".repeat(50_000));
-    expect(raw("/translate", nested.as_bytes()), 400, "bad_request");
+    expect(&raw("/translate", nested.as_bytes()), 400, "bad_request");
     expect(
-        post(addr, "/classify", &json!({"inputs": 42})),
+        &post(addr, "/classify", &json!({"inputs": 42})),
         400,
         "bad_request",
     );
     expect(
-        post(addr, "/classify", &json!({"inputs": ["a", null]})),
+        &post(addr, "/classify", &json!({"inputs": ["a", null]})),
         400,
         "bad_request",
     );
     expect(
-        post(
+        &post(
             addr,
             "/classify",
             &json!({"inputs": "a", "truncate": "yes"}),
@@ -459,7 +396,7 @@ fn every_error_code() {
         "bad_request",
     );
     expect(
-        post(
+        &post(
             addr,
             "/classify",
             &json!({"inputs": "", "model": "tiny-bert"}),
@@ -468,28 +405,28 @@ fn every_error_code() {
         "bad_request",
     );
     expect(
-        post(addr, "/classify", &json!({"inputs": []})),
+        &post(addr, "/classify", &json!({"inputs": []})),
         400,
         "bad_request",
     );
     expect(
-        post(addr, "/classify", &json!({"inputs": "a", "model": "en-pt"})),
+        &post(addr, "/classify", &json!({"inputs": "a", "model": "en-pt"})),
         400,
         "bad_request",
     );
-    expect(translate(addr, json!(""), "en", "pt"), 400, "bad_request");
+    expect(&translate(addr, json!(""), "en", "pt"), 400, "bad_request");
     expect(
-        translate(addr, json!(["  "]), "en", "pt"),
-        400,
-        "bad_request",
-    );
-    expect(
-        post(addr, "/translate", &json!({"q": "Hi"})),
+        &translate(addr, json!(["  "]), "en", "pt"),
         400,
         "bad_request",
     );
     expect(
-        post(
+        &post(addr, "/translate", &json!({"q": "Hi"})),
+        400,
+        "bad_request",
+    );
+    expect(
+        &post(
             addr,
             "/translate",
             &json!({"q": "Hi", "source": "en", "target": "pt", "beam_size": 0}),
@@ -498,7 +435,7 @@ fn every_error_code() {
         "bad_request",
     );
     expect(
-        post(
+        &post(
             addr,
             "/translate",
             &json!({"q": "Hi", "source": "en", "target": "pt", "beam_size": 99}),
@@ -507,7 +444,7 @@ fn every_error_code() {
         "bad_request",
     );
     expect(
-        post(
+        &post(
             addr,
             "/translate",
             &json!({"q": "Hi", "source": "en", "target": "pt", "timeout_ms": 0}),
@@ -522,20 +459,20 @@ fn every_error_code() {
         &[("x-timeout-ms", "soon")],
         br#"{"q": "Hi", "source": "en", "target": "pt"}"#,
     );
-    expect(r, 400, "bad_request");
+    expect(&r, 400, "bad_request");
     // 404: unknown model, variant, endpoint; 405: wrong method.
     expect(
-        post(addr, "/classify", &json!({"inputs": "a", "model": "nope"})),
+        &post(addr, "/classify", &json!({"inputs": "a", "model": "nope"})),
         404,
         "unknown_model",
     );
     expect(
-        post(addr, "/translate", &json!({"q": "a", "model": "nope"})),
+        &post(addr, "/translate", &json!({"q": "a", "model": "nope"})),
         404,
         "unknown_model",
     );
     expect(
-        post(
+        &post(
             addr,
             "/classify",
             &json!({"inputs": "a", "variant": "int3"}),
@@ -544,7 +481,7 @@ fn every_error_code() {
         "unknown_variant",
     );
     expect(
-        post(
+        &post(
             addr,
             "/translate",
             &json!({"q": "a", "source": "en", "target": "pt", "variant": "int3"}),
@@ -552,25 +489,25 @@ fn every_error_code() {
         404,
         "unknown_variant",
     );
-    expect(get(addr, "/nowhere"), 404, "not_found");
-    expect(get(addr, "/translate"), 405, "method_not_allowed");
+    expect(&get(addr, "/nowhere"), 404, "not_found");
+    expect(&get(addr, "/translate"), 405, "method_not_allowed");
     // 413: body over the limit, too many inputs, too many characters.
     let big = json!({"inputs": "a".repeat(300_000)}).to_string();
-    expect(raw("/classify", big.as_bytes()), 413, "payload_too_large");
+    expect(&raw("/classify", big.as_bytes()), 413, "payload_too_large");
     expect(
-        post(addr, "/classify", &json!({"inputs": vec!["good"; 9]})),
+        &post(addr, "/classify", &json!({"inputs": vec!["good"; 9]})),
         413,
         "payload_too_large",
     );
     expect(
-        translate(addr, json!("word ".repeat(500)), "en", "pt"),
+        &translate(addr, json!("word ".repeat(500)), "en", "pt"),
         413,
         "payload_too_large",
     );
     // 422: too many tokens without truncation; unsupported language pair, detection, format.
     let long = "good ".repeat(100);
     expect(
-        post(addr, "/classify", &json!({"inputs": long})),
+        &post(addr, "/classify", &json!({"inputs": long})),
         422,
         "input_too_long",
     );
@@ -585,18 +522,22 @@ fn every_error_code() {
     );
     let run_on = "word ".repeat(300);
     expect(
-        translate(addr, json!(run_on), "en", "pt"),
+        &translate(addr, json!(run_on), "en", "pt"),
         422,
         "input_too_long",
     );
-    expect(translate(addr, json!("Hi"), "en", "de"), 422, "unsupported");
     expect(
-        translate(addr, json!("Hi"), "auto", "pt"),
+        &translate(addr, json!("Hi"), "en", "de"),
         422,
         "unsupported",
     );
     expect(
-        post(
+        &translate(addr, json!("Hi"), "auto", "pt"),
+        422,
+        "unsupported",
+    );
+    expect(
+        &post(
             addr,
             "/translate",
             &json!({"q": "Hi", "source": "en", "target": "pt", "format": "html"}),
@@ -638,7 +579,7 @@ fn not_ready_and_unauthorized() {
     assert_eq!(get(addr, "/health/ready").status, 503);
     let body = br#"{"inputs": "a", "model": "missing-model"}"#;
     expect(
-        request(
+        &request(
             addr,
             "POST",
             "/classify",
@@ -651,9 +592,9 @@ fn not_ready_and_unauthorized() {
     // 401 without the key or with a wrong one; health and metrics stay open.
     let r = request(addr, "POST", "/classify", &[], body);
     assert_eq!(r.header("www-authenticate"), Some("Bearer"));
-    expect(r, 401, "unauthorized");
+    expect(&r, 401, "unauthorized");
     expect(
-        request(
+        &request(
             addr,
             "POST",
             "/classify",

@@ -1,5 +1,10 @@
-//! Shared test helpers: the model repository (fetched on first use) and golden files.
+//! Shared test helpers: the model repository (fetched on first use), golden files, and the
+//! server harness (`server`, `http_client`, `tiny_bert`).
 #![allow(dead_code)]
+
+pub mod http_client;
+pub mod server;
+pub mod tiny_bert;
 
 use std::path::{Path, PathBuf};
 
