@@ -29,21 +29,27 @@
 //! which every loaded tile feeds two `tdpbusd` (one 1 KiB load per 16×16×64 product) while each
 //! operand still has two registers, so the loads of one K step can proceed while the products of
 //! the previous one drain. A 2 × 3 block (6 C) would leave one A and one B register, making each
-//! load wait for the product that reads the same register. 2×2 is also oneDNN brgemm's AMX
+//! load wait for the product that reads the same register (unless the core renames tile
+//! registers, which Intel does not document). 2×2 is also oneDNN brgemm's AMX
 //! blocking and the one measured in kernels.md §2 (3.3–3.6 TOPS/core at M = 32). A 48-column
 //! panel has 3 column tiles, so the kernel works on groups of 2 panels = 3 column-tile pairs; a
 //! group of one panel ends with a 1-column-tile block, a unit with 16..31 remaining rows with a
 //! 1-row-tile block (both the same `asm!` with a shape flag: a predictable branch per K step).
 //!
 //! Loop order within a work unit: panel group → K block → column-tile pair → row block. A pair's
-//! B slice of one K block (2 × 16 KiB at most) stays in L1 while the unit's row blocks stream
-//! their A tiles past it from L2; K blocks of at most 1024 bytes bound that slice for long K
+//! B slice of one K block (2 × 16 KiB at most, of a 48 KiB L1d) is reused from L1 by the unit's
+//! row blocks while their A tiles stream from L2; K blocks of at most 1024 bytes bound that slice for long K
 //! (FFN down-projection, K = 3072), at the cost of storing and reloading the accumulators between
 //! K blocks (they go through the same scratch buffer the epilogue reads).
 //!
 //! The permission request, CPUID checks and a start-up self-test of the real instructions
 //! against a scalar sum gate the path ([`usable`]); a failure falls back to AVX-512 VNNI with one
 //! log line.
+//!
+//! Status: written on an AMD EPYC (Zen 4) VM without AMX. The driver is tested there on a tile
+//! emulator that transcribes the `asm!` block (unit tests below); the instructions themselves
+//! are checked by the self-test and `tests/int8_kernels.rs` on the first machine with AMX. The
+//! blocking constants are reasoned from kernels.md, not yet measured.
 
 use std::arch::asm;
 use std::arch::x86_64::*;
