@@ -9,6 +9,10 @@
 //! second, from cache and from DRAM, then int4, int6, ternary and bcq1 at batch 1 on the AVX-VNNI
 //! and AVX2 paths against int8 on the same path. `QUANTSERVE_LOWBIT_ONLY=1` skips everything else.
 //!
+//! Then AMX beside AVX-512 VNNI at M = 16…256 on the BERT-base and MiniLM layer shapes, 1 and 2
+//! threads, with the ratio (`QUANTSERVE_AMX_ONLY=1` runs only that table; without AMX it shows the
+//! VNNI column and says why AMX is missing).
+//!
 //! `cargo bench --bench gemm_int8`; `QUANTSERVE_ISA` picks the int8 path.
 
 use std::hint::black_box;
@@ -103,9 +107,13 @@ impl Operands {
     }
 
     fn int8(&mut self, isa: Isa) {
+        self.int8_with(isa, Activation::None);
+    }
+
+    fn int8_with(&mut self, isa: Isa, activation: Activation) {
         let epilogue = Epilogue {
             bias: Some(&self.bias),
-            activation: Activation::None,
+            activation,
             residual: None,
         };
         let n = self.packed.n();
@@ -488,11 +496,127 @@ fn lowbit_table(isa: Isa, two: &ThreadPool, ms: &[usize], only: Option<&[&str]>)
     }
 }
 
+/// The Linear layers of BERT-base (hidden 768, FFN 3072) and MiniLM (384, 1536) as (N, K): QKV/O,
+/// FFN up (with GELU, as in the model), FFN down.
+const ENCODER_SHAPES: [(&str, usize, usize); 6] = [
+    ("bert-base", 768, 768),
+    ("bert-base", 3072, 768),
+    ("bert-base", 768, 3072),
+    ("minilm", 384, 384),
+    ("minilm", 1536, 384),
+    ("minilm", 384, 1536),
+];
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+/// AMX beside AVX-512 VNNI: GOPS from dedicated-core time (see `measure`), 1 and 2 threads, and
+/// AMX/VNNI. The FFN-up shapes run the GELU epilogue, the others bias only.
+fn amx_vs_vnni(one: &ThreadPool, two: &ThreadPool) {
+    let budget = Duration::from_millis(250);
+    let amx = Isa::Amx.is_available();
+    println!(
+        "
+AMX vs AVX-512 VNNI, GOPS from dedicated-core time (load average {} at start)",
+        load_average()
+    );
+    if !Isa::Avx512Vnni.is_available() {
+        println!("skipped: this CPU has no AVX-512 VNNI");
+        return;
+    }
+    if !amx {
+        println!(
+            "AMX int8 is not usable on this machine (needs {}): VNNI column only",
+            Isa::Amx.required_features()
+        );
+    }
+    println!(
+        "{:<10} {:>5} {:>5} {:>5} {:>5} | {:>8} {:>8} | {:>8} {:>8} | {:>6} {:>6}",
+        "model", "M", "N", "K", "epi", "vnni 1T", "vnni 2T", "amx 1T", "amx 2T", "×1T", "×2T"
+    );
+    for (model, n, k) in ENCODER_SHAPES {
+        let activation = if n == 4 * k {
+            Activation::Gelu
+        } else {
+            Activation::None
+        };
+        for m in [16, 32, 64, 128, 256] {
+            let shape = Shape { model, m, n, k };
+            let mut operands = Operands::new(Isa::Avx512Vnni, &shape);
+            let gops = |seconds: f64| ops(&shape) / seconds / 1e9;
+            let mut time = |isa: Isa, pool: &ThreadPool| {
+                measure(pool, || operands.int8_with(isa, activation), budget).1
+            };
+            let vnni = (time(Isa::Avx512Vnni, one), time(Isa::Avx512Vnni, two));
+            let cells = if amx {
+                let amx = (time(Isa::Amx, one), time(Isa::Amx, two));
+                format!(
+                    "{:>8.1} {:>8.1} | {:>6.2} {:>6.2}",
+                    gops(amx.0),
+                    gops(amx.1),
+                    vnni.0 / amx.0,
+                    vnni.1 / amx.1
+                )
+            } else {
+                format!("{:>8} {:>8} | {:>6} {:>6}", "-", "-", "-", "-")
+            };
+            let epi = if activation == Activation::Gelu {
+                "gelu"
+            } else {
+                "bias"
+            };
+            println!(
+                "{:<10} {:>5} {:>5} {:>5} {:>5} | {:>8.1} {:>8.1} | {cells}",
+                model,
+                m,
+                n,
+                k,
+                epi,
+                gops(vnni.0),
+                gops(vnni.1),
+            );
+        }
+    }
+    println!("load average at end: {}", load_average());
+}
+
+/// Criterion entries for the AMX path beside VNNI on the BERT-base layers at M = 128 (one
+/// sequence), 2 threads; nothing without AMX.
+fn criterion_amx(c: &mut Criterion, two: &ThreadPool) {
+    if !Isa::Amx.is_available() {
+        return;
+    }
+    for (model, n, k) in ENCODER_SHAPES.into_iter().take(3) {
+        let shape = Shape {
+            model,
+            m: 128,
+            n,
+            k,
+        };
+        let mut group = c.benchmark_group(format!("{model} M=128 N={n} K={k}"));
+        group.throughput(Throughput::Elements(ops(&shape) as u64));
+        let mut operands = Operands::new(Isa::Avx512Vnni, &shape);
+        for isa in [Isa::Amx, Isa::Avx512Vnni] {
+            group.bench_function(BenchmarkId::new(isa.name(), "2 threads"), |b| {
+                two.install(|| b.iter(|| operands.int8(black_box(isa))))
+            });
+        }
+        group.finish();
+    }
+}
+
 fn main() {
     let isa = detect_isa().unwrap_or_else(|e| panic!("{e}"));
     let (one, two) = (pool(1), pool(2));
     if std::env::var_os("QUANTSERVE_LOWBIT_ONLY").is_some() {
         lowbit_summary(isa, &two);
+        return;
+    }
+    if std::env::var_os("QUANTSERVE_AMX_ONLY").is_some() {
+        amx_vs_vnni(&one, &two);
         return;
     }
     let mut criterion = Criterion::default()
@@ -501,8 +625,10 @@ fn main() {
         .measurement_time(Duration::from_millis(600))
         .configure_from_args();
     criterion_benches(&mut criterion, isa, &two);
+    criterion_amx(&mut criterion, &two);
     criterion.final_summary();
     summary(isa, &one, &two);
+    amx_vs_vnni(&one, &two);
     gemv_from_dram(isa, &one, &two);
     lowbit_summary(isa, &two);
 }

@@ -316,6 +316,166 @@ proptest! {
     }
 }
 
+/// Whether the AMX path runs here; if not, says so (the other ISA tests still run).
+fn amx_or_skip(test: &str) -> bool {
+    let ok = Isa::Amx.is_available();
+    if !ok {
+        eprintln!(
+            "skipping {test}: AMX int8 is not usable on this machine (needs {}); the other ISA \
+             paths are tested as usual",
+            Isa::Amx.required_features()
+        );
+    }
+    ok
+}
+
+/// Around the AMX blocks: 16-row tiles, 32-row blocks, VNNI for the last M mod 16 rows.
+fn amx_m() -> impl Strategy<Value = usize> {
+    prop_oneof![
+        prop::sample::select(vec![
+            1usize, 15, 16, 17, 31, 32, 33, 47, 48, 49, 63, 64, 65, 70
+        ]),
+        1usize..=70
+    ]
+}
+
+/// K chunks of 64 (tails when not a multiple), K blocks of 1024.
+fn amx_k() -> impl Strategy<Value = usize> {
+    prop_oneof![
+        prop::sample::select(vec![1usize, 4, 60, 63, 64, 65, 128, 200, 769, 1088, 1100]),
+        1usize..300
+    ]
+}
+
+/// The AMX path's s32 accumulators equal the triple loop and its f32 outputs the scalar path's,
+/// bit for bit, for every epilogue variant, on ragged M, N and K.
+#[test]
+fn amx_matches_the_references_on_ragged_shapes() {
+    if !amx_or_skip("amx_matches_the_references_on_ragged_shapes") {
+        return;
+    }
+    let config = ProptestConfig {
+        cases: 96,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    };
+    let shapes = (amx_m(), dim_n(), amx_k(), any::<u64>());
+    let epilogues = (any::<bool>(), any::<bool>(), 0usize..3);
+    proptest::test_runner::TestRunner::new(config)
+        .run(
+            &(shapes, epilogues),
+            |((m, n, k, seed), (bias, residual, act))| {
+                let case = Case::new(m, n, k, seed);
+                let a = case.quantized();
+                let w = case.packed();
+                let reference = gemm_s32_reference(&a, &case.w, n);
+                prop_assert_eq!(
+                    first_difference_i32(&run_s32(Isa::Amx, &a, &w), &reference),
+                    None,
+                    "s32 {}×{}×{}",
+                    m,
+                    n,
+                    k
+                );
+                let epi = case.epilogue(bias, ACTIVATIONS[act], residual);
+                let want = run_f32(Isa::Scalar, &a, &w, &epi, case.out_stride);
+                let got = run_f32(Isa::Amx, &a, &w, &epi, case.out_stride);
+                prop_assert_eq!(
+                    first_difference(&got, &want),
+                    None,
+                    "f32 {}×{}×{} stride {}",
+                    m,
+                    n,
+                    k,
+                    case.out_stride
+                );
+                Ok(())
+            },
+        )
+        .unwrap();
+}
+
+/// Activations at 0 / 128 / 255 as u8 against weights −128 / 127, every epilogue with a row
+/// stride > N; and sums beyond i32 (K = 140 000), which wrap in every path alike.
+#[test]
+fn amx_extreme_values_match() {
+    if !amx_or_skip("amx_extreme_values_match") {
+        return;
+    }
+    for &(m, n, k) in &[
+        (16, 17, 64),
+        (17, 48, 65),
+        (31, 97, 255),
+        (33, 150, 1100),
+        (64, 49, 3),
+    ] {
+        let mut case = Case::new(m, n, k, 11);
+        for (i, x) in case.x.iter_mut().enumerate() {
+            *x = [1.0, -1.0, 0.0, 1.0][(i / 7) % 4];
+        }
+        for (i, v) in case.w.iter_mut().enumerate() {
+            *v = if (i / 3) % 2 == 0 { -128 } else { 127 };
+        }
+        let a = case.quantized();
+        let w = case.packed();
+        assert!(
+            a.row(0)[..k]
+                .iter()
+                .all(|&b| b == 255 || b == 1 || b == 128)
+        );
+        let reference = gemm_s32_reference(&a, &case.w, n);
+        assert_eq!(
+            first_difference_i32(&run_s32(Isa::Amx, &a, &w), &reference),
+            None,
+            "{m}×{n}×{k} s32"
+        );
+        for act in ACTIVATIONS {
+            for (bias, residual) in [(false, false), (true, true), (true, false), (false, true)] {
+                let epi = case.epilogue(bias, act, residual);
+                let stride = n + 5;
+                let want = run_f32(Isa::Scalar, &a, &w, &epi, stride);
+                let got = run_f32(Isa::Amx, &a, &w, &epi, stride);
+                assert_eq!(first_difference(&got, &want), None, "{m}×{n}×{k} {act:?}");
+            }
+        }
+    }
+    let (m, n, k) = (16, 16, 140_000);
+    let mut a = QuantizedActivations::new();
+    quantize_activations(Isa::Scalar, &vec![1.0; m * k], m, k, &mut a);
+    let w_codes = vec![-128i8; n * k];
+    let w = PackedI8Weights::pack(&w_codes, n, k, &vec![1.0; n]);
+    let reference = gemm_s32_reference(&a, &w_codes, n);
+    assert_eq!(
+        first_difference_i32(&run_s32(Isa::Amx, &a, &w), &reference),
+        None,
+        "wrapping sums"
+    );
+}
+
+#[test]
+fn amx_setting_is_honoured_or_refused() {
+    assert_eq!("amx".parse::<Isa>(), Ok(Isa::Amx));
+    assert_eq!(" AMX ".parse::<Isa>(), Ok(Isa::Amx));
+    assert_eq!(Isa::ALL[0], Isa::Amx, "fastest first");
+    match isa_from_setting(Some("amx")) {
+        Ok(isa) => {
+            assert_eq!(isa, Isa::Amx);
+            assert_eq!(isa_from_setting(Some("auto")), Ok(Isa::Amx));
+        }
+        Err(e) => {
+            assert!(!Isa::Amx.is_available());
+            assert_eq!(e, IsaError::Unavailable(Isa::Amx));
+            assert!(e.to_string().contains("amx-int8"), "{e}");
+            assert_ne!(isa_from_setting(Some("auto")), Ok(Isa::Amx));
+            eprintln!("amx refused here, as it should be: {e}");
+        }
+    }
+    // The other paths stay selectable by name either way.
+    for isa in Isa::available() {
+        assert_eq!(isa_from_setting(Some(isa.name())), Ok(isa));
+    }
+}
+
 #[test]
 fn activation_quantization_rounds_exact_halves_away_from_zero() {
     // max |x| = 127 makes the multiplier exactly 1, so these are the rounding inputs themselves.

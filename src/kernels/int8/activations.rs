@@ -115,9 +115,10 @@ pub fn quantize_activations(
 fn quantize_row(isa: Isa, x_row: &[f32], q_row: &mut [u8]) -> f32 {
     match isa {
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: `quantize_activations` checked that the CPU supports AVX-512 (avx512f/bw);
-        // q_row is a full padded row, at least as long as x_row.
-        Isa::Avx512Vnni => unsafe { quantize_row_avx512(x_row, q_row) },
+        // SAFETY: `quantize_activations` checked that the CPU supports AVX-512 (avx512f/bw; the
+        // amx path is only available with them); q_row is a full padded row, at least as long as
+        // x_row.
+        Isa::Avx512Vnni | Isa::Amx => unsafe { quantize_row_avx512(x_row, q_row) },
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `quantize_activations` checked that the CPU supports AVX2 + FMA; lengths as
         // above.

@@ -160,10 +160,10 @@ unsafe fn step<const ROWS: usize, const PREFETCH: bool>(
 /// f32 output; columns past N are masked off.
 ///
 /// # Safety
-/// As [`tile`].
+/// As [`tile`]. Also the AMX path's epilogue (`amx.rs`), so every AVX-512 output runs this code.
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-unsafe fn store<const ROWS: usize>(
+pub(super) unsafe fn store<const ROWS: usize>(
     job: &Job,
     m0: usize,
     panel: usize,

@@ -17,6 +17,8 @@
 
 mod activations;
 #[cfg(target_arch = "x86_64")]
+mod amx;
+#[cfg(target_arch = "x86_64")]
 mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx512vnni;
@@ -52,13 +54,21 @@ const UNITS_PER_THREAD: usize = 4;
 /// block's N range streams past them.
 const M_BLOCK_BYTES: usize = 512 * 1024;
 const MAX_M_BLOCK_ROWS: usize = 256;
+/// Rows of the AMX block (2 row tiles of 16, see amx.rs): the AMX path's M blocks are multiples
+/// of it, so only a call's last M mod 16 rows fall back to VNNI.
+pub(crate) const AMX_MR: usize = 32;
 
-/// Environment variable that forces an ISA path: `avx512vnni`, `avxvnni`, `avx2`, `scalar` or `auto`.
+/// Environment variable that forces an ISA path: `amx`, `avx512vnni`, `avxvnni`, `avx2`, `scalar`
+/// or `auto`.
 pub const ISA_ENV_VAR: &str = "QUANTSERVE_ISA";
 
 /// An instruction-set path of the int8 kernels, fastest first.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Isa {
+    /// Intel AMX `tdpbusd` on 16×16 tiles for blocks of ≥ 16 rows (amx-tile + amx-int8, the
+    /// kernel's tile-data permission, and the AVX-512 VNNI features for the epilogue and for the
+    /// rows that do not fill a tile, which run the `Avx512Vnni` code).
+    Amx,
     /// 512-bit `vpdpbusd` (avx512f + avx512bw + avx512vnni).
     Avx512Vnni,
     /// 256-bit VEX `vpdpbusd` (avxvnni + avx2 + fma).
@@ -72,11 +82,18 @@ pub enum Isa {
 
 impl Isa {
     /// Every path, fastest first.
-    pub const ALL: [Isa; 4] = [Isa::Avx512Vnni, Isa::AvxVnni, Isa::Avx2, Isa::Scalar];
+    pub const ALL: [Isa; 5] = [
+        Isa::Amx,
+        Isa::Avx512Vnni,
+        Isa::AvxVnni,
+        Isa::Avx2,
+        Isa::Scalar,
+    ];
 
     /// The name used by [`ISA_ENV_VAR`] and [`FromStr`].
     pub fn name(self) -> &'static str {
         match self {
+            Isa::Amx => "amx",
             Isa::Avx512Vnni => "avx512vnni",
             Isa::AvxVnni => "avxvnni",
             Isa::Avx2 => "avx2",
@@ -87,6 +104,9 @@ impl Isa {
     /// The CPU features this path needs, as `is_x86_feature_detected!` names them.
     pub fn required_features(self) -> &'static str {
         match self {
+            Isa::Amx => {
+                "amx-tile, amx-int8 with tile data permitted (Linux), avx512f, avx512bw, avx512vnni"
+            }
             Isa::Avx512Vnni => "avx512f, avx512bw, avx512vnni",
             Isa::AvxVnni => "avxvnni, avx2, fma",
             Isa::Avx2 => "avx2, fma",
@@ -94,11 +114,13 @@ impl Isa {
         }
     }
 
-    /// Whether this CPU can run the path (the detection result is cached by std).
+    /// Whether this CPU can run the path (the detection result is cached by std; for `Amx`,
+    /// once per process by amx.rs, which also requests the tile permission and logs the outcome).
     pub fn is_available(self) -> bool {
         #[cfg(target_arch = "x86_64")]
         {
             match self {
+                Isa::Amx => amx::usable(),
                 Isa::Avx512Vnni => {
                     is_x86_feature_detected!("avx512f")
                         && is_x86_feature_detected!("avx512bw")
@@ -164,7 +186,9 @@ impl FromStr for Isa {
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum IsaError {
-    #[error("unknown int8 ISA {0:?}: expected one of avx512vnni, avxvnni, avx2, scalar or auto")]
+    #[error(
+        "unknown int8 ISA {0:?}: expected one of amx, avx512vnni, avxvnni, avx2, scalar or auto"
+    )]
     Unknown(String),
     #[error(
         "int8 ISA {0} was requested but this CPU lacks the features it needs ({features})",
@@ -332,11 +356,17 @@ fn run(isa: Isa, job: &Job) {
     } else {
         rayon::current_num_threads()
     };
+    // AMX: whole 32-row blocks per M block, and panels in pairs (amx.rs works on 2-panel groups).
+    let (row_align, panel_align) = if isa == Isa::Amx {
+        (AMX_MR, 2)
+    } else {
+        (MR, 1)
+    };
     let m_block = if m <= GEMV_MAX_ROWS {
         m
     } else {
-        let fit = (M_BLOCK_BYTES / job.w.k_padded().max(1)) / MR * MR;
-        fit.clamp(MR, MAX_M_BLOCK_ROWS)
+        let fit = (M_BLOCK_BYTES / job.w.k_padded().max(1)) / row_align * row_align;
+        fit.clamp(row_align, MAX_M_BLOCK_ROWS)
     };
     let m_blocks = m.div_ceil(m_block);
     let panel_chunks = if threads <= 1 {
@@ -346,7 +376,7 @@ fn run(isa: Isa, job: &Job) {
             .div_ceil(m_blocks)
             .clamp(1, panels)
     };
-    let panels_per_chunk = panels.div_ceil(panel_chunks);
+    let panels_per_chunk = panels.div_ceil(panel_chunks).next_multiple_of(panel_align);
     let panel_chunks = panels.div_ceil(panels_per_chunk);
     let unit = |unit: usize| {
         let (mb, pc) = (unit / panel_chunks, unit % panel_chunks);
@@ -367,8 +397,12 @@ fn run_unit(isa: Isa, job: &Job, rows: Range<usize>, panels: Range<usize>) {
     debug_assert!(rows.end <= job.a.m() && panels.end <= job.w.panels());
     match isa {
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: `gemm`/`gemm_s32` checked that the CPU supports the ISA and that `out` covers
-        // every (row, column) of the call; `run` gives each unit disjoint rows × panels.
+        // SAFETY: `gemm`/`gemm_s32` checked that the CPU supports the ISA (for AMX: `usable`,
+        // including the tile permission) and that `out` covers every (row, column) of the call;
+        // `run` gives each unit disjoint rows × panels.
+        Isa::Amx => unsafe { amx::run(job, rows, panels) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: as above.
         Isa::Avx512Vnni => unsafe { avx512vnni::run(job, rows, panels) },
         #[cfg(target_arch = "x86_64")]
         // SAFETY: as above.

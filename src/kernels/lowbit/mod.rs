@@ -119,7 +119,8 @@ pub fn quantize_for(isa: Isa, x: &[f32], m: usize, w: &PackedLowBit, out: &mut L
 
 /// Whether `isa` runs the AVX-512 kernels (the lookup-table one among them).
 fn avx512_path(isa: Isa) -> bool {
-    cfg!(target_arch = "x86_64") && isa == Isa::Avx512Vnni
+    // The low-bit formats have no AMX kernel: the amx path runs their AVX-512 ones.
+    cfg!(target_arch = "x86_64") && matches!(isa, Isa::Avx512Vnni | Isa::Amx)
 }
 
 /// `out[m][n]` (row stride `stride`) for all rows of `a`, then `activation` (the int8 kernels'
@@ -224,9 +225,10 @@ pub fn gemm_binary_lut(
             }
             match isa {
                 #[cfg(target_arch = "x86_64")]
-                // SAFETY: `isa` is available (checked above): avx512f/bw/vnni; the tile's
+                // SAFETY: `isa` is available (checked above): avx512f/bw/vnni (which the amx
+                // path requires as well); the tile's
                 // columns are disjoint from every other unit's, and `out` covers all rows × N.
-                Isa::Avx512Vnni => unsafe { avx512::tile(&job) },
+                Isa::Avx512Vnni | Isa::Amx => unsafe { avx512::tile(&job) },
                 #[cfg(target_arch = "x86_64")]
                 // SAFETY: as above, with avxvnni, avx2 and fma.
                 Isa::AvxVnni => unsafe { avx2::tile(&job, true) },
