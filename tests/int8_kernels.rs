@@ -183,6 +183,7 @@ fn expected_output(case: &Case, a: &QuantizedActivations, epi: &Epilogue, s32: &
                 Activation::None => y,
                 Activation::Relu => y.max(0.0),
                 Activation::Gelu => gelu_f64(y),
+                other => unreachable!("{other:?} is not among ACTIVATIONS"),
             };
             if let Some(r) = epi.residual {
                 y += r[row * case.out_stride + col] as f64;

@@ -1,44 +1,5 @@
-//! Element-wise and row-wise fp32 operations shared by the models: layer norm, softmax,
-//! activations. They are simple loops the compiler vectorises; the heavy work is in the matmuls.
-
-/// Activation functions named the way model configs name them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Activation {
-    Relu,
-    /// Exact GELU, `x·Φ(x)` with erf (HF "gelu").
-    Gelu,
-    /// Tanh approximation (HF "gelu_new", "gelu_pytorch_tanh", "gelu_fast").
-    GeluTanh,
-    /// `x·σ(x)` (HF "silu" / "swish").
-    Silu,
-}
-
-impl Activation {
-    /// Parses an HF `hidden_act` / Marian activation name.
-    pub fn from_name(name: &str) -> Option<Self> {
-        Some(match name {
-            "relu" => Self::Relu,
-            "gelu" => Self::Gelu,
-            "gelu_new" | "gelu_pytorch_tanh" | "gelu_fast" => Self::GeluTanh,
-            "silu" | "swish" => Self::Silu,
-            _ => return None,
-        })
-    }
-
-    pub fn apply(self, xs: &mut [f32]) {
-        match self {
-            Self::Relu => xs.iter_mut().for_each(|x| *x = x.max(0.0)),
-            Self::Gelu => xs.iter_mut().for_each(|x| {
-                *x = 0.5 * *x * (1.0 + libm::erff(*x * std::f32::consts::FRAC_1_SQRT_2))
-            }),
-            Self::GeluTanh => xs.iter_mut().for_each(|x| {
-                let c = (2.0 / std::f32::consts::PI).sqrt();
-                *x = 0.5 * *x * (1.0 + (c * (*x + 0.044715 * *x * *x * *x)).tanh())
-            }),
-            Self::Silu => xs.iter_mut().for_each(|x| *x /= 1.0 + (-*x).exp()),
-        }
-    }
-}
+//! Row-wise fp32 operations shared by the models: layer norm, softmax, log-softmax, argmax
+//! (activations: `epilogue::Activation`). They are simple loops the compiler vectorises; the heavy work is in the matmuls.
 
 /// In-place layer normalisation of each `dim`-wide row: `(x − mean)/sqrt(var + eps)·γ + β`.
 pub fn layer_norm(x: &mut [f32], dim: usize, gamma: &[f32], beta: &[f32], eps: f32) {
@@ -107,13 +68,10 @@ mod tests {
     }
 
     #[test]
-    fn softmax_sums_to_one_and_gelu_matches_known_values() {
+    fn softmax_sums_to_one_and_argmax_takes_the_first() {
         let mut r = vec![1.0, 2.0, 3.0];
         softmax(&mut r);
         assert!((r.iter().sum::<f32>() - 1.0).abs() < 1e-6);
-        let mut g = vec![1.0, -1.0];
-        Activation::Gelu.apply(&mut g);
-        assert!((g[0] - 0.841_344_7).abs() < 1e-6 && (g[1] + 0.158_655_3).abs() < 1e-6);
         assert_eq!(argmax(&[1.0, 3.0, 3.0]), 1);
     }
 }

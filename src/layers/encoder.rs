@@ -5,7 +5,8 @@ use rayon::prelude::*;
 
 use super::attention::{Heads, Rows, multi_head_attention};
 use super::linear::Linear;
-use crate::kernels::ops::{Activation, add_in_place, layer_norm};
+use crate::kernels::epilogue::Activation;
+use crate::kernels::ops::{add_in_place, layer_norm};
 
 /// Layer-norm parameters.
 pub struct Norm {

@@ -1,9 +1,9 @@
 //! fp32 dense layers on the `gemm` crate: the strong baseline every quantized ratio is measured
 //! against.
 
-use super::linear::{Linear, LinearKernel, apply_activation, select_bias};
+use super::linear::{Linear, LinearKernel, select_bias};
+use crate::kernels::epilogue::Activation;
 use crate::kernels::fp32::{MatRef, matmul};
-use crate::kernels::ops::Activation;
 
 /// A dense layer `y = x · Wᵀ + b` with W stored as [out][in] (the PyTorch / HF layout).
 #[derive(Clone, Debug)]
@@ -72,9 +72,9 @@ impl LinearKernel for LinearF32 {
         (self.weight.len() + self.bias.as_ref().map_or(0, Vec::len)) * 4
     }
 
-    fn forward(&self, x: &[f32], rows: usize, out: &mut [f32], activation: Option<Activation>) {
+    fn forward(&self, x: &[f32], rows: usize, out: &mut [f32], activation: Activation) {
         self.forward_plain(x, rows, out);
-        apply_activation(out, rows, self.n_out, activation);
+        activation.apply(&mut out[..rows * self.n_out]);
     }
 
     fn select_outputs(&self, ids: &[u32]) -> Linear {

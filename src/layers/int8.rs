@@ -5,12 +5,11 @@ use std::cell::Cell;
 
 use anyhow::Result;
 
-use super::linear::{Linear, LinearKernel, apply_activation, kernel_activation, select_bias};
+use super::linear::{Linear, LinearKernel, select_bias};
 use crate::kernels::int8::{
     Activation, Epilogue, Isa, PackedI8Weights, QuantizedActivations, gemm, kernel_isa,
     quantize::quantize_per_output_channel, quantize_activations,
 };
-use crate::kernels::ops;
 
 /// A dense layer with int8 weights: `y = dequant(q(x) · W_q) + b`.
 #[derive(Clone, Debug)]
@@ -93,20 +92,8 @@ impl LinearKernel for LinearInt8 {
         self.packed.bytes() + self.bias.as_ref().map_or(0, |b| b.len() * 4)
     }
 
-    fn forward(
-        &self,
-        x: &[f32],
-        rows: usize,
-        out: &mut [f32],
-        activation: Option<ops::Activation>,
-    ) {
-        match kernel_activation(activation) {
-            Some(fused) => self.forward_fused(x, rows, out, fused),
-            None => {
-                self.forward_fused(x, rows, out, Activation::None);
-                apply_activation(out, rows, self.n_out(), activation);
-            }
-        }
+    fn forward(&self, x: &[f32], rows: usize, out: &mut [f32], activation: Activation) {
+        self.forward_fused(x, rows, out, activation);
     }
 
     fn select_outputs(&self, ids: &[u32]) -> Linear {

@@ -15,8 +15,7 @@ use super::int8::LinearInt8;
 use super::lowbit::LinearLowBit;
 use super::tiered::TieredLinear;
 use super::weight::Weight;
-use crate::kernels::int8::Activation as Fused;
-use crate::kernels::ops::Activation;
+use crate::kernels::epilogue::Activation;
 
 /// What every storage form of a dense layer `y = act(x · Wᵀ + b)` provides.
 pub trait LinearKernel: Send + Sync + fmt::Debug {
@@ -25,8 +24,8 @@ pub trait LinearKernel: Send + Sync + fmt::Debug {
     /// Bytes of weights (and bias) held.
     fn bytes(&self) -> usize;
     /// `out[rows][n_out] = act(x[rows][n_in] · Wᵀ + b)`, the activation fused into the kernel's
-    /// epilogue where the form supports it.
-    fn forward(&self, x: &[f32], rows: usize, out: &mut [f32], activation: Option<Activation>);
+    /// epilogue where the form has one.
+    fn forward(&self, x: &[f32], rows: usize, out: &mut [f32], activation: Activation);
     /// A layer computing only the outputs `ids` (in that order), e.g. a vocabulary shortlist.
     fn select_outputs(&self, ids: &[u32]) -> Linear;
 }
@@ -52,10 +51,10 @@ impl Linear {
 
     /// `out[rows][n_out] = x[rows][n_in] · Wᵀ + b`.
     pub fn forward(&self, x: &[f32], rows: usize, out: &mut [f32]) {
-        self.0.forward(x, rows, out, None);
+        self.0.forward(x, rows, out, Activation::None);
     }
 
-    /// `forward` followed by `activation`, fused into the kernel where the form supports it.
+    /// `forward` followed by `activation`, fused into the kernel where the form has an epilogue.
     pub fn forward_activated(
         &self,
         x: &[f32],
@@ -63,7 +62,7 @@ impl Linear {
         out: &mut [f32],
         activation: Activation,
     ) {
-        self.0.forward(x, rows, out, Some(activation));
+        self.0.forward(x, rows, out, activation);
     }
 
     pub fn n_out(&self) -> usize {
@@ -88,28 +87,6 @@ impl Linear {
         let mut out = vec![0.0; rows * self.n_out()];
         self.forward(x, rows, &mut out);
         out
-    }
-}
-
-/// Runs `activation` over the first `rows` rows of `out` (forms whose kernel cannot fuse it).
-pub(crate) fn apply_activation(
-    out: &mut [f32],
-    rows: usize,
-    n_out: usize,
-    activation: Option<Activation>,
-) {
-    if let Some(a) = activation {
-        a.apply(&mut out[..rows * n_out]);
-    }
-}
-
-/// The kernels' fused form of `activation`, if their epilogue has it (`None` → no activation).
-pub(crate) fn kernel_activation(activation: Option<Activation>) -> Option<Fused> {
-    match activation {
-        None => Some(Fused::None),
-        Some(Activation::Relu) => Some(Fused::Relu),
-        Some(Activation::Gelu) => Some(Fused::Gelu),
-        Some(_) => None,
     }
 }
 

@@ -5,11 +5,10 @@ use std::cell::Cell;
 
 use anyhow::{Result, ensure};
 
-use super::linear::{Linear, LinearKernel, apply_activation, kernel_activation, select_bias};
+use super::linear::{Linear, LinearKernel, select_bias};
 use super::lowbit_matrix::{LowBitFormat, LowBitMatrix};
 use crate::kernels::int8::{Activation, Isa, kernel_isa};
 use crate::kernels::lowbit::{self, LowBitActivations, PackedLowBit};
-use crate::kernels::ops;
 
 /// A dense layer with sub-8-bit weights on the low-bit kernels: `y = xs · Σ_g s_g · (q_g · x_q) + b`.
 #[derive(Clone, Debug)]
@@ -77,20 +76,8 @@ impl LinearKernel for LinearLowBit {
         self.packed.bytes() + self.bias.as_ref().map_or(0, |b| b.len() * 4)
     }
 
-    fn forward(
-        &self,
-        x: &[f32],
-        rows: usize,
-        out: &mut [f32],
-        activation: Option<ops::Activation>,
-    ) {
-        match kernel_activation(activation) {
-            Some(fused) => self.forward_fused(x, rows, out, fused),
-            None => {
-                self.forward_fused(x, rows, out, Activation::None);
-                apply_activation(out, rows, self.n_out(), activation);
-            }
-        }
+    fn forward(&self, x: &[f32], rows: usize, out: &mut [f32], activation: Activation) {
+        self.forward_fused(x, rows, out, activation);
     }
 
     fn select_outputs(&self, ids: &[u32]) -> Linear {

@@ -5,7 +5,7 @@ use anyhow::Result;
 
 use super::linear::{Linear, LinearKernel, LinearParts, select_bias};
 use super::weight::TieredWeight;
-use crate::kernels::ops::Activation;
+use crate::kernels::epilogue::Activation;
 
 #[derive(Clone, Debug)]
 pub struct TieredLinear {
@@ -71,16 +71,13 @@ impl LinearKernel for TieredLinear {
             + self.home.len() * 8
     }
 
-    fn forward(&self, x: &[f32], rows: usize, out: &mut [f32], activation: Option<Activation>) {
+    fn forward(&self, x: &[f32], rows: usize, out: &mut [f32], activation: Activation) {
         let mut part_out = Vec::new();
         for (layer, cols) in &self.parts {
             let width = cols.len();
             part_out.clear();
             part_out.resize(rows * width, 0.0);
-            match activation {
-                Some(a) => layer.forward_activated(x, rows, &mut part_out, a),
-                None => layer.forward(x, rows, &mut part_out),
-            }
+            layer.forward_activated(x, rows, &mut part_out, activation);
             for (r, y) in part_out.chunks_exact(width.max(1)).enumerate() {
                 let dst = &mut out[r * self.n_out..(r + 1) * self.n_out];
                 for (&c, &v) in cols.iter().zip(y) {

@@ -4,7 +4,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use crate::kernels::ops::Activation;
+use crate::kernels::epilogue::Activation;
 use crate::layers::{Linear, LinearKernel};
 
 /// Per-unit maxima over every row a layer has produced since it was observed.
@@ -59,11 +59,8 @@ impl LinearKernel for ObservedLinear {
         self.inner.bytes()
     }
 
-    fn forward(&self, x: &[f32], rows: usize, out: &mut [f32], activation: Option<Activation>) {
-        match activation {
-            Some(a) => self.inner.forward_activated(x, rows, out, a),
-            None => self.inner.forward(x, rows, out),
-        }
+    fn forward(&self, x: &[f32], rows: usize, out: &mut [f32], activation: Activation) {
+        self.inner.forward_activated(x, rows, out, activation);
         let n = self.inner.n_out();
         self.maxima.record(&out[..rows * n], n);
     }

@@ -92,8 +92,11 @@ pub fn quantize_activations(
     if m == 0 {
         return;
     }
+    let quantize_row = isa.kernels().quantize_row;
     let quantize = |((q_row, scale), x_row): ((&mut [u8], &mut f32), &[f32])| {
-        *scale = quantize_row(isa, x_row, q_row);
+        // SAFETY: the CPU supports `isa` (checked above); q_row is a full padded row, at least
+        // as long as x_row.
+        *scale = unsafe { quantize_row(x_row, q_row) };
     };
     let (data, scales) = (&mut out.data[..m * stride], &mut out.row_scales[..m]);
     if k == 0 {
@@ -112,24 +115,9 @@ pub fn quantize_activations(
 }
 
 /// Quantizes one row; returns its scale. Pads `q_row` beyond `x_row.len()` with the zero point.
-fn quantize_row(isa: Isa, x_row: &[f32], q_row: &mut [u8]) -> f32 {
-    match isa {
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: `quantize_activations` checked that the CPU supports AVX-512 (avx512f/bw; the
-        // amx path is only available with them); q_row is a full padded row, at least as long as
-        // x_row.
-        Isa::Avx512Vnni | Isa::Amx => unsafe { quantize_row_avx512(x_row, q_row) },
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: `quantize_activations` checked that the CPU supports AVX2 + FMA; lengths as
-        // above.
-        Isa::AvxVnni | Isa::Avx2 => unsafe { quantize_row_avx2(x_row, q_row) },
-        _ => quantize_row_portable(x_row, q_row),
-    }
-}
-
-/// Reference semantics of one row, used by the scalar path; the vector versions below compute
-/// exactly the same bytes (every step is an exact IEEE operation or a comparison).
-fn quantize_row_portable(x_row: &[f32], q_row: &mut [u8]) -> f32 {
+/// Reference semantics, used by the scalar path; the vector versions below compute exactly the
+/// same bytes (every step is an exact IEEE operation or a comparison).
+pub(crate) fn quantize_row_portable(x_row: &[f32], q_row: &mut [u8]) -> f32 {
     let amax = f32::from_bits(x_row.iter().fold(0, |m, v| m.max(v.to_bits() & ABS_MASK)));
     let (inv, scale) = inverse_and_scale(amax);
     let (q_values, q_pad) = q_row.split_at_mut(x_row.len());
@@ -163,7 +151,7 @@ use std::arch::x86_64::*;
 /// The CPU must support avx512f; `q_row.len() >= x_row.len()`.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw")]
-unsafe fn quantize_row_avx512(x_row: &[f32], q_row: &mut [u8]) -> f32 {
+pub(crate) unsafe fn quantize_row_avx512(x_row: &[f32], q_row: &mut [u8]) -> f32 {
     let len = x_row.len();
     let lane_mask = |i: usize| -> __mmask16 {
         if len - i >= 16 {
@@ -219,7 +207,7 @@ unsafe fn quantize_row_avx512(x_row: &[f32], q_row: &mut [u8]) -> f32 {
 /// The CPU must support avx2; `q_row.len() >= x_row.len()`.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn quantize_row_avx2(x_row: &[f32], q_row: &mut [u8]) -> f32 {
+pub(crate) unsafe fn quantize_row_avx2(x_row: &[f32], q_row: &mut [u8]) -> f32 {
     let len = x_row.len();
     let body = len / 8 * 8;
     let x = x_row.as_ptr();

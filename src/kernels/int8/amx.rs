@@ -67,7 +67,7 @@ const TILE_ROWS: usize = 16;
 /// K bytes of one A tile row = 16 K-quads = the rows of one B tile.
 const TILE_K: usize = 64;
 /// Bytes of one K-quad row of a packed panel (48 columns × 4).
-const QUAD_BYTES: usize = NR * 4;
+use super::QUAD_BYTES;
 /// Bytes a B tile pointer advances per 64 K values: 16 quad rows of the panel.
 const CHUNK_B_BYTES: usize = TILE_K / 4 * QUAD_BYTES;
 /// 16-column tiles per panel.
@@ -83,7 +83,7 @@ const _: () = assert!(AMX_MR == 2 * TILE_ROWS);
 /// Whether this process may run the AMX path: avx512f/bw/vnni (the fallback and the epilogue),
 /// AMX-TILE + AMX-INT8 with the tile-data permission granted, and the start-up self-test passed.
 /// Decided once per process; the first call writes one log line saying which path `auto` takes.
-pub(super) fn usable() -> bool {
+pub(crate) fn usable() -> bool {
     static USABLE: OnceLock<bool> = OnceLock::new();
     *USABLE.get_or_init(|| {
         let status = check();
@@ -176,7 +176,7 @@ unsafe fn self_test<T: TileUnit>() -> Result<(), String> {
 /// [`usable`] must have returned true; `job.out` must be valid for writes of `rows` × those
 /// columns, and no other thread may access them meanwhile.
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-pub(super) unsafe fn run(job: &Job, rows: Range<usize>, panels: Range<usize>) {
+pub(crate) unsafe fn run(job: &Job, rows: Range<usize>, panels: Range<usize>) {
     // SAFETY: forwarded contract (`usable` covers the AVX-512 features and the AMX permission).
     unsafe { run_with::<Asm>(job, rows, panels) }
 }
@@ -801,7 +801,7 @@ mod emulator {
 mod tests {
     use super::emulator::Emulated;
     use super::*;
-    use crate::kernels::int8::epilogue::{Activation, Epilogue};
+    use crate::kernels::int8::{Activation, Epilogue};
 
     fn avx512() -> bool {
         let ok = Isa::Avx512Vnni.is_available();
@@ -1059,7 +1059,7 @@ mod vector_side {
     use std::time::Instant;
 
     use super::*;
-    use crate::kernels::int8::epilogue::{Activation, Epilogue};
+    use crate::kernels::int8::{Activation, Epilogue};
 
     struct NoTiles;
 

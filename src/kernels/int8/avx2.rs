@@ -10,12 +10,13 @@
 use std::arch::x86_64::*;
 use std::ops::Range;
 
-use super::epilogue::{Activation, gelu_avx2, store_scalar};
+use super::store::store_scalar;
 use super::{Job, NR, Out};
+use crate::kernels::simd::avx2::activate;
 
 /// ymm vectors per panel row (8 i32 lanes each).
 pub(super) const VECS: usize = NR / 8;
-const QUAD_BYTES: usize = NR * 4;
+use super::QUAD_BYTES;
 
 /// Computes output rows `rows` × the columns of `panels`.
 ///
@@ -23,7 +24,7 @@ const QUAD_BYTES: usize = NR * 4;
 /// The CPU must support avx2 and fma; `job.out` must be valid for writes of `rows` × those
 /// columns, and no other thread may access them meanwhile.
 #[target_feature(enable = "avx2,fma")]
-pub(super) unsafe fn run(job: &Job, rows: Range<usize>, panels: Range<usize>) {
+pub(crate) unsafe fn run(job: &Job, rows: Range<usize>, panels: Range<usize>) {
     for panel in panels {
         for m in rows.clone() {
             // SAFETY: row m and the panel belong to this unit; features per the contract.
@@ -37,14 +38,11 @@ pub(super) unsafe fn run(job: &Job, rows: Range<usize>, panels: Range<usize>) {
 #[inline]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn tile(job: &Job, m: usize, panel: usize) {
-    let k_quads = job.w.k_quads();
-    let a_stride = job.a.row_stride();
-    let a = job.a.data()[m * a_stride..(m + 1) * a_stride].as_ptr();
-    let b = job.w.panel_ptr(panel);
-    let compensation = job.w.panel_compensation(panel);
+    let t = job.tile_operands(m, 1, panel);
+    let (k_quads, a, b) = (t.k_quads, t.a, t.b);
     // SAFETY: `compensation` holds NR = 6 × 8 i32.
     let mut acc: [__m256i; VECS] = std::array::from_fn(|j| unsafe {
-        _mm256_loadu_si256(compensation[8 * j..].as_ptr().cast())
+        _mm256_loadu_si256(t.compensation[8 * j..].as_ptr().cast())
     });
     let low_nibbles = _mm256_set1_epi8(0x0f);
     let ones = _mm256_set1_epi16(1);
@@ -113,11 +111,7 @@ pub(super) unsafe fn store_row(job: &Job, m: usize, panel: usize, acc: [__m256i;
                     // SAFETY: bias holds N ≥ col + 8 values.
                     y = _mm256_add_ps(y, unsafe { _mm256_loadu_ps(bias.as_ptr().add(col)) });
                 }
-                y = match epi.activation {
-                    Activation::None => y,
-                    Activation::Relu => _mm256_max_ps(y, _mm256_setzero_ps()),
-                    Activation::Gelu => gelu_avx2(y),
-                };
+                y = activate(y, epi.activation);
                 // SAFETY: `gemm` checked that residual and out cover M×N at this stride.
                 unsafe {
                     if let Some(residual) = epi.residual {

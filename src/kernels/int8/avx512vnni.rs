@@ -4,16 +4,11 @@
 use std::arch::x86_64::*;
 use std::ops::Range;
 
-use super::epilogue::{Activation, gelu_avx512};
-use super::{GEMV_MAX_ROWS, Job, MR, NR, Out};
+use super::{GEMV_MAX_ROWS, Job, MR, NR, Out, accumulate_quads, quad_weights};
+use crate::kernels::simd::avx512::activate;
 
 /// zmm vectors per panel row (16 i32 lanes each).
 const VECS: usize = NR / 16;
-/// Bytes of one K-quad row of a panel.
-const QUAD_BYTES: usize = NR * 4;
-/// A single core cannot keep enough DRAM reads in flight on its own (kernels.md §3); requesting
-/// the line 4 KiB ahead covers the latency at ~15 GB/s.
-const PREFETCH_DISTANCE: usize = 4096;
 
 /// Computes output rows `rows` × the columns of `panels`.
 ///
@@ -21,7 +16,7 @@ const PREFETCH_DISTANCE: usize = 4096;
 /// The CPU must support avx512f, avx512bw and avx512vnni; `job.out` must be valid for writes of
 /// `rows` × those columns, and no other thread may access them meanwhile.
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-pub(super) unsafe fn run(job: &Job, rows: Range<usize>, panels: Range<usize>) {
+pub(crate) unsafe fn run(job: &Job, rows: Range<usize>, panels: Range<usize>) {
     let m0 = rows.start;
     if rows.len() <= GEMV_MAX_ROWS {
         // Batch-1 decoding: each weight byte is used by at most 4 rows, so the loop is bound by
@@ -75,37 +70,17 @@ pub(super) unsafe fn run(job: &Job, rows: Range<usize>, panels: Range<usize>) {
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
 unsafe fn tile<const ROWS: usize, const PREFETCH: bool>(job: &Job, m0: usize, panel: usize) {
-    let k_quads = job.w.k_quads();
-    let a_stride = job.a.row_stride();
-    let a = job.a.data()[m0 * a_stride..(m0 + ROWS) * a_stride].as_ptr();
-    let b = job.w.panel_ptr(panel);
-    let compensation = job.w.panel_compensation(panel);
+    let t = job.tile_operands(m0, ROWS, panel);
     // SAFETY: `compensation` holds NR = 3 × 16 i32.
     let init: [__m512i; VECS] = std::array::from_fn(|j| unsafe {
-        _mm512_loadu_si512(compensation[16 * j..].as_ptr().cast())
+        _mm512_loadu_si512(t.compensation[16 * j..].as_ptr().cast())
     });
     let mut acc = [init; ROWS];
     // With 1–2 rows, 3–6 dependent `vpdpbusd` chains cannot cover its 4–5 cycle latency at two
-    // per cycle; even and odd K-quads go to separate accumulators (integer sums: order-free).
+    // per cycle; even and odd K-quads go to separate accumulators.
     let mut acc_odd = [[_mm512_setzero_si512(); VECS]; ROWS];
     let split_k = ROWS <= 2;
-    let mut quad = 0;
-    if split_k {
-        while quad + 2 <= k_quads {
-            // SAFETY: quad + 1 < k_quads, so the A reads stay inside rows m0..m0 + ROWS (row
-            // stride 4·k_quads) and the B reads inside the panel (k_quads × QUAD_BYTES).
-            unsafe {
-                step::<ROWS, PREFETCH>(&mut acc, a, a_stride, b, quad);
-                step::<ROWS, PREFETCH>(&mut acc_odd, a, a_stride, b, quad + 1);
-            }
-            quad += 2;
-        }
-    }
-    while quad < k_quads {
-        // SAFETY: as above, quad < k_quads.
-        unsafe { step::<ROWS, PREFETCH>(&mut acc, a, a_stride, b, quad) };
-        quad += 1;
-    }
+    accumulate_quads!(t, split_k, step::<ROWS, PREFETCH>, acc, acc_odd);
     if split_k {
         for (row, odd) in acc.iter_mut().zip(&acc_odd) {
             for (v, o) in row.iter_mut().zip(odd) {
@@ -136,12 +111,7 @@ unsafe fn step<const ROWS: usize, const PREFETCH: bool>(
     // SAFETY: within the panel per the contract; the prefetch address may lie past the end of
     // the weights, which is harmless (prefetches never fault) and computed with wrapping_add.
     unsafe {
-        let bq = b.add(quad * QUAD_BYTES);
-        if PREFETCH {
-            for line in 0..QUAD_BYTES / 64 {
-                _mm_prefetch::<_MM_HINT_T0>(bq.wrapping_add(PREFETCH_DISTANCE + 64 * line));
-            }
-        }
+        let bq = quad_weights::<PREFETCH>(b, quad);
         let w: [__m512i; VECS] = std::array::from_fn(|j| _mm512_loadu_si512(bq.add(64 * j).cast()));
         for (r, acc_row) in acc.iter_mut().enumerate() {
             let x4 = a
@@ -211,11 +181,7 @@ pub(super) unsafe fn store<const ROWS: usize>(
                     if let Some(bias) = bias {
                         y = _mm512_add_ps(y, bias);
                     }
-                    y = match epi.activation {
-                        Activation::None => y,
-                        Activation::Relu => _mm512_max_ps(y, _mm512_setzero_ps()),
-                        Activation::Gelu => gelu_avx512(y),
-                    };
+                    y = activate(y, epi.activation);
                     // SAFETY: `gemm` checked that residual and out cover M×N at this stride;
                     // masked-off lanes are neither read nor written.
                     unsafe {

@@ -5,11 +5,7 @@ use std::arch::x86_64::*;
 use std::ops::Range;
 
 use super::avx2::{VECS, store_row};
-use super::{GEMV_MAX_ROWS, Job, NR};
-
-const QUAD_BYTES: usize = NR * 4;
-/// See the AVX-512 path: the GEMV streams weights from memory.
-const PREFETCH_DISTANCE: usize = 4096;
+use super::{GEMV_MAX_ROWS, Job, accumulate_quads, quad_weights};
 
 /// Computes output rows `rows` × the columns of `panels`.
 ///
@@ -17,7 +13,7 @@ const PREFETCH_DISTANCE: usize = 4096;
 /// The CPU must support avxvnni, avx2 and fma; `job.out` must be valid for writes of `rows` ×
 /// those columns, and no other thread may access them meanwhile.
 #[target_feature(enable = "avxvnni,avx2,fma")]
-pub(super) unsafe fn run(job: &Job, rows: Range<usize>, panels: Range<usize>) {
+pub(crate) unsafe fn run(job: &Job, rows: Range<usize>, panels: Range<usize>) {
     let streaming = rows.len() <= GEMV_MAX_ROWS;
     for panel in panels {
         let mut m = rows.start;
@@ -42,35 +38,16 @@ pub(super) unsafe fn run(job: &Job, rows: Range<usize>, panels: Range<usize>) {
 #[inline]
 #[target_feature(enable = "avxvnni,avx2,fma")]
 unsafe fn tile<const ROWS: usize, const PREFETCH: bool>(job: &Job, m0: usize, panel: usize) {
-    let k_quads = job.w.k_quads();
-    let a_stride = job.a.row_stride();
-    let a = job.a.data()[m0 * a_stride..(m0 + ROWS) * a_stride].as_ptr();
-    let b = job.w.panel_ptr(panel);
-    let compensation = job.w.panel_compensation(panel);
+    let t = job.tile_operands(m0, ROWS, panel);
     // SAFETY: `compensation` holds NR = 6 × 8 i32.
     let init: [__m256i; VECS] = std::array::from_fn(|j| unsafe {
-        _mm256_loadu_si256(compensation[8 * j..].as_ptr().cast())
+        _mm256_loadu_si256(t.compensation[8 * j..].as_ptr().cast())
     });
     let mut acc = [init; ROWS];
     // A single row gives only 6 dependent chains: split even/odd K-quads to hide the latency.
     let mut acc_odd = [[_mm256_setzero_si256(); VECS]; ROWS];
     let split_k = ROWS == 1;
-    let mut quad = 0;
-    if split_k {
-        while quad + 2 <= k_quads {
-            // SAFETY: quad + 1 < k_quads keeps A inside rows m0..m0 + ROWS and B inside the panel.
-            unsafe {
-                step::<ROWS, PREFETCH>(&mut acc, a, a_stride, b, quad);
-                step::<ROWS, PREFETCH>(&mut acc_odd, a, a_stride, b, quad + 1);
-            }
-            quad += 2;
-        }
-    }
-    while quad < k_quads {
-        // SAFETY: as above, quad < k_quads.
-        unsafe { step::<ROWS, PREFETCH>(&mut acc, a, a_stride, b, quad) };
-        quad += 1;
-    }
+    accumulate_quads!(t, split_k, step::<ROWS, PREFETCH>, acc, acc_odd);
     for (r, (row, odd)) in acc.iter_mut().zip(&acc_odd).enumerate() {
         if split_k {
             for (v, o) in row.iter_mut().zip(odd) {
@@ -98,12 +75,7 @@ unsafe fn step<const ROWS: usize, const PREFETCH: bool>(
 ) {
     // SAFETY: in bounds per the contract; prefetches never fault and use wrapping_add.
     unsafe {
-        let bq = b.add(quad * QUAD_BYTES);
-        if PREFETCH {
-            for line in 0..QUAD_BYTES / 64 {
-                _mm_prefetch::<_MM_HINT_T0>(bq.wrapping_add(PREFETCH_DISTANCE + 64 * line));
-            }
-        }
+        let bq = quad_weights::<PREFETCH>(b, quad);
         let x: [__m256i; ROWS] = std::array::from_fn(|r| {
             _mm256_set1_epi32(
                 a.add(r * a_stride + 4 * quad)

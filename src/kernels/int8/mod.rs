@@ -17,39 +17,47 @@
 
 mod activations;
 #[cfg(target_arch = "x86_64")]
-mod amx;
+pub(crate) mod amx;
 #[cfg(target_arch = "x86_64")]
-mod avx2;
+pub(crate) mod avx2;
 #[cfg(target_arch = "x86_64")]
-mod avx512vnni;
+pub(crate) mod avx512vnni;
 #[cfg(target_arch = "x86_64")]
-mod avxvnni;
-pub(crate) mod epilogue;
+pub(crate) mod avxvnni;
 mod pack;
 pub mod quantize;
-mod scalar;
+pub(crate) mod scalar;
+pub(crate) mod store;
 
-use std::fmt;
 use std::ops::Range;
-use std::str::FromStr;
 
-use rayon::prelude::*;
-
+pub(crate) use activations::quantize_row_portable;
 pub use activations::{QuantizedActivations, quantize_activations};
-pub use epilogue::{Activation, Epilogue, erf, gelu};
+#[cfg(target_arch = "x86_64")]
+pub(crate) use activations::{quantize_row_avx2, quantize_row_avx512};
 pub use pack::PackedI8Weights;
+pub use store::Epilogue;
+
+pub use crate::kernels::cpu::{
+    ISA_ENV_VAR, Isa, IsaError, detect_isa, isa_from_setting, kernel_isa,
+};
+pub use crate::kernels::epilogue::Activation;
+use crate::kernels::parallel;
+pub use crate::kernels::simd::{erf, gelu};
 
 /// Output columns per packed weight panel: 3 zmm (or 6 ymm) vectors of 16 (8) i32 lanes.
 pub(crate) const NR: usize = 48;
 /// Rows of the GEMM register tile: 8 rows × 3 vectors = 24 zmm accumulators (of 32 registers).
 pub(crate) const MR: usize = 8;
+/// Bytes of one K-quad row of a panel (4 K values × `NR` columns).
+pub(crate) const QUAD_BYTES: usize = NR * 4;
+/// A single core cannot keep enough DRAM reads in flight on its own (kernels.md §3); requesting
+/// the line 4 KiB ahead covers the latency at ~15 GB/s.
+#[cfg(target_arch = "x86_64")]
+const PREFETCH_DISTANCE: usize = 4096;
 /// Batches up to this many rows use the GEMV schedule: weights are streamed once from memory
 /// (software prefetch, K split over two accumulator sets to hide the `vpdpbusd` latency).
 pub(crate) const GEMV_MAX_ROWS: usize = 4;
-/// Below this many multiply-accumulates a call runs inline: waking a second thread costs more.
-const PARALLEL_MIN_MACS: usize = 1 << 18;
-/// More work units than threads lets rayon rebalance when another process steals a core.
-const UNITS_PER_THREAD: usize = 4;
 /// The quantized rows of one M block should stay in L2 (2 MiB/core) while every panel of the
 /// block's N range streams past them.
 const M_BLOCK_BYTES: usize = 512 * 1024;
@@ -57,170 +65,6 @@ const MAX_M_BLOCK_ROWS: usize = 256;
 /// Rows of the AMX block (2 row tiles of 16, see amx.rs): the AMX path's M blocks are multiples
 /// of it, so only a call's last M mod 16 rows fall back to VNNI.
 pub(crate) const AMX_MR: usize = 32;
-
-/// Environment variable that forces an ISA path: `amx`, `avx512vnni`, `avxvnni`, `avx2`, `scalar`
-/// or `auto`.
-pub const ISA_ENV_VAR: &str = "QUANTSERVE_ISA";
-
-/// An instruction-set path of the int8 kernels, fastest first.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Isa {
-    /// Intel AMX `tdpbusd` on 16×16 tiles for blocks of ≥ 16 rows (amx-tile + amx-int8, the
-    /// kernel's tile-data permission, and the AVX-512 VNNI features for the epilogue and for the
-    /// rows that do not fill a tile, which run the `Avx512Vnni` code).
-    Amx,
-    /// 512-bit `vpdpbusd` (avx512f + avx512bw + avx512vnni).
-    Avx512Vnni,
-    /// 256-bit VEX `vpdpbusd` (avxvnni + avx2 + fma).
-    AvxVnni,
-    /// `vpmaddubsw` on the low and high nibbles of the activations (avx2 + fma): exact, no s16
-    /// saturation.
-    Avx2,
-    /// Portable Rust.
-    Scalar,
-}
-
-impl Isa {
-    /// Every path, fastest first.
-    pub const ALL: [Isa; 5] = [
-        Isa::Amx,
-        Isa::Avx512Vnni,
-        Isa::AvxVnni,
-        Isa::Avx2,
-        Isa::Scalar,
-    ];
-
-    /// The name used by [`ISA_ENV_VAR`] and [`FromStr`].
-    pub fn name(self) -> &'static str {
-        match self {
-            Isa::Amx => "amx",
-            Isa::Avx512Vnni => "avx512vnni",
-            Isa::AvxVnni => "avxvnni",
-            Isa::Avx2 => "avx2",
-            Isa::Scalar => "scalar",
-        }
-    }
-
-    /// The CPU features this path needs, as `is_x86_feature_detected!` names them.
-    pub fn required_features(self) -> &'static str {
-        match self {
-            Isa::Amx => {
-                "amx-tile, amx-int8 with tile data permitted (Linux), avx512f, avx512bw, avx512vnni"
-            }
-            Isa::Avx512Vnni => "avx512f, avx512bw, avx512vnni",
-            Isa::AvxVnni => "avxvnni, avx2, fma",
-            Isa::Avx2 => "avx2, fma",
-            Isa::Scalar => "none",
-        }
-    }
-
-    /// Whether this CPU can run the path (the detection result is cached by std; for `Amx`,
-    /// once per process by amx.rs, which also requests the tile permission and logs the outcome).
-    pub fn is_available(self) -> bool {
-        #[cfg(target_arch = "x86_64")]
-        {
-            match self {
-                Isa::Amx => amx::usable(),
-                Isa::Avx512Vnni => {
-                    is_x86_feature_detected!("avx512f")
-                        && is_x86_feature_detected!("avx512bw")
-                        && is_x86_feature_detected!("avx512vnni")
-                }
-                Isa::AvxVnni => {
-                    is_x86_feature_detected!("avxvnni")
-                        && is_x86_feature_detected!("avx2")
-                        && is_x86_feature_detected!("fma")
-                }
-                Isa::Avx2 => is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"),
-                Isa::Scalar => true,
-            }
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        {
-            self == Isa::Scalar
-        }
-    }
-
-    /// The fastest path this CPU supports, ignoring [`ISA_ENV_VAR`].
-    pub fn best_available() -> Isa {
-        Isa::ALL
-            .into_iter()
-            .find(|isa| isa.is_available())
-            .unwrap_or(Isa::Scalar)
-    }
-
-    /// Every path this CPU supports, fastest first.
-    pub fn available() -> Vec<Isa> {
-        Isa::ALL
-            .into_iter()
-            .filter(|isa| isa.is_available())
-            .collect()
-    }
-
-    /// `Ok(self)` if the CPU supports the path, otherwise an error naming the missing features.
-    pub fn ensure_available(self) -> Result<Isa, IsaError> {
-        if self.is_available() {
-            Ok(self)
-        } else {
-            Err(IsaError::Unavailable(self))
-        }
-    }
-}
-
-impl fmt::Display for Isa {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl FromStr for Isa {
-    type Err = IsaError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Isa::ALL
-            .into_iter()
-            .find(|isa| isa.name().eq_ignore_ascii_case(s.trim()))
-            .ok_or_else(|| IsaError::Unknown(s.to_string()))
-    }
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum IsaError {
-    #[error(
-        "unknown int8 ISA {0:?}: expected one of amx, avx512vnni, avxvnni, avx2, scalar or auto"
-    )]
-    Unknown(String),
-    #[error(
-        "int8 ISA {0} was requested but this CPU lacks the features it needs ({features})",
-        features = .0.required_features()
-    )]
-    Unavailable(Isa),
-}
-
-/// The path to use for a setting such as a config value or [`ISA_ENV_VAR`]: `None`, `""` or
-/// `"auto"` pick the fastest available path; a named path is refused if the CPU lacks it.
-pub fn isa_from_setting(setting: Option<&str>) -> Result<Isa, IsaError> {
-    match setting.map(str::trim) {
-        None | Some("") => Ok(Isa::best_available()),
-        Some(s) if s.eq_ignore_ascii_case("auto") => Ok(Isa::best_available()),
-        Some(s) => s.parse::<Isa>()?.ensure_available(),
-    }
-}
-
-/// The path to use, honouring [`ISA_ENV_VAR`]; read on every call, so call it once at start-up.
-pub fn detect_isa() -> Result<Isa, IsaError> {
-    let setting = std::env::var(ISA_ENV_VAR).ok();
-    isa_from_setting(setting.as_deref())
-}
-
-/// The kernel path for this process: the best the CPU has, or [`ISA_ENV_VAR`]. Checked once,
-/// when the first quantized layer is built, so a bad setting fails at load time, not mid-request.
-pub fn kernel_isa() -> anyhow::Result<Isa> {
-    static ISA: std::sync::OnceLock<Result<Isa, String>> = std::sync::OnceLock::new();
-    ISA.get_or_init(|| detect_isa().map_err(|e| e.to_string()))
-        .clone()
-        .map_err(|e| anyhow::anyhow!(e))
-}
 
 /// `out[m][n]` (row stride `out_row_stride`) = epilogue of the s32 product of `a` (M×K) and the
 /// packed weights (N×K). `epilogue.residual`, if any, is read with the same row stride as `out`.
@@ -335,6 +179,87 @@ pub(crate) struct Job<'a> {
     pub(crate) epilogue: Epilogue<'a>,
 }
 
+/// What a register tile of `rows` rows from `m0` against one panel reads, for the vector paths.
+#[cfg(target_arch = "x86_64")]
+pub(crate) struct TileOperands<'a> {
+    pub(crate) k_quads: usize,
+    /// The first activation row of the tile, rows `a_stride` bytes apart.
+    pub(crate) a: *const u8,
+    pub(crate) a_stride: usize,
+    /// The panel's packed weights, `k_quads` rows of `NR · 4` bytes.
+    pub(crate) b: *const i8,
+    /// The panel's `−128 · colsum` start values, `NR` i32.
+    pub(crate) compensation: &'a [i32],
+}
+
+#[cfg(target_arch = "x86_64")]
+impl Job<'_> {
+    pub(crate) fn tile_operands(&self, m0: usize, rows: usize, panel: usize) -> TileOperands<'_> {
+        let a_stride = self.a.row_stride();
+        TileOperands {
+            k_quads: self.w.k_quads(),
+            a: self.a.data()[m0 * a_stride..(m0 + rows) * a_stride].as_ptr(),
+            a_stride,
+            b: self.w.panel_ptr(panel),
+            compensation: self.w.panel_compensation(panel),
+        }
+    }
+}
+
+/// The weights of K-quad `quad` of the panel at `b`, and with `PREFETCH` (weights streamed from
+/// memory) a prefetch of the line `PREFETCH_DISTANCE` ahead of each of its lines.
+///
+/// # Safety
+/// `b` must point into a panel of more than `quad` quads. The prefetch address may lie past the
+/// end of the weights, which is harmless (prefetches never fault; computed with wrapping_add).
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+pub(crate) unsafe fn quad_weights<const PREFETCH: bool>(b: *const i8, quad: usize) -> *const i8 {
+    // SAFETY: inside the panel per the contract.
+    let bq = unsafe { b.add(quad * QUAD_BYTES) };
+    if PREFETCH {
+        for line in 0..QUAD_BYTES / 64 {
+            // SAFETY: a prefetch never faults.
+            unsafe {
+                std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
+                    bq.wrapping_add(PREFETCH_DISTANCE + 64 * line),
+                )
+            };
+        }
+    }
+    bq
+}
+
+/// Accumulates every K-quad of a register tile (`TileOperands` `$t`) with
+/// `$step(acc, a, a_stride, b, quad)`; with `$split`, the odd quads go to `$acc_odd` (a second
+/// accumulator set: with few rows, one set gives too few independent `vpdpbusd` chains to cover
+/// its latency; integer sums do not depend on the order). The caller adds `$acc_odd` in.
+#[cfg(target_arch = "x86_64")]
+macro_rules! accumulate_quads {
+    ($t:expr, $split:expr, $step:expr, $acc:ident, $acc_odd:ident) => {{
+        let t = &$t;
+        let mut quad = 0;
+        if $split {
+            while quad + 2 <= t.k_quads {
+                // SAFETY: quad + 1 < k_quads, so the A reads stay inside the tile's rows (row
+                // stride 4·k_quads) and the B reads inside the panel (k_quads × QUAD_BYTES).
+                unsafe {
+                    $step(&mut $acc, t.a, t.a_stride, t.b, quad);
+                    $step(&mut $acc_odd, t.a, t.a_stride, t.b, quad + 1);
+                }
+                quad += 2;
+            }
+        }
+        while quad < t.k_quads {
+            // SAFETY: as above, quad < k_quads.
+            unsafe { $step(&mut $acc, t.a, t.a_stride, t.b, quad) };
+            quad += 1;
+        }
+    }};
+}
+#[cfg(target_arch = "x86_64")]
+pub(crate) use accumulate_quads;
+
 // SAFETY: the only non-Sync member is the output pointer. `run` hands every work unit a disjoint
 // set of (row, column) output elements, and the `&mut` borrow in `gemm`/`gemm_s32` keeps anyone
 // else from touching the buffer until all units have finished.
@@ -350,12 +275,7 @@ fn run(isa: Isa, job: &Job) {
     if m == 0 || panels == 0 {
         return;
     }
-    let macs = m * panels * NR * job.w.k_padded();
-    let threads = if macs < PARALLEL_MIN_MACS {
-        1
-    } else {
-        rayon::current_num_threads()
-    };
+    let threads = parallel::threads_for(m * panels * NR * job.w.k_padded());
     // AMX: whole 32-row blocks per M block, and panels in pairs (amx.rs works on 2-panel groups).
     let (row_align, panel_align) = if isa == Isa::Amx {
         (AMX_MR, 2)
@@ -372,7 +292,7 @@ fn run(isa: Isa, job: &Job) {
     let panel_chunks = if threads <= 1 {
         1
     } else {
-        (threads * UNITS_PER_THREAD)
+        parallel::units_for(threads)
             .div_ceil(m_blocks)
             .clamp(1, panels)
     };
@@ -384,35 +304,14 @@ fn run(isa: Isa, job: &Job) {
         let cols = pc * panels_per_chunk..((pc + 1) * panels_per_chunk).min(panels);
         run_unit(isa, job, rows, cols);
     };
-    let units = m_blocks * panel_chunks;
-    if threads <= 1 || units == 1 {
-        (0..units).for_each(unit);
-    } else {
-        (0..units).into_par_iter().with_max_len(1).for_each(unit);
-    }
+    parallel::run_units(m_blocks * panel_chunks, threads, unit);
 }
 
 /// Computes output rows `rows` × the columns of `panels`.
 fn run_unit(isa: Isa, job: &Job, rows: Range<usize>, panels: Range<usize>) {
     debug_assert!(rows.end <= job.a.m() && panels.end <= job.w.panels());
-    match isa {
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: `gemm`/`gemm_s32` checked that the CPU supports the ISA (for AMX: `usable`,
-        // including the tile permission) and that `out` covers every (row, column) of the call;
-        // `run` gives each unit disjoint rows × panels.
-        Isa::Amx => unsafe { amx::run(job, rows, panels) },
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: as above.
-        Isa::Avx512Vnni => unsafe { avx512vnni::run(job, rows, panels) },
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: as above.
-        Isa::AvxVnni => unsafe { avxvnni::run(job, rows, panels) },
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: as above.
-        Isa::Avx2 => unsafe { avx2::run(job, rows, panels) },
-        // SAFETY: as above (the scalar path needs no CPU feature).
-        Isa::Scalar => unsafe { scalar::run(job, rows, panels) },
-        #[cfg(not(target_arch = "x86_64"))]
-        _ => unreachable!("only the scalar path is available on this architecture"),
-    }
+    // SAFETY: `gemm`/`gemm_s32` checked that the CPU supports the ISA (for AMX: `usable`,
+    // including the tile permission) and that `out` covers every (row, column) of the call;
+    // `run` gives each unit disjoint rows × panels.
+    unsafe { (isa.kernels().int8_unit)(job, rows, panels) }
 }

@@ -2,13 +2,13 @@
 
 use std::ops::Range;
 
-use super::epilogue::store_scalar;
+use super::store::store_scalar;
 use super::{Job, NR};
 
 /// # Safety
 /// `job.out` must be valid for writes of `rows` × the columns of `panels`, and no other thread
 /// may access those elements meanwhile.
-pub(super) unsafe fn run(job: &Job, rows: Range<usize>, panels: Range<usize>) {
+pub(crate) unsafe fn run(job: &Job, rows: Range<usize>, panels: Range<usize>) {
     let n = job.w.n();
     let a = job.a.data();
     let stride = job.a.row_stride();

@@ -26,8 +26,7 @@ use std::arch::x86_64::*;
 
 use super::pack::{CacheLine, unit};
 use super::{BLOCK, GEMV_MAX_ROWS, TILE, TILE_BLOCKS, TileJob, tile_blocks, with_widened_tile};
-use crate::kernels::int8::Activation;
-use crate::kernels::int8::epilogue::gelu_avx2;
+use crate::kernels::simd::avx2::activate;
 
 /// Columns (i32 lanes) per ymm vector.
 const LANES: usize = BLOCK / 2;
@@ -54,6 +53,24 @@ const fn s16_run(bits: u32) -> usize {
 /// One pass: rows `r0..r0 + MR` × vectors `v0..v0 + NV` of the tile.
 type Pass = unsafe fn(&TileJob, &[&[CacheLine]; TILE_BLOCKS], usize, usize);
 
+/// [`tile`] on 256-bit `vpdpbusd`.
+///
+/// # Safety
+/// As [`tile`], with avxvnni.
+pub(crate) unsafe fn tile_vnni(job: &TileJob) {
+    // SAFETY: forwarded contract.
+    unsafe { tile(job, true) }
+}
+
+/// [`tile`] on `vpmaddubsw` + `vpmaddwd`.
+///
+/// # Safety
+/// As [`tile`].
+pub(crate) unsafe fn tile_avx2(job: &TileJob) {
+    // SAFETY: forwarded contract.
+    unsafe { tile(job, false) }
+}
+
 /// Computes every row of the job's tile, on `vpdpbusd` if `vnni`, else on `vpmaddubsw`.
 ///
 /// # Safety
@@ -61,7 +78,7 @@ type Pass = unsafe fn(&TileJob, &[&[CacheLine]; TILE_BLOCKS], usize, usize);
 /// writes of all rows × the tile's columns (`< N`), and no other thread may access them
 /// meanwhile.
 #[target_feature(enable = "avx2,fma")]
-pub(super) unsafe fn tile(job: &TileJob, vnni: bool) {
+unsafe fn tile(job: &TileJob, vnni: bool) {
     let w = job.w;
     if job.a.m() > GEMV_MAX_ROWS && w.bits() < 8 {
         let bits = w.bits();
@@ -432,11 +449,7 @@ unsafe fn store<const MR: usize, const NV: usize>(
                     _mm256_maskload_ps(bias.as_ptr().add(col0), keep)
                 });
             }
-            y = match job.activation {
-                Activation::None => y,
-                Activation::Relu => _mm256_max_ps(y, _mm256_setzero_ps()),
-                Activation::Gelu => gelu_avx2(y),
-            };
+            y = activate(y, job.activation);
             // SAFETY: the row's columns col0.. below N belong to this tile (caller's contract);
             // masked lanes are not written.
             unsafe { _mm256_maskstore_ps(job.out.0.add(row * job.stride + col0), keep, y) };

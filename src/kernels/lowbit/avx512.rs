@@ -5,8 +5,7 @@ use std::arch::x86_64::*;
 
 use super::pack::CacheLine;
 use super::{BLOCK, GEMV_MAX_ROWS, TILE_BLOCKS, TileJob, tile_blocks, with_widened_tile};
-use crate::kernels::int8::Activation;
-use crate::kernels::int8::epilogue::gelu_avx512;
+use crate::kernels::simd::avx512::activate;
 
 /// A core alone cannot keep enough DRAM reads in flight (kernels.md §3): request each block's
 /// line this far ahead.
@@ -18,7 +17,7 @@ const PREFETCH_LINES: usize = 64;
 /// The CPU must support avx512f, avx512bw and avx512vnni; `job.out` must be valid for writes of
 /// all rows × the tile's columns (`< N`), and no other thread may access them meanwhile.
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-pub(super) unsafe fn tile(job: &TileJob) {
+pub(crate) unsafe fn tile(job: &TileJob) {
     let w = job.w;
     if job.a.m() > GEMV_MAX_ROWS && w.bits() < 8 {
         let bits = w.bits();
@@ -297,11 +296,7 @@ pub(super) unsafe fn store_block(job: &TileJob, row: usize, b: usize, facc: __m5
             _mm512_maskz_loadu_ps(keep, bias.as_ptr().add(col0))
         });
     }
-    y = match job.activation {
-        Activation::None => y,
-        Activation::Relu => _mm512_max_ps(y, _mm512_setzero_ps()),
-        Activation::Gelu => gelu_avx512(y),
-    };
+    y = activate(y, job.activation);
     // SAFETY: the row's columns col0..col0 + width < N belong to this tile (caller's contract).
     unsafe { _mm512_mask_storeu_ps(job.out.0.add(row * job.stride + col0), keep, y) };
 }

@@ -44,22 +44,22 @@ macro_rules! unrolled {
 }
 
 #[cfg(target_arch = "x86_64")]
-mod avx2;
+pub(crate) mod avx2;
 #[cfg(target_arch = "x86_64")]
-mod avx512;
+pub(crate) mod avx512;
 #[cfg(target_arch = "x86_64")]
 mod lut;
 mod pack;
-mod scalar;
+pub(crate) mod scalar;
 
 use std::cell::Cell;
 
-use rayon::prelude::*;
-
 pub use pack::{LowBitActivations, PackedLowBit};
 
-use crate::kernels::int8::epilogue::activate;
-use crate::kernels::int8::{Activation, Isa, QuantizedActivations, quantize_activations};
+use crate::kernels::cpu::Isa;
+use crate::kernels::epilogue::Activation;
+use crate::kernels::int8::{QuantizedActivations, quantize_activations};
+use crate::kernels::parallel::{self, SendPtr};
 
 /// Output columns per vector (i32 lanes of a zmm).
 pub(crate) const BLOCK: usize = 16;
@@ -70,9 +70,6 @@ pub(crate) const TILE: usize = BLOCK * TILE_BLOCKS;
 pub const GROUP_ALIGN: usize = 64;
 /// Up to this many rows decode the packed codes directly; more rows widen a tile to bytes first.
 pub const GEMV_MAX_ROWS: usize = 4;
-/// Below this many weight-row products a call runs on the calling thread.
-const PARALLEL_MIN_MACS: usize = 1 << 18;
-const UNITS_PER_THREAD: usize = 4;
 
 thread_local! {
     static INT8_SCRATCH: Cell<QuantizedActivations> = Cell::new(QuantizedActivations::new());
@@ -188,16 +185,12 @@ pub fn gemm_binary_lut(
         assert_eq!(b.len(), w.n(), "bias length must equal N");
     }
     let tiles = w.tiles();
-    let macs = m * tiles * TILE * w.k_total();
-    let threads = if macs < PARALLEL_MIN_MACS {
-        1
-    } else {
-        rayon::current_num_threads()
-    };
-    let chunks = (threads * UNITS_PER_THREAD).clamp(1, tiles);
+    let threads = parallel::threads_for(m * tiles * TILE * w.k_total());
+    let chunks = parallel::units_for(threads).clamp(1, tiles);
     let per_chunk = tiles.div_ceil(chunks);
     let out_ptr = SendPtr(out.as_mut_ptr());
     let use_lut = uses_binary_lut(isa, a, w, lut);
+    let tile_kernel = isa.kernels().lowbit_tile;
     #[cfg(target_arch = "x86_64")]
     let tables = use_lut.then(|| {
         let mut t = Vec::new();
@@ -223,38 +216,13 @@ pub fn gemm_binary_lut(
                 unsafe { lut::tile(&job, tables) };
                 continue;
             }
-            match isa {
-                #[cfg(target_arch = "x86_64")]
-                // SAFETY: `isa` is available (checked above): avx512f/bw/vnni (which the amx
-                // path requires as well); the tile's
-                // columns are disjoint from every other unit's, and `out` covers all rows × N.
-                Isa::Avx512Vnni | Isa::Amx => unsafe { avx512::tile(&job) },
-                #[cfg(target_arch = "x86_64")]
-                // SAFETY: as above, with avxvnni, avx2 and fma.
-                Isa::AvxVnni => unsafe { avx2::tile(&job, true) },
-                #[cfg(target_arch = "x86_64")]
-                // SAFETY: as above, with avx2 and fma.
-                Isa::Avx2 => unsafe { avx2::tile(&job, false) },
-                // SAFETY: as above; the portable path needs no CPU feature.
-                _ => unsafe { scalar::tile(&job) },
-            }
+            // SAFETY: `isa` is available (checked above); the tile's columns are disjoint from
+            // every other unit's, and `out` covers all rows × N.
+            unsafe { tile_kernel(&job) };
         }
     };
-    let units = tiles.div_ceil(per_chunk);
-    if threads <= 1 || units == 1 {
-        (0..units).for_each(unit);
-    } else {
-        (0..units).into_par_iter().with_max_len(1).for_each(unit);
-    }
+    parallel::run_units(tiles.div_ceil(per_chunk), threads, unit);
 }
-
-#[derive(Clone, Copy)]
-pub(crate) struct SendPtr(pub(crate) *mut f32);
-// SAFETY: every work unit writes a disjoint set of output columns (its tiles); `gemm` holds the
-// `&mut` borrow of the buffer until all units are done.
-unsafe impl Send for SendPtr {}
-// SAFETY: as above.
-unsafe impl Sync for SendPtr {}
 
 /// One 64-column tile of one call, for all rows.
 pub(crate) struct TileJob<'a> {
@@ -262,7 +230,7 @@ pub(crate) struct TileJob<'a> {
     pub(crate) w: &'a PackedLowBit,
     pub(crate) bias: Option<&'a [f32]>,
     pub(crate) activation: Activation,
-    pub(crate) out: SendPtr,
+    pub(crate) out: SendPtr<f32>,
     pub(crate) stride: usize,
     pub(crate) tile: usize,
 }
@@ -274,7 +242,7 @@ pub(crate) fn finish(facc: f32, xs: f32, bias: Option<f32>, activation: Activati
     if let Some(b) = bias {
         y += b;
     }
-    activate(y, activation)
+    activation.activate(y)
 }
 
 /// Straight from the signed codes of a [`crate::layers::LowBitMatrix`]-like description,

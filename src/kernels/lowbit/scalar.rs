@@ -8,7 +8,7 @@ use super::{BLOCK, TILE_BLOCKS, TileJob, finish};
 /// # Safety
 /// `job.out` must be valid for writes of all rows × the tile's columns (`< N`), and no other
 /// thread may access those elements meanwhile.
-pub(super) unsafe fn tile(job: &TileJob) {
+pub(crate) unsafe fn tile(job: &TileJob) {
     let (w, a) = (job.w, job.a);
     let bits = w.bits();
     let (unit_lines, unit_k) = unit(bits);

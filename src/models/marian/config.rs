@@ -3,7 +3,7 @@
 
 use anyhow::{Context, Result, bail, ensure};
 
-use crate::kernels::ops::Activation;
+use crate::kernels::epilogue::Activation;
 
 /// Architecture read from the model's embedded `special:model.yml`.
 #[derive(Clone, Debug)]

@@ -14,7 +14,7 @@ use super::decoder::{DecoderLayer, SelfBlock};
 use super::{MarianTranslator, Parts};
 use crate::format::TensorStore;
 use crate::generate::{Rules, Search, SearchOptions};
-use crate::kernels::ops::Activation;
+use crate::kernels::epilogue::Activation;
 use crate::layers::embedding::Embedding;
 use crate::layers::encoder::{EncoderLayer, Norm};
 use crate::layers::{Linear, LinearParts, Weight};
