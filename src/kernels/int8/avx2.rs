@@ -111,7 +111,8 @@ pub(super) unsafe fn store_row(job: &Job, m: usize, panel: usize, acc: [__m256i;
                     // SAFETY: bias holds N ≥ col + 8 values.
                     y = _mm256_add_ps(y, unsafe { _mm256_loadu_ps(bias.as_ptr().add(col)) });
                 }
-                y = activate(y, epi.activation);
+                // SAFETY: this path runs with the vector width's features.
+                y = unsafe { activate(y, epi.activation) };
                 // SAFETY: `gemm` checked that residual and out cover M×N at this stride.
                 unsafe {
                     if let Some(residual) = epi.residual {

@@ -181,7 +181,8 @@ pub(super) unsafe fn store<const ROWS: usize>(
                     if let Some(bias) = bias {
                         y = _mm512_add_ps(y, bias);
                     }
-                    y = activate(y, epi.activation);
+                    // SAFETY: this path runs with the vector width's features.
+                    y = unsafe { activate(y, epi.activation) };
                     // SAFETY: `gemm` checked that residual and out cover M×N at this stride;
                     // masked-off lanes are neither read nor written.
                     unsafe {

@@ -449,7 +449,8 @@ unsafe fn store<const MR: usize, const NV: usize>(
                     _mm256_maskload_ps(bias.as_ptr().add(col0), keep)
                 });
             }
-            y = activate(y, job.activation);
+            // SAFETY: this path runs with the vector width's features.
+            y = unsafe { activate(y, job.activation) };
             // SAFETY: the row's columns col0.. below N belong to this tile (caller's contract);
             // masked lanes are not written.
             unsafe { _mm256_maskstore_ps(job.out.0.add(row * job.stride + col0), keep, y) };

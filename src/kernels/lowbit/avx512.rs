@@ -296,7 +296,8 @@ pub(super) unsafe fn store_block(job: &TileJob, row: usize, b: usize, facc: __m5
             _mm512_maskz_loadu_ps(keep, bias.as_ptr().add(col0))
         });
     }
-    y = activate(y, job.activation);
+    // SAFETY: this path runs with the vector width's features.
+    y = unsafe { activate(y, job.activation) };
     // SAFETY: the row's columns col0..col0 + width < N belong to this tile (caller's contract).
     unsafe { _mm512_mask_storeu_ps(job.out.0.add(row * job.stride + col0), keep, y) };
 }

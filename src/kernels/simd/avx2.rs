@@ -22,30 +22,32 @@ vector_math!(
     _mm256_storeu_ps
 );
 
-#[inline]
-#[target_feature(enable = "avx2,fma")]
-fn abs(x: __m256) -> __m256 {
-    _mm256_andnot_ps(_mm256_set1_ps(-0.0), x)
+#[inline(always)]
+unsafe fn abs(x: __m256) -> __m256 {
+    // SAFETY: the caller runs with the width's features.
+    unsafe { _mm256_andnot_ps(_mm256_set1_ps(-0.0), x) }
 }
 
 /// `magnitude` (non-negative) with the sign bit of `x` ORed in.
-#[inline]
-#[target_feature(enable = "avx2,fma")]
-fn with_sign_of(magnitude: __m256, x: __m256) -> __m256 {
-    _mm256_or_ps(magnitude, _mm256_and_ps(x, _mm256_set1_ps(-0.0)))
+#[inline(always)]
+unsafe fn with_sign_of(magnitude: __m256, x: __m256) -> __m256 {
+    // SAFETY: the caller runs with the width's features.
+    unsafe { _mm256_or_ps(magnitude, _mm256_and_ps(x, _mm256_set1_ps(-0.0))) }
 }
 
 /// `a > b ? if_gt : otherwise`, per lane (ordered: NaN compares false).
-#[inline]
-#[target_feature(enable = "avx2,fma")]
-fn select_gt(a: __m256, b: __m256, if_gt: __m256, otherwise: __m256) -> __m256 {
-    _mm256_blendv_ps(otherwise, if_gt, _mm256_cmp_ps::<_CMP_GT_OQ>(a, b))
+#[inline(always)]
+unsafe fn select_gt(a: __m256, b: __m256, if_gt: __m256, otherwise: __m256) -> __m256 {
+    // SAFETY: the caller runs with the width's features.
+    unsafe { _mm256_blendv_ps(otherwise, if_gt, _mm256_cmp_ps::<_CMP_GT_OQ>(a, b)) }
 }
 
 /// 2^k for integral `k`, built from the exponent bits.
-#[inline]
-#[target_feature(enable = "avx2,fma")]
-fn pow2(k: __m256) -> __m256 {
-    let exponent = _mm256_add_epi32(_mm256_cvtps_epi32(k), _mm256_set1_epi32(127));
-    _mm256_castsi256_ps(_mm256_slli_epi32::<23>(exponent))
+#[inline(always)]
+unsafe fn pow2(k: __m256) -> __m256 {
+    // SAFETY: the caller runs with the width's features.
+    unsafe {
+        let exponent = _mm256_add_epi32(_mm256_cvtps_epi32(k), _mm256_set1_epi32(127));
+        _mm256_castsi256_ps(_mm256_slli_epi32::<23>(exponent))
+    }
 }

@@ -22,32 +22,36 @@ vector_math!(
     _mm512_storeu_ps
 );
 
-#[inline]
-#[target_feature(enable = "avx512f")]
-fn abs(x: __m512) -> __m512 {
-    _mm512_abs_ps(x)
+#[inline(always)]
+unsafe fn abs(x: __m512) -> __m512 {
+    // SAFETY: the caller runs with the width's features.
+    unsafe { _mm512_abs_ps(x) }
 }
 
 /// `magnitude` (non-negative) with the sign bit of `x` ORed in.
-#[inline]
-#[target_feature(enable = "avx512f")]
-fn with_sign_of(magnitude: __m512, x: __m512) -> __m512 {
-    let sign = _mm512_and_si512(_mm512_castps_si512(x), _mm512_set1_epi32(i32::MIN));
-    _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(magnitude), sign))
+#[inline(always)]
+unsafe fn with_sign_of(magnitude: __m512, x: __m512) -> __m512 {
+    // SAFETY: the caller runs with the width's features.
+    unsafe {
+        let sign = _mm512_and_si512(_mm512_castps_si512(x), _mm512_set1_epi32(i32::MIN));
+        _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(magnitude), sign))
+    }
 }
 
 /// `a > b ? if_gt : otherwise`, per lane (ordered: NaN compares false).
-#[inline]
-#[target_feature(enable = "avx512f")]
-fn select_gt(a: __m512, b: __m512, if_gt: __m512, otherwise: __m512) -> __m512 {
-    _mm512_mask_blend_ps(_mm512_cmp_ps_mask::<_CMP_GT_OQ>(a, b), otherwise, if_gt)
+#[inline(always)]
+unsafe fn select_gt(a: __m512, b: __m512, if_gt: __m512, otherwise: __m512) -> __m512 {
+    // SAFETY: the caller runs with the width's features.
+    unsafe { _mm512_mask_blend_ps(_mm512_cmp_ps_mask::<_CMP_GT_OQ>(a, b), otherwise, if_gt) }
 }
 
 /// 2^k for integral `k`, built from the exponent bits (the conversion of an integral value is
 /// exact in any rounding mode).
-#[inline]
-#[target_feature(enable = "avx512f")]
-fn pow2(k: __m512) -> __m512 {
-    let exponent = _mm512_add_epi32(_mm512_cvtps_epi32(k), _mm512_set1_epi32(127));
-    _mm512_castsi512_ps(_mm512_slli_epi32::<23>(exponent))
+#[inline(always)]
+unsafe fn pow2(k: __m512) -> __m512 {
+    // SAFETY: the caller runs with the width's features.
+    unsafe {
+        let exponent = _mm512_add_epi32(_mm512_cvtps_epi32(k), _mm512_set1_epi32(127));
+        _mm512_castsi512_ps(_mm512_slli_epi32::<23>(exponent))
+    }
 }

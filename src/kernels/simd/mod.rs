@@ -10,6 +10,11 @@
 /// f32 lanes, then the intrinsics for splat, fused multiply-add, mul, add, sub, min, max, zero,
 /// unaligned load and store, and four helpers each width defines itself: `abs`, `with_sign_of`
 /// (OR in a sign bit), `select_gt` (`a > b ? x : y`, ordered) and `pow2` (2^k for integral k).
+///
+/// They are `#[inline(always)] unsafe fn`s without target features (Rust allows no
+/// `inline(always)` on `target_feature` functions): inlined into the kernels' store loops, which
+/// have the features, they compile to straight vector code, where an out-of-line call would
+/// spill every accumulator register. Safety: the caller runs with `$feature`.
 #[cfg(target_arch = "x86_64")]
 macro_rules! vector_math {
     (
@@ -18,80 +23,100 @@ macro_rules! vector_math {
         $zero:ident, $load:ident, $store:ident
     ) => {
         /// `Activation::activate` on every lane.
-        #[inline]
-        #[target_feature(enable = $feature)]
-        pub(crate) fn activate(y: $v, activation: Activation) -> $v {
-            match activation {
-                Activation::None => y,
-                Activation::Relu => $max(y, $zero()),
-                Activation::Gelu => gelu(y),
-                // Not fused by any model we serve: lane by lane through the scalar function.
-                _ => {
-                    let mut lanes = [0.0f32; $lanes];
-                    // SAFETY: `lanes` holds one vector of f32.
-                    unsafe { $store(lanes.as_mut_ptr(), y) };
-                    lanes.iter_mut().for_each(|v| *v = activation.activate(*v));
-                    // SAFETY: as above.
-                    unsafe { $load(lanes.as_ptr()) }
+        ///
+        /// # Safety
+        /// The CPU must support the width's features.
+        #[inline(always)]
+        pub(crate) unsafe fn activate(y: $v, activation: Activation) -> $v {
+            // SAFETY: the caller runs with the width's features.
+            unsafe {
+                match activation {
+                    Activation::None => y,
+                    Activation::Relu => $max(y, $zero()),
+                    Activation::Gelu => gelu(y),
+                    _ => by_lane(y, activation),
                 }
             }
         }
 
-        /// [`super::gelu`] on every lane.
-        #[inline]
+        /// Activations no served model fuses, lane by lane through the scalar function; out of
+        /// line, so that the store loops stay small.
+        #[cold]
+        #[inline(never)]
         #[target_feature(enable = $feature)]
-        pub(crate) fn gelu(x: $v) -> $v {
-            let e = erf($mul(x, $splat(FRAC_1_SQRT_2)));
-            let half_x = $mul(x, $splat(0.5));
-            $mul(half_x, $add($splat(1.0), e))
+        fn by_lane(y: $v, activation: Activation) -> $v {
+            let mut lanes = [0.0f32; $lanes];
+            // SAFETY: `lanes` holds one vector of f32.
+            unsafe { $store(lanes.as_mut_ptr(), y) };
+            lanes.iter_mut().for_each(|v| *v = activation.activate(*v));
+            // SAFETY: as above.
+            unsafe { $load(lanes.as_ptr()) }
+        }
+
+        /// [`super::gelu`] on every lane.
+        ///
+        /// # Safety
+        /// The CPU must support the width's features.
+        #[inline(always)]
+        pub(crate) unsafe fn gelu(x: $v) -> $v {
+            // SAFETY: the caller runs with the width's features.
+            unsafe {
+                let e = erf($mul(x, $splat(FRAC_1_SQRT_2)));
+                let half_x = $mul(x, $splat(0.5));
+                $mul(half_x, $add($splat(1.0), e))
+            }
         }
 
         /// [`super::erf`] on every lane: both branches, then a select.
-        #[inline]
-        #[target_feature(enable = $feature)]
-        fn erf(x: $v) -> $v {
-            let fma = |a, b, c| $fma(a, b, c);
-            let t = abs(x);
+        #[inline(always)]
+        unsafe fn erf(x: $v) -> $v {
+            // SAFETY: the caller runs with the width's features.
+            unsafe {
+                let fma = |a, b, c| $fma(a, b, c);
+                let t = abs(x);
 
-            let s = $mul(x, x);
-            let r = fma($splat(ERF_S0), s, $splat(ERF_S1));
-            let r = fma(r, s, $splat(ERF_S2));
-            let r = fma(r, s, $splat(ERF_S3));
-            let r = fma(r, s, $splat(ERF_S4));
-            let r = fma(r, s, $splat(ERF_S5));
-            let small = fma(r, x, x);
+                let s = $mul(x, x);
+                let r = fma($splat(ERF_S0), s, $splat(ERF_S1));
+                let r = fma(r, s, $splat(ERF_S2));
+                let r = fma(r, s, $splat(ERF_S3));
+                let r = fma(r, s, $splat(ERF_S4));
+                let r = fma(r, s, $splat(ERF_S5));
+                let small = fma(r, x, x);
 
-            let tc = $min(t, $splat(ERF_CLAMP));
-            let sc = $mul(tc, tc);
-            let r = fma($splat(ERF_L0), tc, $splat(ERF_L1));
-            let u = fma($splat(ERF_L2), tc, $splat(ERF_L3));
-            let r = fma(r, sc, u);
-            let r = fma(r, tc, $splat(ERF_L4));
-            let r = fma(r, tc, $splat(ERF_L5));
-            let r = fma(r, tc, $splat(ERF_L6));
-            let r = fma(r, tc, $sub($zero(), tc));
-            let magnitude = $sub($splat(1.0), exp_for_erf(r));
-            // copysign: the magnitude is positive, so OR-ing in the sign bit of x is exact.
-            let large = with_sign_of(magnitude, x);
-            select_gt(t, $splat(ERF_SPLIT), large, small)
+                let tc = $min(t, $splat(ERF_CLAMP));
+                let sc = $mul(tc, tc);
+                let r = fma($splat(ERF_L0), tc, $splat(ERF_L1));
+                let u = fma($splat(ERF_L2), tc, $splat(ERF_L3));
+                let r = fma(r, sc, u);
+                let r = fma(r, tc, $splat(ERF_L4));
+                let r = fma(r, tc, $splat(ERF_L5));
+                let r = fma(r, tc, $splat(ERF_L6));
+                let r = fma(r, tc, $sub($zero(), tc));
+                let magnitude = $sub($splat(1.0), exp_for_erf(r));
+                // copysign: the magnitude is positive, so OR-ing in the sign bit of x is exact.
+                let large = with_sign_of(magnitude, x);
+                select_gt(t, $splat(ERF_SPLIT), large, small)
+            }
         }
 
         /// `exp` for arguments in [-18, 0], as [`super::exp_for_erf`].
-        #[inline]
-        #[target_feature(enable = $feature)]
-        fn exp_for_erf(x: $v) -> $v {
-            let fma = |a, b, c| $fma(a, b, c);
-            let magic = $splat(ROUND_MAGIC);
-            let k = $sub(fma(x, $splat(LOG2_E), magic), magic);
-            let f = fma(k, $splat(-LN2_HI), x);
-            let f = fma(k, $splat(-LN2_LO), f);
-            let p = fma($splat(EXP_P0), f, $splat(EXP_P1));
-            let p = fma(p, f, $splat(EXP_P2));
-            let p = fma(p, f, $splat(EXP_P3));
-            let p = fma(p, f, $splat(EXP_P4));
-            let p = fma(p, f, $splat(EXP_P5));
-            let p = $add(fma(p, $mul(f, f), f), $splat(1.0));
-            $mul(p, pow2(k))
+        #[inline(always)]
+        unsafe fn exp_for_erf(x: $v) -> $v {
+            // SAFETY: the caller runs with the width's features.
+            unsafe {
+                let fma = |a, b, c| $fma(a, b, c);
+                let magic = $splat(ROUND_MAGIC);
+                let k = $sub(fma(x, $splat(LOG2_E), magic), magic);
+                let f = fma(k, $splat(-LN2_HI), x);
+                let f = fma(k, $splat(-LN2_LO), f);
+                let p = fma($splat(EXP_P0), f, $splat(EXP_P1));
+                let p = fma(p, f, $splat(EXP_P2));
+                let p = fma(p, f, $splat(EXP_P3));
+                let p = fma(p, f, $splat(EXP_P4));
+                let p = fma(p, f, $splat(EXP_P5));
+                let p = $add(fma(p, $mul(f, f), f), $splat(1.0));
+                $mul(p, pow2(k))
+            }
         }
     };
 }
