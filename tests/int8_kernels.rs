@@ -5,7 +5,7 @@ use proptest::prelude::*;
 use quantserve::kernels::int8::quantize::quantize_per_output_channel;
 use quantserve::kernels::int8::{
     Activation, Epilogue, Isa, IsaError, PackedI8Weights, QuantizedActivations, erf, gelu, gemm,
-    gemm_s32, gemm_s32_reference, isa_from_setting, quantize_activations,
+    gemm_add, gemm_s32, gemm_s32_reference, isa_from_setting, quantize_activations,
 };
 
 /// Deterministic data from a seed (proptest then only has to shrink shapes and seeds).
@@ -284,6 +284,29 @@ proptest! {
             quantize_activations(isa, &case.x[lo * k..hi * k], hi - lo, k, &mut single);
             let sub = run_f32(isa, &single, &w, &epi, n);
             prop_assert_eq!(first_difference(&sub, &batch[lo * n..hi * n]), None, "rows {}..{} on {}", lo, hi, isa);
+        }
+    }
+
+    /// `gemm_add` (the residual added in the epilogue, in place) equals computing into a buffer
+    /// with the output's old values as `residual`, bit for bit, on every path; the padding
+    /// between rows is left alone.
+    #[test]
+    fn gemm_add_equals_a_residual_epilogue(
+        m in dim_m(), n in dim_n(), k in dim_k(), seed in any::<u64>(), bias in any::<bool>(),
+    ) {
+        let case = Case::new(m, n, k, seed);
+        let a = case.quantized();
+        let w = case.packed();
+        let epi = case.epilogue(bias, Activation::None, true);
+        for isa in Isa::available() {
+            let want = run_f32(isa, &a, &w, &epi, case.out_stride);
+            let mut got = case.residual.clone();
+            gemm_add(isa, &a, &w, epi.bias, &mut got, case.out_stride);
+            for row in 0..m {
+                let at = row * case.out_stride;
+                prop_assert_eq!(first_difference(&got[at..at + n], &want[at..at + n]), None, "row {} on {}", row, isa);
+                prop_assert_eq!(&got[at + n..at + case.out_stride], &case.residual[at + n..at + case.out_stride]);
+            }
         }
     }
 

@@ -110,9 +110,10 @@ pub struct Target {
 
 /// A model's decoder, one step at a time.
 pub trait StepDecoder {
-    /// Logits of the next token for every row, `[hyps.len()][columns]`; `step` is the position
-    /// being generated. Rows start from the rules' start input (`Hyp::tokens` empty).
-    fn step(&mut self, hyps: &[Hyp], step: usize) -> Vec<f32>;
+    /// Writes the logits of the next token for every row into `logits` (resized to
+    /// `[hyps.len()][columns]`; one buffer serves every step); `step` is the position being
+    /// generated. Rows start from the rules' start input (`Hyp::tokens` empty).
+    fn step(&mut self, hyps: &[Hyp], step: usize, logits: &mut Vec<f32>);
     /// Keeps the states of the surviving rows: new row `i` continues old row `parents[i]`.
     fn reorder(&mut self, parents: &[usize]);
 }
@@ -204,6 +205,7 @@ pub fn search(
     let mut open = vec![true; sentences];
     let mut finished: Finished = vec![Vec::new(); sentences];
     let mut step = 0;
+    let mut logits = Vec::new();
     while !hyps.is_empty() {
         if hyps.iter().all(|h| batch.forced(h)) {
             // Every row must end now, with EOS scored 0 (as transformers forces it): the
@@ -216,7 +218,7 @@ pub fn search(
             }
             break;
         }
-        let mut logits = decoder.step(&hyps, step);
+        decoder.step(&hyps, step, &mut logits);
         step += 1;
         let (next, parents) = if beam == 1 {
             let chosen = greedy::choose(&batch, &hyps, &mut logits);

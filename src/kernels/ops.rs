@@ -1,15 +1,28 @@
 //! Row-wise fp32 operations shared by the models: layer norm, softmax, log-softmax, argmax
 //! (activations: `epilogue::Activation`). They are simple loops the compiler vectorises; the heavy work is in the matmuls.
 
-/// In-place layer normalisation of each `dim`-wide row: `(x − mean)/sqrt(var + eps)·γ + β`.
+/// Rows per parallel task of the row operations: enough work to be worth a task.
+const ROW_OP_MIN_VALUES: usize = 1 << 14;
+
+/// In-place layer normalisation of each `dim`-wide row: `(x − mean)/sqrt(var + eps)·γ + β`,
+/// rows split over the current rayon pool when there are many (each row is computed the same way
+/// whatever the split).
 pub fn layer_norm(x: &mut [f32], dim: usize, gamma: &[f32], beta: &[f32], eps: f32) {
-    for row in x.chunks_exact_mut(dim) {
+    let norm_row = |row: &mut [f32]| {
         let mean = row.iter().sum::<f32>() / dim as f32;
         let var = row.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / dim as f32;
         let inv = 1.0 / (var + eps).sqrt();
         for ((v, g), b) in row.iter_mut().zip(gamma).zip(beta) {
             *v = (*v - mean) * inv * g + b;
         }
+    };
+    let rows_per_task = (ROW_OP_MIN_VALUES / dim.max(1)).max(1);
+    if x.len() >= 2 * ROW_OP_MIN_VALUES && rayon::current_num_threads() > 1 {
+        use rayon::prelude::*;
+        x.par_chunks_mut(rows_per_task * dim)
+            .for_each(|rows| rows.chunks_exact_mut(dim).for_each(norm_row));
+    } else {
+        x.chunks_exact_mut(dim).for_each(norm_row);
     }
 }
 

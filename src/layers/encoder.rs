@@ -5,8 +5,9 @@ use rayon::prelude::*;
 
 use super::attention::{Heads, Rows, multi_head_attention};
 use super::linear::Linear;
+use super::scratch::Scratch;
 use crate::kernels::epilogue::Activation;
-use crate::kernels::ops::{add_in_place, layer_norm};
+use crate::kernels::ops::layer_norm;
 
 /// Layer-norm parameters.
 pub struct Norm {
@@ -50,10 +51,9 @@ pub fn max_ffn_width<'a>(ffn_ins: impl IntoIterator<Item = &'a Linear>) -> usize
 pub fn encode(layers: &[EncoderLayer], shape: EncoderShape, x: &mut [f32], offsets: &[usize]) {
     let d = shape.dim;
     let total = *offsets.last().unwrap_or(&0);
-    let mut qkv = vec![0.0f32; total * 3 * d];
-    let mut ctx = vec![0.0f32; total * d];
-    let mut tmp = vec![0.0f32; total * d];
-    let mut inter = vec![0.0f32; total * max_ffn_width(layers.iter().map(|l| &l.ffn_in))];
+    let mut qkv = Scratch::zeroed(total * 3 * d);
+    let mut ctx = Scratch::zeroed(total * d);
+    let mut inter = Scratch::zeroed(total * max_ffn_width(layers.iter().map(|l| &l.ffn_in)));
     for layer in layers {
         layer.qkv.forward(x, total, &mut qkv);
         // Sequences are independent: attend to them in parallel, each writing its own rows.
@@ -64,7 +64,7 @@ pub fn encode(layers: &[EncoderLayer], shape: EncoderShape, x: &mut [f32], offse
             outs.push((seq[0], seq[1] - seq[0], head));
             rest = tail;
         }
-        let qkv = &qkv;
+        let qkv = &*qkv;
         outs.into_par_iter()
             .for_each_init(Vec::new, |scores, (first_row, rows, out)| {
                 let view = |col| Rows {
@@ -76,15 +76,13 @@ pub fn encode(layers: &[EncoderLayer], shape: EncoderShape, x: &mut [f32], offse
                 };
                 multi_head_attention(view(0), view(d), view(2 * d), shape.heads, out, d, scores);
             });
-        layer.attn_out.forward(&ctx, total, &mut tmp);
-        add_in_place(x, &tmp);
+        layer.attn_out.forward_add(&ctx, total, x);
         layer.attn_norm.apply(x, shape.eps);
         let inter = &mut inter[..total * layer.ffn_in.n_out()];
         layer
             .ffn_in
             .forward_activated(x, total, inter, shape.activation);
-        layer.ffn_out.forward(inter, total, &mut tmp);
-        add_in_place(x, &tmp);
+        layer.ffn_out.forward_add(inter, total, x);
         layer.ffn_norm.apply(x, shape.eps);
     }
 }

@@ -7,7 +7,7 @@ use anyhow::Result;
 
 use super::linear::{Linear, LinearKernel, select_bias};
 use crate::kernels::int8::{
-    Activation, Epilogue, Isa, PackedI8Weights, QuantizedActivations, gemm, kernel_isa,
+    Activation, Epilogue, Isa, PackedI8Weights, QuantizedActivations, gemm, gemm_add, kernel_isa,
     quantize::quantize_per_output_channel, quantize_activations,
 };
 
@@ -94,6 +94,21 @@ impl LinearKernel for LinearInt8 {
 
     fn forward(&self, x: &[f32], rows: usize, out: &mut [f32], activation: Activation) {
         self.forward_fused(x, rows, out, activation);
+    }
+
+    fn forward_add(&self, x: &[f32], rows: usize, out: &mut [f32]) {
+        let n = self.packed.n();
+        let mut qa = SCRATCH.take();
+        quantize_activations(self.isa, x, rows, self.packed.k(), &mut qa);
+        gemm_add(
+            self.isa,
+            &qa,
+            &self.packed,
+            self.bias.as_deref(),
+            &mut out[..rows * n],
+            n,
+        );
+        SCRATCH.set(qa);
     }
 
     fn select_outputs(&self, ids: &[u32]) -> Linear {

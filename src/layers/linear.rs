@@ -13,9 +13,11 @@ use anyhow::{Result, ensure};
 use super::fp32::LinearF32;
 use super::int8::LinearInt8;
 use super::lowbit::LinearLowBit;
+use super::scratch::Scratch;
 use super::tiered::TieredLinear;
 use super::weight::Weight;
 use crate::kernels::epilogue::Activation;
+use crate::kernels::ops::add_in_place;
 
 /// What every storage form of a dense layer `y = act(x · Wᵀ + b)` provides.
 pub trait LinearKernel: Send + Sync + fmt::Debug {
@@ -28,6 +30,14 @@ pub trait LinearKernel: Send + Sync + fmt::Debug {
     fn forward(&self, x: &[f32], rows: usize, out: &mut [f32], activation: Activation);
     /// A layer computing only the outputs `ids` (in that order), e.g. a vocabulary shortlist.
     fn select_outputs(&self, ids: &[u32]) -> Linear;
+    /// `out[rows][n_out] += x · Wᵀ + b` (a residual connection). Forms whose epilogue can add in
+    /// place override this; the sum is the same as computing into a buffer and adding it.
+    fn forward_add(&self, x: &[f32], rows: usize, out: &mut [f32]) {
+        let n = self.n_out();
+        let mut y = Scratch::zeroed(rows * n);
+        self.forward(x, rows, &mut y, Activation::None);
+        add_in_place(&mut out[..rows * n], &y);
+    }
 }
 
 /// A dense layer in some storage form; cheap to clone (the weights are shared, never mutated).
@@ -80,6 +90,11 @@ impl Linear {
     /// A layer computing only the outputs `ids` (in that order), e.g. a vocabulary shortlist.
     pub fn select_outputs(&self, ids: &[u32]) -> Self {
         self.0.select_outputs(ids)
+    }
+
+    /// `out += x · Wᵀ + b`: the residual connection, fused where the form can.
+    pub fn forward_add(&self, x: &[f32], rows: usize, out: &mut [f32]) {
+        self.0.forward_add(x, rows, out);
     }
 
     /// Allocates the output and runs `forward`.

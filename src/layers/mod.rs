@@ -10,6 +10,7 @@ pub mod int8;
 pub mod linear;
 pub mod lowbit;
 pub mod lowbit_matrix;
+pub mod scratch;
 pub mod tiered;
 pub mod weight;
 

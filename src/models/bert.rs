@@ -15,6 +15,7 @@ use crate::kernels::ops::{add_in_place, softmax};
 use crate::layers::attention::Heads;
 use crate::layers::embedding::Embedding;
 use crate::layers::encoder::{EncoderLayer, EncoderShape, Norm, encode};
+use crate::layers::scratch::Scratch;
 use crate::layers::{Linear, LinearParts};
 use crate::schemes::{self, Role, SchemeRef};
 
@@ -386,7 +387,7 @@ impl BertClassifier {
         }
 
         // Embeddings: word + position + token type 0, then LayerNorm.
-        let mut x = vec![0.0f32; total * h];
+        let mut x = Scratch::zeroed(total * h);
         for (s, ids) in batch.iter().enumerate() {
             for (pos, &id) in ids.iter().enumerate() {
                 let id = id as usize;

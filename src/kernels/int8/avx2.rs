@@ -100,8 +100,9 @@ pub(super) unsafe fn store_row(job: &Job, m: usize, panel: usize, acc: [__m256i;
         match job.out {
             // SAFETY: columns col..col + 8 ≤ N of row m, per the contract.
             Out::I32(out) => unsafe { _mm256_storeu_si256(out.add(at).cast(), acc) },
-            Out::F32(out) => {
+            Out::F32(out) | Out::F32Add(out) => {
                 let epi = &job.epilogue;
+                let residual = job.residual_ptr();
                 // SAFETY: the padded scales hold NR values per panel.
                 let col_scale =
                     unsafe { _mm256_loadu_ps(job.w.panel_col_scales(panel)[8 * j..].as_ptr()) };
@@ -115,8 +116,8 @@ pub(super) unsafe fn store_row(job: &Job, m: usize, panel: usize, acc: [__m256i;
                 y = unsafe { activate(y, epi.activation) };
                 // SAFETY: `gemm` checked that residual and out cover M×N at this stride.
                 unsafe {
-                    if let Some(residual) = epi.residual {
-                        y = _mm256_add_ps(y, _mm256_loadu_ps(residual.as_ptr().add(at)));
+                    if let Some(residual) = residual {
+                        y = _mm256_add_ps(y, _mm256_loadu_ps(residual.add(at)));
                     }
                     _mm256_storeu_ps(out.add(at), y);
                 }

@@ -164,8 +164,9 @@ pub(super) unsafe fn store<const ROWS: usize>(
                     };
                 }
             }
-            Out::F32(out) => {
+            Out::F32(out) | Out::F32Add(out) => {
                 let epi = &job.epilogue;
+                let residual = job.residual_ptr();
                 // SAFETY: the padded scales hold NR values per panel.
                 let col_scale =
                     unsafe { _mm512_loadu_ps(job.w.panel_col_scales(panel)[16 * j..].as_ptr()) };
@@ -186,11 +187,8 @@ pub(super) unsafe fn store<const ROWS: usize>(
                     // SAFETY: `gemm` checked that residual and out cover M×N at this stride;
                     // masked-off lanes are neither read nor written.
                     unsafe {
-                        if let Some(residual) = epi.residual {
-                            y = _mm512_add_ps(
-                                y,
-                                _mm512_maskz_loadu_ps(mask, residual.as_ptr().add(at)),
-                            );
+                        if let Some(residual) = residual {
+                            y = _mm512_add_ps(y, _mm512_maskz_loadu_ps(mask, residual.add(at)));
                         }
                         _mm512_mask_storeu_ps(out.add(at), mask, y);
                     }

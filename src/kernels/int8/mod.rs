@@ -100,6 +100,36 @@ pub fn gemm(
     run(isa, &job);
 }
 
+/// `out[m][n] += x·Wᵀ + bias` (a residual connection): [`gemm`] whose epilogue adds what `out`
+/// holds, in the same step and order as an `epilogue.residual` would, so the result is
+/// bit-identical to computing into a buffer and adding it.
+///
+/// Panics if the CPU lacks `isa`, or on mismatched shapes.
+pub fn gemm_add(
+    isa: Isa,
+    a: &QuantizedActivations,
+    w: &PackedI8Weights,
+    bias: Option<&[f32]>,
+    out: &mut [f32],
+    out_row_stride: usize,
+) {
+    check_shapes(isa, a, w, out.len(), out_row_stride);
+    if let Some(bias) = bias {
+        assert_eq!(bias.len(), w.n(), "bias length must equal N");
+    }
+    let job = Job {
+        a,
+        w,
+        out: Out::F32Add(out.as_mut_ptr()),
+        out_stride: out_row_stride,
+        epilogue: Epilogue {
+            bias,
+            ..Epilogue::default()
+        },
+    };
+    run(isa, &job);
+}
+
 /// The raw corrected accumulators `Σ_k (x_q[m][k]) · w[n][k]` (x_q = u8 − 128), row-major M×N with
 /// row stride N: what [`gemm`] feeds its epilogue. For tests and diagnostics.
 pub fn gemm_s32(isa: Isa, a: &QuantizedActivations, w: &PackedI8Weights, out: &mut [i32]) {
@@ -167,6 +197,8 @@ fn check_shapes(
 #[derive(Clone, Copy)]
 pub(crate) enum Out {
     F32(*mut f32),
+    /// f32, each value added to what the output holds (the residual is the output itself).
+    F32Add(*mut f32),
     I32(*mut i32),
 }
 
@@ -194,6 +226,7 @@ pub(crate) struct TileOperands<'a> {
 
 #[cfg(target_arch = "x86_64")]
 impl Job<'_> {
+    #[inline]
     pub(crate) fn tile_operands(&self, m0: usize, rows: usize, panel: usize) -> TileOperands<'_> {
         let a_stride = self.a.row_stride();
         TileOperands {
@@ -259,6 +292,18 @@ macro_rules! accumulate_quads {
 }
 #[cfg(target_arch = "x86_64")]
 pub(crate) use accumulate_quads;
+
+impl Job<'_> {
+    /// Where the epilogue's residual is read: the residual slice, or the output itself.
+    #[inline(always)]
+    pub(crate) fn residual_ptr(&self) -> Option<*const f32> {
+        match (self.epilogue.residual, self.out) {
+            (Some(r), _) => Some(r.as_ptr()),
+            (None, Out::F32Add(out)) => Some(out.cast_const()),
+            _ => None,
+        }
+    }
+}
 
 // SAFETY: the only non-Sync member is the output pointer. `run` hands every work unit a disjoint
 // set of (row, column) output elements, and the `&mut` borrow in `gemm`/`gemm_s32` keeps anyone

@@ -51,7 +51,8 @@ pub(crate) unsafe fn store_scalar(job: &Job, m: usize, col0: usize, acc: &[i32])
                 unsafe { out.add(at + i).write(v) };
             }
         }
-        Out::F32(out) => {
+        Out::F32(out) | Out::F32Add(out) => {
+            let residual = job.residual_ptr();
             let row_scale = job.a.row_scales()[m];
             let col_scales = &job.w.col_scales()[col0..col0 + acc.len()];
             let epi = &job.epilogue;
@@ -62,7 +63,9 @@ pub(crate) unsafe fn store_scalar(job: &Job, m: usize, col0: usize, acc: &[i32])
                     col_scale,
                     epi.bias.map(|b| b[col0 + i]),
                     epi.activation,
-                    epi.residual.map(|r| r[at + i]),
+                    // SAFETY: the residual covers the output's elements (checked by `gemm`, or
+                    // it is the output); element `at + i` is this call's to read.
+                    residual.map(|r| unsafe { r.add(at + i).read() }),
                 );
                 // SAFETY: in bounds and exclusive per this function's contract.
                 unsafe { out.add(at + i).write(y) };

@@ -12,6 +12,7 @@ use crate::layers::Linear;
 use crate::layers::attention::{Rows, multi_head_attention};
 use crate::layers::embedding::Embedding;
 use crate::layers::encoder::{Norm, max_ffn_width};
+use crate::layers::scratch::Scratch;
 
 /// The decoder layer's first block, after `DecoderKind`.
 pub(super) enum SelfBlock {
@@ -73,16 +74,125 @@ pub(super) struct Decoding<'a> {
     pub(super) output: &'a Linear,
 }
 
+impl Decoding<'_> {
+    /// One decoder step for every row: input tokens (None = start), per-layer states (SSRU
+    /// cell, or `[K | V]` of every earlier position) updated in place; writes the logits over
+    /// `output`'s columns, `[rows, output.n_out()]`, into `logits`.
+    fn decode_step(&mut self, hyps: &[Hyp], step: usize, logits: &mut Vec<f32>) {
+        let m = self.model;
+        let (sources, states, cross, output) =
+            (&self.sources, &mut self.states, &self.cross, self.output);
+        let d = m.config.dim;
+        let rows = hyps.len();
+        let eps = m.config.layer_norm_eps;
+        let mut x = Scratch::zeroed(rows * d);
+        let table = m.target_embeddings.as_ref().unwrap_or(&m.embeddings);
+        for (r, h) in hyps.iter().enumerate() {
+            let row = &mut x[r * d..(r + 1) * d];
+            match h.tokens.last().copied().or(m.rules.start) {
+                Some(id) => m.embed(table, id, step, row),
+                // Marian's first input is a zero embedding plus position 0.
+                None => add_position(row, step, m.config.positions),
+            }
+        }
+        // Buffers come from the thread's scratch: a decoder step allocates nothing new.
+        let mut gates = Scratch::zeroed(rows * 3 * d);
+        let mut tmp = Scratch::zeroed(rows * d);
+        let mut q = Scratch::zeroed(rows * d);
+        let mut ctx = Scratch::zeroed(rows * d);
+        let widest = max_ffn_width(m.decoder.iter().map(|l| &l.ffn_in));
+        let mut inter = Scratch::zeroed(rows * widest);
+        for (l, layer) in m.decoder.iter().enumerate() {
+            match &layer.self_block {
+                SelfBlock::Ssru(ssru) => {
+                    // SSRU: f = σ(x·Wf + bf); c = f⊙c + (1−f)⊙(x·W); h = relu(c).
+                    ssru.forward(&x, rows, &mut gates);
+                    for (r, c) in states[l].iter_mut().enumerate() {
+                        let g = &gates[r * 2 * d..(r + 1) * 2 * d];
+                        let out = &mut tmp[r * d..(r + 1) * d];
+                        for i in 0..d {
+                            let f = sigmoid(g[i]);
+                            c[i] = f * c[i] + (1.0 - f) * g[d + i];
+                            out[i] = c[i].max(0.0);
+                        }
+                    }
+                    add_in_place(&mut x, &tmp);
+                }
+                SelfBlock::Attention { qkv, out } => {
+                    // The row's new key and value join its cache; the query attends to all of
+                    // it (every cached position is at or before this one: causal by design).
+                    qkv.forward(&x, rows, &mut gates);
+                    let (fused, heads) = (&*gates, m.heads());
+                    // Rows are independent: attend in parallel, each writing its own context.
+                    states[l]
+                        .par_iter_mut()
+                        .zip(ctx.par_chunks_mut(d))
+                        .enumerate()
+                        .for_each_init(Vec::new, |scores, (r, (cache, out))| {
+                            cache.extend_from_slice(&fused[r * 3 * d + d..(r + 1) * 3 * d]);
+                            let kv = |col| Rows {
+                                data: cache,
+                                first_row: 0,
+                                rows: cache.len() / (2 * d),
+                                stride: 2 * d,
+                                col,
+                            };
+                            let query = Rows {
+                                data: fused,
+                                first_row: r,
+                                rows: 1,
+                                stride: 3 * d,
+                                col: 0,
+                            };
+                            multi_head_attention(query, kv(0), kv(d), heads, out, d, scores);
+                        });
+                    out.forward_add(&ctx, rows, &mut x);
+                }
+            }
+            layer.self_norm.apply(&mut x, eps);
+
+            layer.query.forward(&x, rows, &mut q);
+            let (q, heads) = (&*q, m.heads());
+            hyps.par_iter()
+                .zip(ctx.par_chunks_mut(d))
+                .enumerate()
+                .for_each_init(Vec::new, |scores, (r, (h, out))| {
+                    let s = &sources[h.sentence];
+                    let kv = |col| Rows {
+                        data: &cross[l],
+                        first_row: s.start,
+                        rows: s.len,
+                        stride: 2 * d,
+                        col,
+                    };
+                    let query = Rows {
+                        data: q,
+                        first_row: r,
+                        rows: 1,
+                        stride: d,
+                        col: 0,
+                    };
+                    multi_head_attention(query, kv(0), kv(d), heads, out, d, scores);
+                });
+            layer.ctx_out.forward_add(&ctx, rows, &mut x);
+            layer.ctx_norm.apply(&mut x, eps);
+
+            let inter = &mut inter[..rows * layer.ffn_in.n_out()];
+            layer
+                .ffn_in
+                .forward_activated(&x, rows, inter, m.config.ffn_activation);
+            layer.ffn_out.forward_add(inter, rows, &mut x);
+            layer.ffn_norm.apply(&mut x, eps);
+        }
+        logits.clear();
+        logits.resize(rows * output.n_out(), 0.0);
+        output.forward(&x, rows, logits);
+    }
+}
+
 impl StepDecoder for Decoding<'_> {
-    fn step(&mut self, hyps: &[Hyp], step: usize) -> Vec<f32> {
-        self.model.decode_step(
-            hyps,
-            &self.sources,
-            step,
-            &mut self.states,
-            &self.cross,
-            self.output,
-        )
+    fn step(&mut self, hyps: &[Hyp], step: usize, logits: &mut Vec<f32>) {
+        self.decode_step(hyps, step, logits);
     }
 
     fn reorder(&mut self, parents: &[usize]) {
@@ -128,124 +238,6 @@ impl MarianTranslator {
             DecoderKind::SelfAttention => Vec::new(),
         };
         vec![vec![row; rows]; self.decoder.len()]
-    }
-
-    /// One decoder step for every row: input tokens (None = start), per-layer states (SSRU
-    /// cell, or `[K | V]` of every earlier position) updated in place; returns logits over
-    /// `output`'s columns, `[rows, output.n_out()]`.
-    pub(super) fn decode_step(
-        &self,
-        hyps: &[Hyp],
-        sources: &[SourceSpan],
-        step: usize,
-        states: &mut [Vec<Vec<f32>>],
-        cross: &[Vec<f32>],
-        output: &Linear,
-    ) -> Vec<f32> {
-        let d = self.config.dim;
-        let rows = hyps.len();
-        let eps = self.config.layer_norm_eps;
-        let mut x = vec![0.0f32; rows * d];
-        let table = self.target_embeddings.as_ref().unwrap_or(&self.embeddings);
-        for (r, h) in hyps.iter().enumerate() {
-            let row = &mut x[r * d..(r + 1) * d];
-            match h.tokens.last().copied().or(self.rules.start) {
-                Some(id) => self.embed(table, id, step, row),
-                // Marian's first input is a zero embedding plus position 0.
-                None => add_position(row, step, self.config.positions),
-            }
-        }
-        let mut gates = vec![0.0f32; rows * 3 * d];
-        let mut tmp = vec![0.0f32; rows * d];
-        let mut q = vec![0.0f32; rows * d];
-        let mut ctx = vec![0.0f32; rows * d];
-        let widest = max_ffn_width(self.decoder.iter().map(|l| &l.ffn_in));
-        let mut inter = vec![0.0f32; rows * widest];
-        for (l, layer) in self.decoder.iter().enumerate() {
-            match &layer.self_block {
-                SelfBlock::Ssru(ssru) => {
-                    // SSRU: f = σ(x·Wf + bf); c = f⊙c + (1−f)⊙(x·W); h = relu(c).
-                    ssru.forward(&x, rows, &mut gates);
-                    for (r, c) in states[l].iter_mut().enumerate() {
-                        let g = &gates[r * 2 * d..(r + 1) * 2 * d];
-                        let out = &mut tmp[r * d..(r + 1) * d];
-                        for i in 0..d {
-                            let f = sigmoid(g[i]);
-                            c[i] = f * c[i] + (1.0 - f) * g[d + i];
-                            out[i] = c[i].max(0.0);
-                        }
-                    }
-                }
-                SelfBlock::Attention { qkv, out } => {
-                    // The row's new key and value join its cache; the query attends to all of
-                    // it (every cached position is at or before this one: causal by design).
-                    qkv.forward(&x, rows, &mut gates);
-                    let (fused, heads) = (&gates, self.heads());
-                    // Rows are independent: attend in parallel, each writing its own context.
-                    states[l]
-                        .par_iter_mut()
-                        .zip(ctx.par_chunks_mut(d))
-                        .enumerate()
-                        .for_each_init(Vec::new, |scores, (r, (cache, out))| {
-                            cache.extend_from_slice(&fused[r * 3 * d + d..(r + 1) * 3 * d]);
-                            let kv = |col| Rows {
-                                data: cache,
-                                first_row: 0,
-                                rows: cache.len() / (2 * d),
-                                stride: 2 * d,
-                                col,
-                            };
-                            let query = Rows {
-                                data: fused,
-                                first_row: r,
-                                rows: 1,
-                                stride: 3 * d,
-                                col: 0,
-                            };
-                            multi_head_attention(query, kv(0), kv(d), heads, out, d, scores);
-                        });
-                    out.forward(&ctx, rows, &mut tmp);
-                }
-            }
-            add_in_place(&mut x, &tmp);
-            layer.self_norm.apply(&mut x, eps);
-
-            layer.query.forward(&x, rows, &mut q);
-            let (q, heads) = (&q, self.heads());
-            hyps.par_iter()
-                .zip(ctx.par_chunks_mut(d))
-                .enumerate()
-                .for_each_init(Vec::new, |scores, (r, (h, out))| {
-                    let s = &sources[h.sentence];
-                    let kv = |col| Rows {
-                        data: &cross[l],
-                        first_row: s.start,
-                        rows: s.len,
-                        stride: 2 * d,
-                        col,
-                    };
-                    let query = Rows {
-                        data: q,
-                        first_row: r,
-                        rows: 1,
-                        stride: d,
-                        col: 0,
-                    };
-                    multi_head_attention(query, kv(0), kv(d), heads, out, d, scores);
-                });
-            layer.ctx_out.forward(&ctx, rows, &mut tmp);
-            add_in_place(&mut x, &tmp);
-            layer.ctx_norm.apply(&mut x, eps);
-
-            let inter = &mut inter[..rows * layer.ffn_in.n_out()];
-            layer
-                .ffn_in
-                .forward_activated(&x, rows, inter, self.config.ffn_activation);
-            layer.ffn_out.forward(inter, rows, &mut tmp);
-            add_in_place(&mut x, &tmp);
-            layer.ffn_norm.apply(&mut x, eps);
-        }
-        output.apply(&x, rows)
     }
 }
 

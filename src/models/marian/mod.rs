@@ -25,6 +25,7 @@ use crate::layers::Linear;
 use crate::layers::attention::Heads;
 use crate::layers::embedding::Embedding;
 use crate::layers::encoder::{EncoderLayer, EncoderShape, encode};
+use crate::layers::scratch::Scratch;
 use crate::models::tokenizer::{Overflow, TextTokenizer, fit_to_limit};
 use crate::models::{Model, ModelError, Output, RunParams, Task, Translation};
 use crate::schemes::SchemeRef;
@@ -144,10 +145,10 @@ impl MarianTranslator {
     }
 
     /// Runs the encoder on packed sources; returns `[total_tokens, dim]`.
-    fn encode(&self, sources: &[Vec<u32>], starts: &[usize]) -> Vec<f32> {
+    fn encode(&self, sources: &[Vec<u32>], starts: &[usize]) -> Scratch {
         let d = self.config.dim;
         let total = *starts.last().unwrap();
-        let mut x = vec![0.0f32; total * d];
+        let mut x = Scratch::zeroed(total * d);
         for (s, ids) in sources.iter().enumerate() {
             for (pos, &id) in ids.iter().enumerate() {
                 let r = starts[s] + pos;
@@ -295,11 +296,13 @@ impl MarianTranslator {
             tokens: Vec::new(),
             score: 0.0,
         };
+        let mut logits = Vec::new();
         for (step, &tok) in prefix.iter().enumerate() {
-            decoding.step(std::slice::from_ref(&hyp), step);
+            decoding.step(std::slice::from_ref(&hyp), step, &mut logits);
             hyp.tokens.push(tok);
         }
-        Ok(decoding.step(&[hyp], prefix.len()))
+        decoding.step(&[hyp], prefix.len(), &mut logits);
+        Ok(logits)
     }
 
     /// Bytes of weights held (the shortlist excluded).
