@@ -50,8 +50,10 @@ pub struct BenchArgs {
     /// after), to compare engines at a fixed length (Opus-MT models).
     #[arg(long)]
     pub force_len: Option<usize>,
-    /// Also write the rows as JSON to this file.
-    #[arg(long)]
+    /// Write the results as a JSON document (`bench::BenchReport`) to this file, or with no
+    /// file to standard output (the table then goes to standard error). Scripts read this, never
+    /// the table.
+    #[arg(long, num_args = 0..=1, default_missing_value = "-")]
     pub json: Option<PathBuf>,
     /// Write an SVG chart of speed (smallest batch) vs quality per variant, the quality read
     /// from `--eval-dir`.
@@ -173,17 +175,26 @@ pub fn run(args: BenchArgs) -> Result<()> {
             }
         }
     }
-    bench::print_table(
-        &rows,
-        if translation.is_some() {
-            "sentences"
-        } else {
-            "sequences"
-        },
-    );
+    let unit = if translation.is_some() {
+        "sentences"
+    } else {
+        "sequences"
+    };
+    let to_stdout = json.as_deref() == Some(Path::new("-"));
+    let table = bench::table(&rows, unit);
+    if to_stdout {
+        eprint!("{table}");
+    } else {
+        print!("{table}");
+    }
     if let Some(path) = json {
-        std::fs::write(&path, serde_json::to_string_pretty(&rows)?)
-            .with_context(|| format!("writing {}", path.display()))?;
+        let report = bench::BenchReport::new(&model, unit, rows.clone());
+        let text = serde_json::to_string_pretty(&report)?;
+        if to_stdout {
+            println!("{text}");
+        } else {
+            std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+        }
     }
     if let (Some(path), Some(dir)) = (svg, eval_dir) {
         std::fs::write(&path, bench::quality_chart(&rows, &model, &dir)?)

@@ -10,7 +10,7 @@ use crate::models::marian::{MarianTranslator, SearchOptions};
 use crate::models::tokenizer::Overflow;
 
 /// One measured configuration.
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct BenchRow {
     pub variant: String,
     pub threads: usize,
@@ -137,9 +137,49 @@ pub fn bench_translator(
 }
 
 /// Prints rows as a table with each row's ratio against fp32 at the same threads and batch.
-pub fn print_table(rows: &[BenchRow], unit: &str) {
-    println!("| variant | weights MB | threads | batch | {unit}/s | tokens/s | vs fp32 |");
-    println!("|---|---:|---:|---:|---:|---:|---:|");
+/// What `quantserve bench --json` prints: the machine-readable interface of the benchmark
+/// (`tools/bench_peers.py` reads it; a field is never removed or renamed without bumping
+/// `schema`).
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct BenchReport {
+    pub schema: u32,
+    pub model: String,
+    /// What `items_per_s` counts: `sequences` or `sentences`.
+    pub unit: String,
+    /// The kernel path the run used (`amx`, `avx512vnni`, ...).
+    pub isa: String,
+    pub cpus: usize,
+    /// The 1-minute load average when the run ended (other work on the machine skews speed).
+    pub load_average: Option<f64>,
+    pub rows: Vec<BenchRow>,
+}
+
+impl BenchReport {
+    pub fn new(model: &str, unit: &str, rows: Vec<BenchRow>) -> Self {
+        Self {
+            schema: 1,
+            model: model.into(),
+            unit: unit.into(),
+            isa: crate::kernels::cpu::kernel_isa()
+                .map_or_else(|e| format!("unavailable: {e}"), |i| i.to_string()),
+            cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            load_average: std::fs::read_to_string("/proc/loadavg")
+                .ok()
+                .and_then(|s| s.split_whitespace().next()?.parse().ok()),
+            rows,
+        }
+    }
+}
+
+/// The results as a Markdown table, with each row's ratio to fp32 at the same threads and batch.
+pub fn table(rows: &[BenchRow], unit: &str) -> String {
+    use std::fmt::Write;
+    let mut t = String::new();
+    let _ = writeln!(
+        t,
+        "| variant | weights MB | threads | batch | {unit}/s | tokens/s | vs fp32 |"
+    );
+    let _ = writeln!(t, "|---|---:|---:|---:|---:|---:|---:|");
     for r in rows {
         let base = rows
             .iter()
@@ -149,7 +189,8 @@ pub fn print_table(rows: &[BenchRow], unit: &str) {
         let tokens = r
             .tokens_per_s
             .map_or("-".to_string(), |t| format!("{t:.0}"));
-        println!(
+        let _ = writeln!(
+            t,
             "| {} | {:.1} | {} | {} | {:.1} | {} | {} |",
             r.variant,
             r.weight_bytes as f64 / 1e6,
@@ -160,6 +201,7 @@ pub fn print_table(rows: &[BenchRow], unit: &str) {
             ratio
         );
     }
+    t
 }
 
 /// The speed-vs-quality chart of a bench run: each variant's speed at the smallest batch (most
