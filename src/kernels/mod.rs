@@ -8,6 +8,7 @@
 //!   `parallel.rs`: how a call is split over threads; `ops.rs`: row operations.
 
 pub(crate) mod amx_support;
+pub mod attention;
 pub mod cpu;
 pub mod epilogue;
 pub mod fp32;

@@ -1,9 +1,7 @@
 //! The post-norm transformer encoder layer that BERT and Marian share: self-attention with one
 //! fused QKV matmul, then a feed-forward block, each followed by residual + layer norm.
 
-use rayon::prelude::*;
-
-use super::attention::{Heads, Rows, multi_head_attention};
+use super::attention::{Heads, Operand, batch_attention};
 use super::linear::Linear;
 use super::scratch::Scratch;
 use crate::kernels::epilogue::Activation;
@@ -56,26 +54,19 @@ pub fn encode(layers: &[EncoderLayer], shape: EncoderShape, x: &mut [f32], offse
     let mut inter = Scratch::zeroed(total * max_ffn_width(layers.iter().map(|l| &l.ffn_in)));
     for layer in layers {
         layer.qkv.forward(x, total, &mut qkv);
-        // Sequences are independent: attend to them in parallel, each writing its own rows.
-        let mut outs = Vec::with_capacity(offsets.len().saturating_sub(1));
-        let mut rest = &mut ctx[..];
-        for seq in offsets.windows(2) {
-            let (head, tail) = rest.split_at_mut((seq[1] - seq[0]) * d);
-            outs.push((seq[0], seq[1] - seq[0], head));
-            rest = tail;
-        }
-        let qkv = &*qkv;
-        outs.into_par_iter()
-            .for_each_init(Vec::new, |scores, (first_row, rows, out)| {
-                let view = |col| Rows {
-                    data: qkv,
-                    first_row,
-                    rows,
-                    stride: 3 * d,
-                    col,
-                };
-                multi_head_attention(view(0), view(d), view(2 * d), shape.heads, out, d, scores);
-            });
+        // Every (sequence, head) pair in parallel; each sequence attends only to itself.
+        let view = |seq: &[usize], col| Operand {
+            data: &qkv,
+            first_row: seq[0],
+            rows: seq[1] - seq[0],
+            stride: 3 * d,
+            col,
+        };
+        let seqs: Vec<_> = offsets
+            .windows(2)
+            .map(|seq| (view(seq, 0), view(seq, d), view(seq, 2 * d), seq[0]))
+            .collect();
+        batch_attention(&seqs, shape.heads, &mut ctx, d);
         layer.attn_out.forward_add(&ctx, total, x);
         layer.attn_norm.apply(x, shape.eps);
         let inter = &mut inter[..total * layer.ffn_in.n_out()];

@@ -99,7 +99,17 @@ macro_rules! vector_math {
             }
         }
 
-        /// `exp` for arguments in [-18, 0], as [`super::exp_for_erf`].
+        /// [`super::exp_nonpositive`] on every lane.
+        ///
+        /// # Safety
+        /// The CPU must support the width's features.
+        #[inline(always)]
+        pub(crate) unsafe fn exp_nonpositive(x: $v) -> $v {
+            // SAFETY: the caller runs with the width's features.
+            unsafe { exp_for_erf($max($min(x, $zero()), $splat(EXP_MIN))) }
+        }
+
+        /// `exp` for arguments in [-87, 0], as [`super::exp_for_erf`].
         #[inline(always)]
         unsafe fn exp_for_erf(x: $v) -> $v {
             // SAFETY: the caller runs with the width's features.
@@ -154,7 +164,7 @@ pub(super) const ERF_L4: f32 = -1.067_778_8e-1;
 pub(super) const ERF_L5: f32 = -6.348_467e-1;
 pub(super) const ERF_L6: f32 = -1.287_175_1e-1;
 
-// exp for arguments in [-18, 0]: round-to-nearest range reduction by ln 2 (the 1.5·2^23 trick,
+// exp for arguments in [-87, 0] (erf needs [-18, 0]): round-to-nearest range reduction by ln 2 (the 1.5·2^23 trick,
 // exact in IEEE arithmetic), Cephes `expf` polynomial, scale by 2^k built from the exponent bits.
 pub(super) const ROUND_MAGIC: f32 = 12_582_912.0;
 pub(super) const LN2_HI: f32 = LN_2;
@@ -190,6 +200,17 @@ pub fn erf(x: f32) -> f32 {
         let r = r.mul_add(s, ERF_S5);
         r.mul_add(x, x)
     }
+}
+
+/// The lowest argument of [`exp_nonpositive`]: 2^k stays a normal float above it.
+pub(super) const EXP_MIN: f32 = -87.0;
+
+/// `exp(x)` for `x ≤ 0` (softmax after subtracting the row maximum), clamped to `[-87, 0]`
+/// (exp(-87) ≈ 1.6e-38; below that the result is that), within ~1 ulp; the vector versions
+/// compute exactly the same bits.
+#[inline(always)]
+pub fn exp_nonpositive(x: f32) -> f32 {
+    exp_for_erf(x.clamp(EXP_MIN, 0.0))
 }
 
 #[inline(always)]

@@ -9,7 +9,7 @@ use super::config::{DecoderKind, Positions};
 use crate::generate::{Hyp, StepDecoder};
 use crate::kernels::ops::{add_in_place, sigmoid};
 use crate::layers::Linear;
-use crate::layers::attention::{Rows, multi_head_attention};
+use crate::layers::attention::{Operand, multi_head_attention};
 use crate::layers::embedding::Embedding;
 use crate::layers::encoder::{Norm, max_ffn_width};
 use crate::layers::scratch::Scratch;
@@ -128,23 +128,23 @@ impl Decoding<'_> {
                         .par_iter_mut()
                         .zip(ctx.par_chunks_mut(d))
                         .enumerate()
-                        .for_each_init(Vec::new, |scores, (r, (cache, out))| {
+                        .for_each(|(r, (cache, out))| {
                             cache.extend_from_slice(&fused[r * 3 * d + d..(r + 1) * 3 * d]);
-                            let kv = |col| Rows {
+                            let kv = |col| Operand {
                                 data: cache,
                                 first_row: 0,
                                 rows: cache.len() / (2 * d),
                                 stride: 2 * d,
                                 col,
                             };
-                            let query = Rows {
+                            let query = Operand {
                                 data: fused,
                                 first_row: r,
                                 rows: 1,
                                 stride: 3 * d,
                                 col: 0,
                             };
-                            multi_head_attention(query, kv(0), kv(d), heads, out, d, scores);
+                            multi_head_attention(query, kv(0), kv(d), heads, out, d);
                         });
                     out.forward_add(&ctx, rows, &mut x);
                 }
@@ -156,23 +156,23 @@ impl Decoding<'_> {
             hyps.par_iter()
                 .zip(ctx.par_chunks_mut(d))
                 .enumerate()
-                .for_each_init(Vec::new, |scores, (r, (h, out))| {
+                .for_each(|(r, (h, out))| {
                     let s = &sources[h.sentence];
-                    let kv = |col| Rows {
+                    let kv = |col| Operand {
                         data: &cross[l],
                         first_row: s.start,
                         rows: s.len,
                         stride: 2 * d,
                         col,
                     };
-                    let query = Rows {
+                    let query = Operand {
                         data: q,
                         first_row: r,
                         rows: 1,
                         stride: d,
                         col: 0,
                     };
-                    multi_head_attention(query, kv(0), kv(d), heads, out, d, scores);
+                    multi_head_attention(query, kv(0), kv(d), heads, out, d);
                 });
             layer.ctx_out.forward_add(&ctx, rows, &mut x);
             layer.ctx_norm.apply(&mut x, eps);

@@ -1,0 +1,218 @@
+//! AVX2 + FMA path: 8 keys (scores) or 8 output columns (`P V`) per ymm, up to 4 query rows ×
+//! 3 vectors of accumulators; the same operations per element as `scalar.rs`, and the softmax
+//! sum in the same 16 partial sums (two ymm).
+
+use std::arch::x86_64::*;
+
+use super::{Block, SUM_LANES, reduce_lanes};
+use crate::kernels::simd::avx2::exp_nonpositive;
+
+/// Vectors of keys or columns per pass (4 rows × 3: 12 accumulators of 16 registers).
+const VECS: usize = 3;
+
+/// Scores, softmax and `P V` of one block of query rows.
+///
+/// # Safety
+/// The CPU must support avx2 and fma; the block's output rows (the head's columns) must be valid
+/// for writes and exclusive to it.
+#[target_feature(enable = "avx2,fma")]
+pub(super) unsafe fn block(b: &Block, kt: &[f32], scores: &mut [f32]) {
+    // SAFETY: forwarded contract; `rows` is 1..=ROWS.
+    unsafe {
+        match b.rows {
+            _ if b.job.q.rows == 1 => scores_dot(b, scores),
+            1 => scores_rows::<1>(b, kt, scores),
+            2 => scores_rows::<2>(b, kt, scores),
+            3 => scores_rows::<3>(b, kt, scores),
+            _ => scores_rows::<4>(b, kt, scores),
+        }
+    }
+    for r in 0..b.rows {
+        let keys = b.keys;
+        // SAFETY: avx2 and fma per the contract.
+        unsafe { softmax(&mut scores[r * keys..(r + 1) * keys], b.visible(r)) };
+    }
+    // SAFETY: forwarded contract.
+    unsafe {
+        match b.rows {
+            1 => values_rows::<1>(b, scores),
+            2 => values_rows::<2>(b, scores),
+            3 => values_rows::<3>(b, scores),
+            _ => values_rows::<4>(b, scores),
+        }
+    }
+}
+
+/// `scores[r][j] = (Σ_c q[r][c] · kt[c][j]) · scale` for every (padded) key.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn scores_rows<const R: usize>(b: &Block, kt: &[f32], scores: &mut [f32]) {
+    let (keys, scale) = (b.keys, _mm256_set1_ps(b.job.scale));
+    let queries: [&[f32]; R] = std::array::from_fn(|r| b.query(r));
+    let mut j0 = 0;
+    while j0 < keys {
+        let n = ((keys - j0) / 8).min(VECS);
+        let mut acc = [[_mm256_setzero_ps(); VECS]; R];
+        for c in 0..b.job.dim {
+            let line = &kt[c * keys + j0..c * keys + j0 + 8 * n];
+            // SAFETY: `line` holds 8·n floats.
+            let kv: [__m256; VECS] = std::array::from_fn(|t| {
+                if t < n {
+                    unsafe { _mm256_loadu_ps(line[8 * t..].as_ptr()) }
+                } else {
+                    _mm256_setzero_ps()
+                }
+            });
+            for (acc_r, q) in acc.iter_mut().zip(&queries) {
+                let qc = _mm256_set1_ps(q[c]);
+                for t in 0..n {
+                    acc_r[t] = _mm256_fmadd_ps(qc, kv[t], acc_r[t]);
+                }
+            }
+        }
+        for (r, acc_r) in acc.iter().enumerate() {
+            for (t, a) in acc_r.iter().enumerate().take(n) {
+                let at = r * keys + j0 + 8 * t;
+                // SAFETY: `at + 8 ≤ (r + 1) · keys ≤ scores.len()`.
+                unsafe { _mm256_storeu_ps(scores[at..].as_mut_ptr(), _mm256_mul_ps(*a, scale)) };
+            }
+        }
+        j0 += 8 * n;
+    }
+}
+
+/// One query's scores as dot products in 16 partial sums over c (`scalar::block`'s order): lanes
+/// 0..8 of each 16 columns in one ymm, 8..16 in another.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn scores_dot(b: &Block, scores: &mut [f32]) {
+    let (d, lk) = (b.job.dim, b.job.k.rows);
+    let q = b.query(0).as_ptr();
+    let row = &mut scores[..b.keys];
+    for (j, s) in row.iter_mut().enumerate() {
+        if j >= lk {
+            *s = 0.0;
+            continue;
+        }
+        let k = b.key(j).as_ptr();
+        let (mut lo, mut hi) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+        for c in (0..d).step_by(8) {
+            let m = mask8(d, c);
+            // SAFETY: masked lanes are not read; the others are columns < d of q and k.
+            let (qv, kv) = unsafe {
+                (
+                    _mm256_maskload_ps(q.wrapping_add(c), m),
+                    _mm256_maskload_ps(k.wrapping_add(c), m),
+                )
+            };
+            // Masked-off lanes multiply zeros: adding their +0 changes no partial sum.
+            if c % 16 == 0 {
+                lo = _mm256_fmadd_ps(qv, kv, lo);
+            } else {
+                hi = _mm256_fmadd_ps(qv, kv, hi);
+            }
+        }
+        let mut lanes = [0.0f32; SUM_LANES];
+        // SAFETY: `lanes` holds 16 floats.
+        unsafe {
+            _mm256_storeu_ps(lanes.as_mut_ptr(), lo);
+            _mm256_storeu_ps(lanes[8..].as_mut_ptr(), hi);
+        }
+        *s = reduce_lanes(lanes) * b.job.scale;
+    }
+}
+
+/// Lanes `j..j + 8` below `visible`, as an `_mm256_maskload_ps` mask.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn mask8(visible: usize, j: usize) -> __m256i {
+    let left = visible.saturating_sub(j).min(8) as i32;
+    _mm256_cmpgt_epi32(
+        _mm256_set1_epi32(left),
+        _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+    )
+}
+
+/// The softmax of one score row (`keys` a multiple of 16), as `scalar::softmax`.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn softmax(row: &mut [f32], visible: usize) {
+    if visible == 0 {
+        row.fill(0.0);
+        return;
+    }
+    let mut max = f32::NEG_INFINITY;
+    for &x in &row[..visible] {
+        max = max.max(x);
+    }
+    let max = _mm256_set1_ps(max);
+    // Partial sums of keys j ≡ 0..7 and 8..15 (mod 16), as the 16 lanes of the other paths.
+    let (mut lo, mut hi) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+    for j in (0..row.len()).step_by(8) {
+        // SAFETY: j + 8 ≤ row.len() (a multiple of 16).
+        let x = unsafe { _mm256_loadu_ps(row[j..].as_ptr()) };
+        // SAFETY: avx2 and fma per the contract.
+        let e = unsafe { exp_nonpositive(_mm256_sub_ps(x, max)) };
+        let e = _mm256_and_ps(e, _mm256_castsi256_ps(mask8(visible, j)));
+        // SAFETY: as above.
+        unsafe { _mm256_storeu_ps(row[j..].as_mut_ptr(), e) };
+        if j % 16 == 0 {
+            lo = _mm256_add_ps(lo, e);
+        } else {
+            hi = _mm256_add_ps(hi, e);
+        }
+    }
+    let mut sums = [0.0f32; SUM_LANES];
+    // SAFETY: `sums` holds 16 floats.
+    unsafe {
+        _mm256_storeu_ps(sums.as_mut_ptr(), lo);
+        _mm256_storeu_ps(sums[8..].as_mut_ptr(), hi);
+    }
+    let inv = _mm256_set1_ps(1.0 / reduce_lanes(sums));
+    for j in (0..row.len()).step_by(8) {
+        // SAFETY: j + 8 ≤ row.len().
+        unsafe {
+            let x = _mm256_loadu_ps(row[j..].as_ptr());
+            _mm256_storeu_ps(row[j..].as_mut_ptr(), _mm256_mul_ps(x, inv));
+        }
+    }
+}
+
+/// `out[r][c] = Σ_j p[r][j] · v[j][c]` over the real keys, 8 columns per vector (the last ones
+/// masked).
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn values_rows<const R: usize>(b: &Block, scores: &[f32]) {
+    let (d, keys, lk) = (b.job.dim, b.keys, b.job.k.rows);
+    let mut c0 = 0;
+    while c0 < d {
+        let n = (d - c0).div_ceil(8).min(VECS);
+        let masks: [__m256i; VECS] = std::array::from_fn(|t| mask8(d - c0, 8 * t));
+        let mut acc = [[_mm256_setzero_ps(); VECS]; R];
+        for j in 0..lk {
+            let v = b.value(j)[c0..].as_ptr();
+            // SAFETY: masked lanes are not read; unmasked ones are columns < d of row j.
+            let vv: [__m256; VECS] = std::array::from_fn(|t| {
+                if t < n {
+                    unsafe { _mm256_maskload_ps(v.wrapping_add(8 * t), masks[t]) }
+                } else {
+                    _mm256_setzero_ps()
+                }
+            });
+            for (r, acc_r) in acc.iter_mut().enumerate() {
+                let p = _mm256_set1_ps(scores[r * keys + j]);
+                for t in 0..n {
+                    acc_r[t] = _mm256_fmadd_ps(p, vv[t], acc_r[t]);
+                }
+            }
+        }
+        for (r, acc_r) in acc.iter().enumerate() {
+            let out = b.out_row(r).wrapping_add(c0);
+            for t in 0..n {
+                // SAFETY: unmasked lanes are columns < d of an output row of this block.
+                unsafe { _mm256_maskstore_ps(out.wrapping_add(8 * t), masks[t], acc_r[t]) };
+            }
+        }
+        c0 += 8 * n;
+    }
+}

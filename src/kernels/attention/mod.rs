@@ -1,0 +1,348 @@
+//! Scaled dot-product multi-head attention, one sequence at a time (padding never enters the
+//! math): for every head h, `softmax(Q_h K_hᵀ · scale) V_h`, with a causal mask when asked.
+//!
+//! * The heads of a sequence (and the sequences of a batch, [`attend_batch`]) run in parallel on
+//!   the caller's rayon pool, so even one sequence uses every thread.
+//! * Per head with several queries: `K_h` is transposed once into scratch, then query rows in
+//!   blocks of [`ROWS`] accumulate `Σ_c q[i][c] · kᵀ[c][j]` over c in order with fused
+//!   multiply-adds, 16 (8) keys per vector. A single query (a decoder step) skips the transpose:
+//!   each score is a dot product in 16 partial sums over c, reduced in a fixed tree.
+//! * The softmax runs on the visible keys with the shared vector `exp`; `P V` accumulates
+//!   `Σ_j p[i][j] · v[j][c]` over j in order. Every path (AVX-512, AVX2, scalar) performs the
+//!   same IEEE operations in the same order per element, and sums in 16 partial sums reduce in
+//!   the same tree on every path, so all give bit-identical outputs.
+
+#[cfg(target_arch = "x86_64")]
+mod avx2;
+#[cfg(target_arch = "x86_64")]
+mod avx512;
+mod scalar;
+
+use std::cell::RefCell;
+
+use rayon::prelude::*;
+
+use super::cpu::Isa;
+use super::parallel::{PARALLEL_MIN_MACS, SendPtr};
+
+/// Query rows computed together (their accumulators share each loaded key vector).
+pub(crate) const ROWS: usize = 4;
+/// The softmax sum's partial sums (one per key modulo 16) on every path.
+pub(crate) const SUM_LANES: usize = 16;
+
+/// Rows of a matrix whose columns `col..` hold a tensor, `stride` floats apart: the Q, K or V of
+/// one sequence inside a fused `[Q | K | V]` (or `[K | V]`) activation matrix.
+#[derive(Clone, Copy)]
+pub struct Operand<'a> {
+    pub data: &'a [f32],
+    pub first_row: usize,
+    pub rows: usize,
+    pub stride: usize,
+    pub col: usize,
+}
+
+impl Operand<'_> {
+    /// Columns `col + off .. col + off + len` of row `r`.
+    fn row(&self, r: usize, off: usize, len: usize) -> &[f32] {
+        let start = (self.first_row + r) * self.stride + self.col + off;
+        &self.data[start..start + len]
+    }
+}
+
+/// How the model dimension splits into heads, and whether attention is causal.
+#[derive(Clone, Copy, Debug)]
+pub struct Heads {
+    pub count: usize,
+    pub dim: usize,
+    /// Query i sees keys `0..=i + (keys − queries)` only.
+    pub causal: bool,
+}
+
+/// Keys visible to query `i` of `queries` when `keys` keys exist.
+pub(crate) fn visible_keys(i: usize, queries: usize, keys: usize, causal: bool) -> usize {
+    if causal {
+        (i + 1 + keys).saturating_sub(queries).min(keys)
+    } else {
+        keys
+    }
+}
+
+/// One head of one sequence: the operands, and where its output goes.
+pub(crate) struct HeadJob<'a> {
+    pub(crate) q: Operand<'a>,
+    pub(crate) k: Operand<'a>,
+    pub(crate) v: Operand<'a>,
+    /// Column offset of the head in the operands and the output.
+    pub(crate) off: usize,
+    pub(crate) dim: usize,
+    pub(crate) causal: bool,
+    pub(crate) scale: f32,
+    /// Output row `i` of this sequence starts at `out + i * out_stride`.
+    pub(crate) out: SendPtr<f32>,
+    pub(crate) out_stride: usize,
+}
+
+/// Per-thread scratch: the transposed keys and a block of score rows.
+#[derive(Default)]
+pub(crate) struct Scratch {
+    pub(crate) kt: Vec<f32>,
+    pub(crate) scores: Vec<f32>,
+}
+
+thread_local! {
+    static SCRATCH: RefCell<Scratch> = RefCell::default();
+}
+
+/// Multi-head attention of one sequence, written to `out[i * out_stride + h * dim ..]`.
+///
+/// Panics if the CPU lacks `isa`, or if an operand or `out` is too short for its rows.
+pub fn attend(
+    isa: Isa,
+    q: Operand,
+    k: Operand,
+    v: Operand,
+    heads: Heads,
+    out: &mut [f32],
+    out_stride: usize,
+) {
+    let seqs = [(q, k, v, 0usize)];
+    attend_batch(isa, &seqs, heads, out, out_stride);
+}
+
+/// Multi-head attention of several sequences: `(q, k, v, out_row)` each, sequence `s`'s output
+/// row `i` at `out[(out_row + i) * out_stride + h * dim ..]`. Sequences must own disjoint
+/// output rows. All (sequence, head) pairs run in parallel when the work is worth it.
+///
+/// Panics if the CPU lacks `isa`, on overlapping or too short buffers.
+pub fn attend_batch(
+    isa: Isa,
+    seqs: &[(Operand, Operand, Operand, usize)],
+    heads: Heads,
+    out: &mut [f32],
+    out_stride: usize,
+) {
+    if let Err(e) = isa.ensure_available() {
+        panic!("{e}");
+    }
+    let width = heads.count * heads.dim;
+    assert!(
+        out_stride >= width,
+        "output row stride below the heads' width"
+    );
+    let mut macs = 0usize;
+    let mut rows_taken: Vec<(usize, usize)> = Vec::with_capacity(seqs.len());
+    for (q, k, v, out_row) in seqs {
+        check(q, width);
+        check(k, width);
+        check(v, width);
+        assert_eq!(k.rows, v.rows, "keys and values differ in rows");
+        if q.rows > 0 {
+            assert!(
+                (out_row + q.rows - 1) * out_stride + width <= out.len(),
+                "output too short"
+            );
+            rows_taken.push((*out_row, out_row + q.rows));
+        }
+        macs += 2 * q.rows * k.rows * width;
+    }
+    rows_taken.sort_unstable();
+    assert!(
+        rows_taken.windows(2).all(|w| w[0].1 <= w[1].0),
+        "sequences share output rows"
+    );
+    let out_ptr = SendPtr(out.as_mut_ptr());
+    let scale = 1.0 / (heads.dim as f32).sqrt();
+    let job = |index: usize| {
+        // The whole `SendPtr` (not its raw field) is what the closure captures: it is Sync.
+        let base = out_ptr;
+        let (s, h) = (index / heads.count, index % heads.count);
+        let (q, k, v, out_row) = seqs[s];
+        HeadJob {
+            q,
+            k,
+            v,
+            off: h * heads.dim,
+            dim: heads.dim,
+            causal: heads.causal,
+            scale,
+            // The head's first output element; `wrapping_add` since an empty sequence's row may
+            // lie past the end (it is never written).
+            out: SendPtr(base.0.wrapping_add(out_row * out_stride + h * heads.dim)),
+            out_stride,
+        }
+    };
+    let run = |index: usize| {
+        let job = job(index);
+        if job.q.rows == 0 || job.dim == 0 {
+            return;
+        }
+        SCRATCH.with_borrow_mut(|scratch| {
+            // SAFETY: the CPU supports `isa` (checked above); the operands cover their rows and
+            // the head's columns (`check`); the job's output elements (its rows × the head's
+            // columns) lie inside `out` and belong to no other job (disjoint rows per sequence,
+            // disjoint columns per head), and `out` stays borrowed until every job is done.
+            unsafe { head(isa, &job, scratch) }
+        });
+    };
+    let jobs = seqs.len() * heads.count;
+    if macs < PARALLEL_MIN_MACS || rayon::current_num_threads() <= 1 {
+        (0..jobs).for_each(run);
+    } else {
+        (0..jobs).into_par_iter().with_max_len(1).for_each(run);
+    }
+}
+
+fn check(o: &Operand, width: usize) {
+    if o.rows > 0 {
+        assert!(
+            (o.first_row + o.rows - 1) * o.stride + o.col + width <= o.data.len(),
+            "attention operand too short"
+        );
+    }
+}
+
+/// One head: scores, softmax, `P V`, on the path of `isa`.
+///
+/// # Safety
+/// As [`HeadJob`]'s fields say: the CPU supports `isa`, `out` is valid for the job's elements and
+/// exclusive to it.
+unsafe fn head(isa: Isa, job: &HeadJob, scratch: &mut Scratch) {
+    let (lk, d) = (job.k.rows, job.dim);
+    let keys = lk.next_multiple_of(SUM_LANES);
+    // Kᵀ: `kt[c * keys + j]`; the padding keys are zero (their scores are never read). A single
+    // query reads K as it is.
+    scratch.kt.clear();
+    if job.q.rows > 1 {
+        scratch.kt.resize(d * keys, 0.0);
+        for j in 0..lk {
+            for (c, &x) in job.k.row(j, job.off, d).iter().enumerate() {
+                scratch.kt[c * keys + j] = x;
+            }
+        }
+    }
+    scratch.scores.clear();
+    scratch.scores.resize(ROWS * keys, 0.0);
+    let lq = job.q.rows;
+    let mut i0 = 0;
+    while i0 < lq {
+        let rows = (lq - i0).min(ROWS);
+        let block = Block {
+            job,
+            i0,
+            rows,
+            keys,
+        };
+        // SAFETY: forwarded; the block's rows are inside the job's.
+        unsafe {
+            match isa {
+                #[cfg(target_arch = "x86_64")]
+                Isa::Amx | Isa::Avx512Vnni => {
+                    avx512::block(&block, &scratch.kt, &mut scratch.scores)
+                }
+                #[cfg(target_arch = "x86_64")]
+                Isa::AvxVnni | Isa::Avx2 => avx2::block(&block, &scratch.kt, &mut scratch.scores),
+                _ => scalar::block(&block, &scratch.kt, &mut scratch.scores),
+            }
+        }
+        i0 += rows;
+    }
+}
+
+/// A block of up to [`ROWS`] query rows of a head.
+pub(crate) struct Block<'a> {
+    pub(crate) job: &'a HeadJob<'a>,
+    pub(crate) i0: usize,
+    pub(crate) rows: usize,
+    /// Keys padded to a multiple of [`SUM_LANES`]: the row length of `kt` and the scores.
+    pub(crate) keys: usize,
+}
+
+impl Block<'_> {
+    /// Keys visible to row `r` of the block.
+    pub(crate) fn visible(&self, r: usize) -> usize {
+        let job = self.job;
+        visible_keys(self.i0 + r, job.q.rows, job.k.rows, job.causal)
+    }
+
+    /// The query row `r` of the block (the head's columns).
+    pub(crate) fn query(&self, r: usize) -> &[f32] {
+        self.job.q.row(self.i0 + r, self.job.off, self.job.dim)
+    }
+
+    /// Key row `j` (the head's columns).
+    pub(crate) fn key(&self, j: usize) -> &[f32] {
+        self.job.k.row(j, self.job.off, self.job.dim)
+    }
+
+    /// Value row `j` (the head's columns).
+    pub(crate) fn value(&self, j: usize) -> &[f32] {
+        self.job.v.row(j, self.job.off, self.job.dim)
+    }
+
+    /// Where output row `r` of the block starts.
+    pub(crate) fn out_row(&self, r: usize) -> *mut f32 {
+        self.job
+            .out
+            .0
+            .wrapping_add((self.i0 + r) * self.job.out_stride)
+    }
+}
+
+/// The softmax sum's fixed reduction of the 16 partial sums: halves added pairwise (lanes l and
+/// l + 8, then l and l + 4, ...), as the vector paths reduce their registers.
+#[inline(always)]
+pub(crate) fn reduce_lanes(mut s: [f32; SUM_LANES]) -> f32 {
+    let mut width = SUM_LANES / 2;
+    while width > 0 {
+        for l in 0..width {
+            s[l] += s[l + width];
+        }
+        width /= 2;
+    }
+    s[0]
+}
+
+/// The scalar reference of a whole sequence, independent of blocking and threads: what the tests
+/// compare every path against.
+pub fn reference(q: Operand, k: Operand, v: Operand, heads: Heads, out: &mut [f32], stride: usize) {
+    let mut scratch = Scratch::default();
+    let seqs = [(q, k, v, 0usize)];
+    attend_batch_on(Isa::Scalar, &seqs, heads, out, stride, &mut scratch);
+}
+
+/// [`attend_batch`] on one thread with the given scratch (the reference and tests).
+fn attend_batch_on(
+    isa: Isa,
+    seqs: &[(Operand, Operand, Operand, usize)],
+    heads: Heads,
+    out: &mut [f32],
+    out_stride: usize,
+    scratch: &mut Scratch,
+) {
+    let scale = 1.0 / (heads.dim as f32).sqrt();
+    let width = heads.count * heads.dim;
+    for &(q, k, v, out_row) in seqs {
+        check(&q, width);
+        check(&k, width);
+        check(&v, width);
+        if q.rows == 0 || heads.dim == 0 {
+            continue;
+        }
+        assert!((out_row + q.rows - 1) * out_stride + width <= out.len());
+        for h in 0..heads.count {
+            let job = HeadJob {
+                q,
+                k,
+                v,
+                off: h * heads.dim,
+                dim: heads.dim,
+                causal: heads.causal,
+                scale,
+                out: SendPtr(out[(out_row * out_stride + h * heads.dim)..].as_mut_ptr()),
+                out_stride,
+            };
+            // SAFETY: `isa` is the scalar path; the output covers the rows (asserted above).
+            unsafe { head(isa, &job, scratch) };
+        }
+    }
+}
