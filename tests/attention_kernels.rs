@@ -4,7 +4,9 @@
 //! to each sequence alone.
 
 use proptest::prelude::*;
-use quantserve::kernels::attention::{Heads, Operand, attend, attend_batch, reference};
+use quantserve::kernels::attention::{
+    Heads, Operand, TransposedKeys, attend, attend_batch, attend_transposed, reference,
+};
 use quantserve::kernels::cpu::Isa;
 
 struct Case {
@@ -129,6 +131,48 @@ proptest! {
         }
         for isa in Isa::available() {
             prop_assert_eq!(first_difference(&case.run(Some(isa)), &want), None, "on {}", isa);
+        }
+    }
+}
+
+/// Keys transposed once (a decoder's cross-attention): every path equals the scalar one, several
+/// queries give what `attend` gives, and one query stays within rounding of the exact math.
+#[test]
+fn transposed_keys_agree_with_every_path_and_the_exact_math() {
+    for (lq, lk, dim, seed) in [
+        (1, 1, 32, 1),
+        (1, 37, 32, 2),
+        (1, 70, 17, 3),
+        (5, 40, 64, 4),
+    ] {
+        let case = Case::new(lq, lk, 3, dim, false, seed);
+        let (q, k, v) = case.ops();
+        let kt = TransposedKeys::new(k, case.heads);
+        let run = |isa| {
+            let mut out = vec![f32::NAN; lq * case.width()];
+            attend_transposed(isa, q, k, &kt, v, case.heads, &mut out, case.width());
+            out
+        };
+        let scalar = run(Isa::Scalar);
+        for (i, (&g, &e)) in scalar.iter().zip(&case.exact()).enumerate() {
+            assert!(
+                (g as f64 - e).abs() <= 2e-5 * e.abs().max(1.0),
+                "element {i}: {g} vs {e}"
+            );
+        }
+        for isa in Isa::available() {
+            assert_eq!(
+                first_difference(&run(isa), &scalar),
+                None,
+                "{lq}×{lk} on {isa}"
+            );
+            if lq > 1 {
+                assert_eq!(
+                    first_difference(&run(isa), &case.run(Some(isa))),
+                    None,
+                    "on {isa}"
+                );
+            }
         }
     }
 }

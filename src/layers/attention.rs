@@ -4,9 +4,9 @@
 //! Each sequence's queries attend to keys and values of the same sequence only, so padding never
 //! enters the computation and a sequence's result does not depend on what else is in the batch.
 
-pub use crate::kernels::attention::{Heads, Operand};
+pub use crate::kernels::attention::{Heads, Operand, TransposedKeys};
 
-use crate::kernels::attention::{attend, attend_batch};
+use crate::kernels::attention::{attend, attend_batch, attend_transposed};
 use crate::kernels::cpu::{Isa, kernel_isa};
 
 /// The kernel path: the process's (as the quantized layers use), else the best available.
@@ -35,4 +35,18 @@ pub fn batch_attention(
     out_stride: usize,
 ) {
     attend_batch(isa(), seqs, heads, out, out_stride);
+}
+
+/// [`multi_head_attention`] over keys transposed once beforehand (a decoder's cross-attention).
+#[allow(clippy::too_many_arguments)]
+pub fn attention_transposed(
+    q: Operand,
+    k: Operand,
+    kt: &TransposedKeys,
+    v: Operand,
+    heads: Heads,
+    out: &mut [f32],
+    out_stride: usize,
+) {
+    attend_transposed(isa(), q, k, kt, v, heads, out, out_stride);
 }

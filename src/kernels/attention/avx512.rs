@@ -19,7 +19,7 @@ pub(super) unsafe fn block(b: &Block, kt: &[f32], scores: &mut [f32]) {
     // SAFETY: forwarded contract; `rows` is 1..=ROWS.
     unsafe {
         match b.rows {
-            _ if b.job.q.rows == 1 => scores_dot(b, scores),
+            _ if b.dot_scores() => scores_dot(b, scores),
             1 => scores_rows::<1>(b, kt, scores),
             2 => scores_rows::<2>(b, kt, scores),
             3 => scores_rows::<3>(b, kt, scores),

@@ -67,10 +67,59 @@ pub(crate) fn visible_keys(i: usize, queries: usize, keys: usize, causal: bool) 
     }
 }
 
+/// The keys of one sequence transposed once for every head (`[head][c][keys padded to 16]`), for
+/// keys that many queries attend to over time (a decoder's cross-attention over its source).
+pub struct TransposedKeys {
+    data: Vec<f32>,
+    keys: usize,
+    /// Keys padded to a multiple of [`SUM_LANES`].
+    padded: usize,
+    dim: usize,
+}
+
+impl TransposedKeys {
+    pub fn new(k: Operand, heads: Heads) -> Self {
+        check(&k, heads.count * heads.dim);
+        let (d, padded) = (heads.dim, k.rows.next_multiple_of(SUM_LANES));
+        let mut data = vec![0.0; heads.count * d * padded];
+        for h in 0..heads.count {
+            transpose(
+                &k,
+                h * d,
+                d,
+                padded,
+                &mut data[h * d * padded..(h + 1) * d * padded],
+            );
+        }
+        Self {
+            data,
+            keys: k.rows,
+            padded,
+            dim: d,
+        }
+    }
+
+    fn head(&self, h: usize) -> &[f32] {
+        let size = self.dim * self.padded;
+        &self.data[h * size..(h + 1) * size]
+    }
+}
+
+/// Columns `off..off + d` of `k`'s rows into `kt[c * padded + j]` (the padding keys stay 0).
+fn transpose(k: &Operand, off: usize, d: usize, padded: usize, kt: &mut [f32]) {
+    for j in 0..k.rows {
+        for (c, &x) in k.row(j, off, d).iter().enumerate() {
+            kt[c * padded + j] = x;
+        }
+    }
+}
+
 /// One head of one sequence: the operands, and where its output goes.
 pub(crate) struct HeadJob<'a> {
     pub(crate) q: Operand<'a>,
     pub(crate) k: Operand<'a>,
+    /// The head's keys already transposed (`[c][keys padded]`), if the caller keeps them.
+    pub(crate) kt: Option<&'a [f32]>,
     pub(crate) v: Operand<'a>,
     /// Column offset of the head in the operands and the output.
     pub(crate) off: usize,
@@ -160,6 +209,7 @@ pub fn attend_batch(
         HeadJob {
             q,
             k,
+            kt: None,
             v,
             off: h * heads.dim,
             dim: heads.dim,
@@ -192,6 +242,66 @@ pub fn attend_batch(
     }
 }
 
+/// [`attend`] over keys transposed beforehand ([`TransposedKeys`] of `k`): the same result as
+/// `attend` with `k` for several queries (the scores take the transposed path for one query
+/// too, so a decoder's cross-attention transposes its source once, not at every step).
+///
+/// Panics if the CPU lacks `isa`, if `kt` is not `k`'s, or on short buffers.
+#[allow(clippy::too_many_arguments)]
+pub fn attend_transposed(
+    isa: Isa,
+    q: Operand,
+    k: Operand,
+    kt: &TransposedKeys,
+    v: Operand,
+    heads: Heads,
+    out: &mut [f32],
+    out_stride: usize,
+) {
+    if let Err(e) = isa.ensure_available() {
+        panic!("{e}");
+    }
+    let width = heads.count * heads.dim;
+    for o in [&q, &k, &v] {
+        check(o, width);
+    }
+    assert!(
+        kt.keys == k.rows && kt.dim == heads.dim && kt.data.len() == width * kt.padded,
+        "transposed keys of another shape"
+    );
+    assert!(
+        out_stride >= width,
+        "output row stride below the heads' width"
+    );
+    if q.rows == 0 || heads.dim == 0 {
+        return;
+    }
+    assert!(
+        (q.rows - 1) * out_stride + width <= out.len(),
+        "output too short"
+    );
+    let scale = 1.0 / (heads.dim as f32).sqrt();
+    SCRATCH.with_borrow_mut(|scratch| {
+        for h in 0..heads.count {
+            let job = HeadJob {
+                q,
+                k,
+                kt: Some(kt.head(h)),
+                v,
+                off: h * heads.dim,
+                dim: heads.dim,
+                causal: heads.causal,
+                scale,
+                out: SendPtr(out[h * heads.dim..].as_mut_ptr()),
+                out_stride,
+            };
+            // SAFETY: the CPU supports `isa`; the operands and `out` cover the rows and the
+            // head's columns (checked above); one head at a time on this thread.
+            unsafe { head(isa, &job, scratch) };
+        }
+    });
+}
+
 fn check(o: &Operand, width: usize) {
     if o.rows > 0 {
         assert!(
@@ -210,18 +320,21 @@ unsafe fn head(isa: Isa, job: &HeadJob, scratch: &mut Scratch) {
     let (lk, d) = (job.k.rows, job.dim);
     let keys = lk.next_multiple_of(SUM_LANES);
     // Kᵀ: `kt[c * keys + j]`; the padding keys are zero (their scores are never read). A single
-    // query reads K as it is.
-    scratch.kt.clear();
-    if job.q.rows > 1 {
-        scratch.kt.resize(d * keys, 0.0);
-        for j in 0..lk {
-            for (c, &x) in job.k.row(j, job.off, d).iter().enumerate() {
-                scratch.kt[c * keys + j] = x;
+    // query without transposed keys reads K as it is.
+    let Scratch { kt: kt_buf, scores } = scratch;
+    kt_buf.clear();
+    let kt: &[f32] = match job.kt {
+        Some(kt) => kt,
+        None => {
+            if job.q.rows > 1 {
+                kt_buf.resize(d * keys, 0.0);
+                transpose(&job.k, job.off, d, keys, kt_buf);
             }
+            kt_buf
         }
-    }
-    scratch.scores.clear();
-    scratch.scores.resize(ROWS * keys, 0.0);
+    };
+    scores.clear();
+    scores.resize(ROWS * keys, 0.0);
     let lq = job.q.rows;
     let mut i0 = 0;
     while i0 < lq {
@@ -236,12 +349,10 @@ unsafe fn head(isa: Isa, job: &HeadJob, scratch: &mut Scratch) {
         unsafe {
             match isa {
                 #[cfg(target_arch = "x86_64")]
-                Isa::Amx | Isa::Avx512Vnni => {
-                    avx512::block(&block, &scratch.kt, &mut scratch.scores)
-                }
+                Isa::Amx | Isa::Avx512Vnni => avx512::block(&block, kt, scores),
                 #[cfg(target_arch = "x86_64")]
-                Isa::AvxVnni | Isa::Avx2 => avx2::block(&block, &scratch.kt, &mut scratch.scores),
-                _ => scalar::block(&block, &scratch.kt, &mut scratch.scores),
+                Isa::AvxVnni | Isa::Avx2 => avx2::block(&block, kt, scores),
+                _ => scalar::block(&block, kt, scores),
             }
         }
         i0 += rows;
@@ -258,6 +369,11 @@ pub(crate) struct Block<'a> {
 }
 
 impl Block<'_> {
+    /// Whether the scores are dot products over K as it is (one query, keys not transposed).
+    pub(crate) fn dot_scores(&self) -> bool {
+        self.job.q.rows == 1 && self.job.kt.is_none()
+    }
+
     /// Keys visible to row `r` of the block.
     pub(crate) fn visible(&self, r: usize) -> usize {
         let job = self.job;
@@ -333,6 +449,7 @@ fn attend_batch_on(
             let job = HeadJob {
                 q,
                 k,
+                kt: None,
                 v,
                 off: h * heads.dim,
                 dim: heads.dim,

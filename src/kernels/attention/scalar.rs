@@ -12,7 +12,7 @@ pub(super) unsafe fn block(b: &Block, kt: &[f32], scores: &mut [f32]) {
     for r in 0..b.rows {
         let q = b.query(r);
         let row = &mut scores[r * keys..(r + 1) * keys];
-        if b.job.q.rows == 1 {
+        if b.dot_scores() {
             // One query: dot products in 16 partial sums over c.
             for (j, s) in row.iter_mut().enumerate() {
                 *s = if j < lk {

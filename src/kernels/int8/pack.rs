@@ -61,17 +61,37 @@ impl PackedI8Weights {
     }
 
     /// A new matrix holding only the output columns `ids`, in that order (e.g. a vocabulary
-    /// shortlist); cost O(len(ids) · K).
+    /// shortlist): each column's 4-byte K-quads are copied as they are, with its scale and
+    /// compensation (a decoder does this once per batch, so it is kept to O(len(ids) · K/4)
+    /// copies).
     pub fn select_outputs(&self, ids: &[u32]) -> Self {
-        let mut w = Vec::with_capacity(ids.len() * self.k);
-        let mut scales = Vec::with_capacity(ids.len());
-        for &id in ids {
-            let col = id as usize;
-            assert!(col < self.n, "output id {col} out of range (N={})", self.n);
-            w.extend((0..self.k).map(|kk| self.weight(col, kk)));
-            scales.push(self.col_scales[col]);
+        let (n, k_quads) = (ids.len(), self.k_quads);
+        let panels = n.div_ceil(NR);
+        let mut data = vec![CacheLine([0; 64]); panels * k_quads * LINES_PER_QUAD];
+        let mut col_compensation = vec![0i32; panels * NR];
+        let mut col_scales = vec![0.0f32; panels * NR];
+        // Byte offset of (quad, column) in the layout: 4 bytes, always inside one line.
+        let offset = |quad: usize, col: usize| ((col / NR * k_quads + quad) * NR + col % NR) * 4;
+        for (dst, &id) in ids.iter().enumerate() {
+            let src = id as usize;
+            assert!(src < self.n, "output id {src} out of range (N={})", self.n);
+            for quad in 0..k_quads {
+                let (from, to) = (offset(quad, src), offset(quad, dst));
+                let bytes = &self.data[from / 64].0[from % 64..from % 64 + 4];
+                data[to / 64].0[to % 64..to % 64 + 4].copy_from_slice(bytes);
+            }
+            col_compensation[dst] = self.col_compensation[src];
+            col_scales[dst] = self.col_scales[src];
         }
-        Self::pack(&w, ids.len(), self.k, &scales)
+        Self {
+            n,
+            k: self.k,
+            k_quads,
+            panels,
+            col_scales,
+            col_compensation,
+            data,
+        }
     }
 
     /// Output channels (columns of the product).

@@ -9,7 +9,9 @@ use super::config::{DecoderKind, Positions};
 use crate::generate::{Hyp, StepDecoder};
 use crate::kernels::ops::{add_in_place, sigmoid};
 use crate::layers::Linear;
-use crate::layers::attention::{Operand, multi_head_attention};
+use crate::layers::attention::{
+    Operand, TransposedKeys, attention_transposed, multi_head_attention,
+};
 use crate::layers::embedding::Embedding;
 use crate::layers::encoder::{Norm, max_ffn_width};
 use crate::layers::scratch::Scratch;
@@ -69,6 +71,8 @@ pub(super) struct Decoding<'a> {
     pub(super) sources: Vec<SourceSpan>,
     /// Per decoder layer: `[K | V]` of the encoder output, `[source tokens, 2·dim]`.
     pub(super) cross: Vec<Vec<f32>>,
+    /// Per decoder layer and sentence: its keys transposed once for every step.
+    pub(super) cross_keys: Vec<Vec<TransposedKeys>>,
     /// Per decoder layer and row: the SSRU cell, or the self-attention cache.
     pub(super) states: Vec<Vec<Vec<f32>>>,
     pub(super) output: &'a Linear,
@@ -80,8 +84,13 @@ impl Decoding<'_> {
     /// `output`'s columns, `[rows, output.n_out()]`, into `logits`.
     fn decode_step(&mut self, hyps: &[Hyp], step: usize, logits: &mut Vec<f32>) {
         let m = self.model;
-        let (sources, states, cross, output) =
-            (&self.sources, &mut self.states, &self.cross, self.output);
+        let (sources, states, cross, cross_keys, output) = (
+            &self.sources,
+            &mut self.states,
+            &self.cross,
+            &self.cross_keys,
+            self.output,
+        );
         let d = m.config.dim;
         let rows = hyps.len();
         let eps = m.config.layer_norm_eps;
@@ -172,7 +181,8 @@ impl Decoding<'_> {
                         stride: d,
                         col: 0,
                     };
-                    multi_head_attention(query, kv(0), kv(d), heads, out, d);
+                    let keys = &cross_keys[l][h.sentence];
+                    attention_transposed(query, kv(0), keys, kv(d), heads, out, d);
                 });
             layer.ctx_out.forward_add(&ctx, rows, &mut x);
             layer.ctx_norm.apply(&mut x, eps);

@@ -22,7 +22,7 @@ use anyhow::{Result, ensure};
 
 use crate::generate::{self, Columns, Hyp, Rules, StepDecoder, Target};
 use crate::layers::Linear;
-use crate::layers::attention::Heads;
+use crate::layers::attention::{Heads, Operand, TransposedKeys};
 use crate::layers::embedding::Embedding;
 use crate::layers::encoder::{EncoderLayer, EncoderShape, encode};
 use crate::layers::scratch::Scratch;
@@ -208,16 +208,37 @@ impl MarianTranslator {
         }
         let enc = self.encode(sources, &starts);
         let total = *starts.last().unwrap();
-        // Every decoder layer's cross-attention keys and values, computed once per sentence.
-        let cross = self
+        // Every decoder layer's cross-attention keys and values, computed once per sentence, and
+        // the keys transposed for the attention kernel, once for every decoding step.
+        let cross: Vec<Vec<f32>> = self
             .decoder
             .iter()
             .map(|l| l.cross_kv.apply(&enc, total))
+            .collect();
+        let heads = self.heads();
+        let cross_keys = cross
+            .iter()
+            .map(|kv| {
+                spans
+                    .iter()
+                    .map(|s| {
+                        let keys = Operand {
+                            data: kv,
+                            first_row: s.start,
+                            rows: s.len,
+                            stride: 2 * self.config.dim,
+                            col: 0,
+                        };
+                        TransposedKeys::new(keys, heads)
+                    })
+                    .collect()
+            })
             .collect();
         Ok(Decoding {
             model: self,
             sources: spans,
             cross,
+            cross_keys,
             states: self.initial_states(sources.len()),
             output,
         })
