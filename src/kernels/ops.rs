@@ -4,13 +4,39 @@
 /// Rows per parallel task of the row operations: enough work to be worth a task.
 const ROW_OP_MIN_VALUES: usize = 1 << 14;
 
+/// `Σ f(x)` over `xs` in 16 partial sums (element i into sum i mod 16) reduced pairwise: a
+/// fixed order that the compiler can vectorize (a plain sequential sum cannot be, since float
+/// addition does not reassociate), the same on every CPU.
+#[inline(always)]
+fn lane_sum(xs: &[f32], f: impl Fn(f32) -> f32) -> f32 {
+    let mut lanes = [0.0f32; 16];
+    let chunks = xs.chunks_exact(16);
+    let tail = chunks.remainder();
+    for chunk in chunks {
+        for (l, &x) in lanes.iter_mut().zip(chunk) {
+            *l += f(x);
+        }
+    }
+    for (l, &x) in lanes.iter_mut().zip(tail) {
+        *l += f(x);
+    }
+    let mut width = 8;
+    while width > 0 {
+        for i in 0..width {
+            lanes[i] += lanes[i + width];
+        }
+        width /= 2;
+    }
+    lanes[0]
+}
+
 /// In-place layer normalisation of each `dim`-wide row: `(x − mean)/sqrt(var + eps)·γ + β`,
 /// rows split over the current rayon pool when there are many (each row is computed the same way
 /// whatever the split).
 pub fn layer_norm(x: &mut [f32], dim: usize, gamma: &[f32], beta: &[f32], eps: f32) {
     let norm_row = |row: &mut [f32]| {
-        let mean = row.iter().sum::<f32>() / dim as f32;
-        let var = row.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / dim as f32;
+        let mean = lane_sum(row, |v| v) / dim as f32;
+        let var = lane_sum(row, |v| (v - mean) * (v - mean)) / dim as f32;
         let inv = 1.0 / (var + eps).sqrt();
         for ((v, g), b) in row.iter_mut().zip(gamma).zip(beta) {
             *v = (*v - mean) * inv * g + b;
