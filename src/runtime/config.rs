@@ -393,15 +393,18 @@ impl Config {
         Ok(())
     }
 
-    /// (workers, intra-op threads per worker): by default they share the cores without
+    /// (workers, intra-op threads per worker, adaptive). Unset (both 0): the adaptive layout, one
+    /// worker per core, each batch on every core when it runs alone, else on its worker's core
+    /// (measured in README "Worker layout": the best of 1 × cores for one request at a time and
+    /// cores × 1 under concurrent load). Otherwise a fixed layout that shares the cores without
     /// oversubscribing them, since every worker keeps all of its threads busy.
-    pub fn worker_layout(&self) -> (usize, usize) {
+    pub fn worker_layout(&self) -> (usize, usize, bool) {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         match (self.workers.count, self.workers.threads) {
-            (0, 0) => (1, cores),
-            (0, t) => ((cores / t).max(1), t),
-            (w, 0) => (w, (cores / w).max(1)),
-            (w, t) => (w, t),
+            (0, 0) => (cores, cores, cores > 1),
+            (0, t) => ((cores / t).max(1), t, false),
+            (w, 0) => (w, (cores / w).max(1), false),
+            (w, t) => (w, t, false),
         }
     }
 
@@ -476,9 +479,8 @@ mod tests {
             },
             ..Config::default()
         };
-        assert_eq!(fixed.worker_layout(), (2, 3));
-        let (w, t) = Config::default().worker_layout();
-        assert_eq!(w, 1);
-        assert!(t >= 1);
+        assert_eq!(fixed.worker_layout(), (2, 3, false));
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        assert_eq!(Config::default().worker_layout(), (cores, cores, cores > 1));
     }
 }

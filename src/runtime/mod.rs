@@ -53,11 +53,12 @@ pub struct Runtime {
 impl Runtime {
     /// Starts the workers and loads the models in the background.
     pub fn start(config: Config, metrics: Arc<Metrics>) -> Result<Arc<Self>> {
-        let (workers, threads) = config.worker_layout();
+        let (workers, threads, adaptive) = config.worker_layout();
         let b = &config.batching;
         let settings = PoolSettings {
             workers,
             threads_per_worker: threads,
+            adaptive,
             limits: BatchLimits {
                 max_batch_tokens: b.max_batch_tokens,
                 max_batch_size: b.max_batch_size,
@@ -67,7 +68,12 @@ impl Runtime {
             queue_capacity: b.queue_capacity,
             low_priority_capacity: b.shadow_queue_capacity,
         };
-        tracing::info!(workers, threads_per_worker = threads, "starting workers");
+        tracing::info!(
+            workers,
+            threads_per_worker = threads,
+            adaptive,
+            "starting workers"
+        );
         let pool = WorkerPool::start(settings, metrics.clone())?;
         let ab = Arc::new(AbStats::default());
         let runtime = Arc::new(Self {

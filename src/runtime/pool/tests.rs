@@ -57,6 +57,7 @@ fn pool_waiting(capacity: usize, max_wait: Duration) -> (WorkerPool, QueueHandle
     let settings = PoolSettings {
         workers: 1,
         threads_per_worker: 1,
+        adaptive: false,
         limits: BatchLimits {
             max_batch_tokens: 1000,
             max_batch_size: 8,
