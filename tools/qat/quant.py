@@ -453,15 +453,27 @@ def ste(w: torch.Tensor, wq: torch.Tensor) -> torch.Tensor:
     return _STE.apply(w, wq)
 
 
+EXACT_ACT = True  # False: a faster rounding for training (differs only on exact ±.5 ties)
+
+
 def fake_quant_act(x: torch.Tensor) -> torch.Tensor:
     """src/kernels/int8/activations.rs quantize_row_portable, dequantized: per row (token)
     `inv = 127/max|x|`, `q = round_half_away(x·inv)` clamped to ±127, `x̂ = q · (max|x|/127)`;
-    an all-zero row stays zero. Straight-through gradient."""
-    xd = x.detach()
-    amax = xd.abs().amax(dim=-1, keepdim=True)
-    inv = torch.tensor(127.0) / amax
-    good = (amax > 0) & torch.isfinite(inv)
-    inv = torch.where(good, inv, torch.zeros_like(inv))
-    scale = torch.where(good, amax / torch.tensor(127.0), torch.zeros_like(amax))
-    q = round_half_away(xd * inv).clamp(-127, 127)
-    return ste(x, q * scale)
+    an all-zero row stays zero. Straight-through gradient.
+
+    With EXACT_ACT = False (training), rounding is `trunc(v ± 0.5)`, which can differ from
+    round-half-away only for |v| within one ulp below a .5 tie; goldens use the exact form."""
+    with torch.no_grad():
+        xd = x.detach()
+        amax = xd.abs().amax(dim=-1, keepdim=True)
+        inv = torch.tensor(127.0) / amax
+        good = (amax > 0) & torch.isfinite(inv)
+        inv = torch.where(good, inv, torch.zeros_like(inv))
+        scale = torch.where(good, amax / torch.tensor(127.0), torch.zeros_like(amax))
+        v = xd * inv
+        if EXACT_ACT:
+            q = round_half_away(v).clamp(-127, 127)
+        else:
+            q = torch.trunc(v + torch.copysign(torch.tensor(0.5), v))
+        xq = q * scale
+    return ste(x, xq)
