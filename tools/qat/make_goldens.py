@@ -58,6 +58,18 @@ def plan_from(training: dict, folder: str, kind: str, tensors: dict):
     return quant.Plan(scheme=quant.Scheme.parse(training["scheme"]))
 
 
+def to_double(model):
+    """The same model, every weight (already quantized → dequantized in f32) in float64: the
+    f32-vs-f64 difference of the forward pass measures how much float summation order alone
+    (what differs between PyTorch and quantserve's integer kernels) moves the outputs."""
+    with torch.no_grad():
+        for p in model.parameters():
+            p.data = p.data.double()
+        model._wq_cache = {k: v.detach().double() for k, v in model._wq_cache.items()}
+    torch.set_default_dtype(torch.float64)
+    return model
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[1])
     ap.add_argument("--model", required=True, choices=["sentiment", "en-pt", "pt-en"])
@@ -121,6 +133,17 @@ def main():
                               "logits": [float(v) for v in lg],
                               "label": labels[int(lg.argmax())]})
         doc["cases"] = cases
+        to_double(model)
+        d64 = 0.0
+        with torch.no_grad():
+            for c in cases:
+                ids = torch.tensor([c["token_ids"]])
+                lg = model(ids, torch.ones_like(ids))[0]
+                d64 = max(d64, float((lg - torch.tensor(c["logits"], dtype=torch.float64))
+                                     .abs().max()))
+        torch.set_default_dtype(torch.float32)
+        print(f"float32 vs float64 forward: max |Δ logit| {d64:.2e}")
+        doc["measured_f32_vs_f64_max_abs_logit_diff"] = d64
         # quantserve's view
         r = subprocess.run([common.QUANTSERVE, "classify", "--models", args.models,
                             "--model", args.model, "--variant", args.variant],
@@ -164,6 +187,20 @@ def main():
                               "first_step_top10": [[int(a), float(b)] for a, b in zip(ids, v)]})
         doc["cases"] = cases
         doc["max_length_factor"] = 2.5
+        to_double(model)
+        d64, same64 = 0.0, 0
+        for i in range(0, N, 5):
+            outs, first = model.greedy(srcs[i:i + 5], want_first_logits=True)
+            for j, o in enumerate(outs):
+                c = cases[i + j]
+                same64 += o == c["output_ids"]
+                for tid, v in c["first_step_top10"]:
+                    d64 = max(d64, abs(float(first[j, tid]) - v))
+        torch.set_default_dtype(torch.float32)
+        print(f"float32 vs float64 forward: first-step top-10 max |Δ logit| {d64:.2e}, greedy "
+              f"ids identical {same64}/{N}")
+        doc["measured_f32_vs_f64"] = {"max_abs_first_step_logit_diff": d64,
+                                      "greedy_identical": same64}
         r = subprocess.run([common.QUANTSERVE, "translate", "--models", args.models,
                             "--variant", args.variant, "--from", src_lang,
                             "--to", args.model.split("-")[1], "--no-shortlist",

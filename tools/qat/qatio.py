@@ -66,7 +66,7 @@ def write_bert(out: str, tensors: dict, src: str, metadata: dict | None = None):
     os.makedirs(out, exist_ok=True)
     for f in os.listdir(src):
         p = os.path.join(src, f)
-        if os.path.isfile(p) and f != "model.safetensors":
+        if os.path.isfile(p) and f not in ("model.safetensors", "README.md"):
             shutil.copy(p, os.path.join(out, f))
     arrays = {k: v.detach().float().contiguous().numpy() for k, v in tensors.items()}
     meta = {k: (v if isinstance(v, str) else json.dumps(v)) for k, v in (metadata or {}).items()}

@@ -32,8 +32,17 @@ def round_half_away(x: torch.Tensor) -> torch.Tensor:
     return torch.where(away, t + torch.sign(x), t)
 
 
+FAST_SUMS = False  # True (training only): pairwise f64 sums, equal up to f64 rounding
+
+
 def seq_sum_f64(x: torch.Tensor, dim: int = -1) -> torch.Tensor:
-    """Left-to-right f64 sum along `dim` (Rust `iter().map(f64::from).sum::<f64>()`)."""
+    """Left-to-right f64 sum along `dim` (Rust `iter().map(f64::from).sum::<f64>()`).
+
+    With FAST_SUMS (training), a pairwise f64 sum: it can differ from Rust's in the last f64
+    bits, which moves a Δ or α cast to f32 by at most one f32 ulp in rare cases; the exported
+    model is always quantized by quantserve itself and the goldens use the exact sums."""
+    if FAST_SUMS:
+        return x.to(torch.float64).sum(dim)
     x = x.to(torch.float64)
     if x.shape[dim] == 0:
         return x.sum(dim)

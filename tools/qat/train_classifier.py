@@ -107,6 +107,7 @@ def main():
                     help="also train the word embeddings (default: frozen, quantized once)")
     ap.add_argument("--max-minutes", type=float, default=55.0,
                     help="stop training (and finish with the best checkpoint) after this wall time")
+    ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     ap.add_argument("--work", help="default target/qat/sentiment-<variant>")
     ap.add_argument("--out", help="default models/sentiment/<variant>")
     args = ap.parse_args()
@@ -124,7 +125,7 @@ def main():
     out = args.out or os.path.join(REPO, "models/sentiment", args.variant)
     logf = os.path.join(work, "train.log")
     os.makedirs(work, exist_ok=True)
-    common.setup(args.seed)
+    common.setup(args.seed, args.threads)
     quant.EXACT_ACT = False  # training only; goldens and evaluation use the exact rounding
     tok = Tokenizer.from_file(os.path.join(args.teacher, "tokenizer.json"))
     with open(os.path.join(args.teacher, "config.json"), encoding="utf-8") as f:
@@ -146,7 +147,8 @@ def main():
         counts, total = quant.count_tokens(tok, args.freq_corpus, tensors[emb].shape[0])
         plan.tier_rows = quant.assign_tiers(counts, total, [c for c, _ in plan.recipe.tiers])
 
-    config = {k: v for k, v in vars(args).items() if k not in ("max_minutes", "work", "out")}
+    config = {k: v for k, v in vars(args).items()
+              if k not in ("max_minutes", "work", "out", "threads")}
     config["teacher_sha256"] = qatio.sha256_file(teacher_file)
     ckpt = common.Checkpoint(work, config)
     try:

@@ -83,7 +83,8 @@ class TeacherCache:
             self.sources, self.targets = m["sources"][:n], m["targets"][:n]
         else:
             t0 = time.time()
-            r = subprocess.run([common.QUANTSERVE, "translate", "--models", models_root,
+            r = subprocess.run([common.QUANTSERVE, "translate", "--threads", "1",
+                                "--models", models_root,
                                 "--variant", "fp32", "--from", src, "--to", tgt,
                                 "--no-shortlist", "--beam-size", "1"],
                                input="\n".join(lines) + "\n", capture_output=True, text=True)
@@ -176,7 +177,8 @@ def main():
     ap.add_argument("--lr", type=float, default=1e-4)
     ap.add_argument("--kd-weight", type=float, default=1.0)
     ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--sentences", type=int, default=4000,
+    ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
+    ap.add_argument("--sentences", type=int, default=3000,
                     help="source sentences whose teacher outputs are cached (the training pool)")
     ap.add_argument("--heldout", type=int, default=64)
     ap.add_argument("--eval-every", type=int, default=50)
@@ -201,7 +203,7 @@ def main():
     out = args.out or os.path.join(REPO, "models", args.pair, args.variant)
     logf = os.path.join(work, "train.log")
     os.makedirs(work, exist_ok=True)
-    common.setup(args.seed)
+    common.setup(args.seed, args.threads)
     quant.EXACT_ACT = False
     source_files = [os.path.join(REPO, f"data/corpus/bible-{src_lang}.txt"),
                     os.path.join(REPO, f"target/qat/data/bible-{src_lang}-extra.txt")]
@@ -215,7 +217,8 @@ def main():
         counts, total = quant.count_tokens(tok, args.freq_corpus, tensors["Wemb"].shape[0])
         plan.tier_rows = quant.assign_tiers(counts, total, [c for c, _ in plan.recipe.tiers])
 
-    config = {k: v for k, v in vars(args).items() if k not in ("max_minutes", "work", "out")}
+    config = {k: v for k, v in vars(args).items()
+              if k not in ("max_minutes", "work", "out", "threads")}
     config["teacher_sha256"] = qatio.sha256_file(teacher_file)
     ckpt = common.Checkpoint(work, config)
     try:
