@@ -70,6 +70,26 @@ class Bert(torch.nn.Module):
                 self.params[k].copy_(tensors[n])
 
     # -- quantization ---------------------------------------------------------------------------
+    # Training: re-quantize every `requant_every` steps (BCQ's 8 least-squares rounds over every
+    # matrix take tens of seconds on one core); in between the forward pass uses the last
+    # quantized weights and the straight-through gradient still reaches the latent weights.
+    requant_every = 1
+    _steps = 0
+    _train_cache = None
+
+    def tick(self):
+        self._steps += 1
+
+    def _train_quant(self, name, w, embedding):
+        if self._wq_cache is not None or self.requant_every <= 1:
+            return self.plan.quant_dequant(name, w, embedding)
+        if self._train_cache is None or self._steps % self.requant_every == 0 and \
+                self._train_cache.get("_at") != self._steps:
+            self._train_cache = {"_at": self._steps}
+        if name not in self._train_cache:
+            self._train_cache[name] = self.plan.quant_dequant(name, w, embedding)
+        return self._train_cache[name]
+
     def qw(self, name, embedding=False):
         """The weights quantserve runs for `name` (fake-quantized when a plan is set)."""
         full = _p(self.t, name)
@@ -78,7 +98,7 @@ class Bert(torch.nn.Module):
             return w
         if self._wq_cache is not None and full in self._wq_cache:
             return self._wq_cache[full]
-        wq = self.plan.quant_dequant(full, w, embedding)
+        wq = self._train_quant(full, w, embedding)
         if self._wq_cache is not None:
             self._wq_cache[full] = wq
         return quant.ste(w, wq)

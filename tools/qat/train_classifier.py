@@ -71,6 +71,7 @@ def evaluate(model, tok, rows, labels, batch=64):
     model.eval()
     model.freeze_quant()
     exact, quant.EXACT_ACT = quant.EXACT_ACT, True
+    fast, quant.FAST_SUMS = quant.FAST_SUMS, False
     correct = 0
     # Similar lengths together: less padding (padding never changes a real token's result).
     rows = sorted(rows, key=lambda r: len(r[1]))
@@ -82,6 +83,7 @@ def evaluate(model, tok, rows, labels, batch=64):
             correct += sum(int(labels[int(p)] == lab) for p, (lab, _) in zip(pred, chunk))
     model.unfreeze_quant()
     quant.EXACT_ACT = exact
+    quant.FAST_SUMS = fast
     model.train()
     return correct / len(rows)
 
@@ -108,6 +110,8 @@ def main():
     ap.add_argument("--max-minutes", type=float, default=55.0,
                     help="stop training (and finish with the best checkpoint) after this wall time")
     ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
+    ap.add_argument("--requant-every", type=int, default=1,
+                    help="re-quantize the weights every N steps (BCQ is slow; 1 = every step)")
     ap.add_argument("--work", help="default target/qat/sentiment-<variant>")
     ap.add_argument("--out", help="default models/sentiment/<variant>")
     args = ap.parse_args()
@@ -126,7 +130,8 @@ def main():
     logf = os.path.join(work, "train.log")
     os.makedirs(work, exist_ok=True)
     common.setup(args.seed, args.threads)
-    quant.EXACT_ACT = False  # training only; goldens and evaluation use the exact rounding
+    quant.EXACT_ACT = False
+    quant.FAST_SUMS = True  # training only: exported weights are quantized by quantserve
     tok = Tokenizer.from_file(os.path.join(args.teacher, "tokenizer.json"))
     with open(os.path.join(args.teacher, "config.json"), encoding="utf-8") as f:
         id2label = json.load(f)["id2label"]
@@ -148,7 +153,8 @@ def main():
         plan.tier_rows = quant.assign_tiers(counts, total, [c for c, _ in plan.recipe.tiers])
 
     config = {k: v for k, v in vars(args).items()
-              if k not in ("max_minutes", "work", "out", "threads")}
+              if k not in ("max_minutes", "work", "out", "threads")
+              and not (k == "requant_every" and v == 1)}
     config["teacher_sha256"] = qatio.sha256_file(teacher_file)
     ckpt = common.Checkpoint(work, config)
     try:
@@ -162,6 +168,7 @@ def main():
         p.requires_grad_(False)
     student = bertq.Bert(args.teacher, tensors)
     student.plan = plan
+    student.requant_every = args.requant_every
     emb_name = next(n for n in tensors if "word_embeddings" in n)
     emb_key = emb_name.replace(".", "__")
     if not args.train_embeddings:
@@ -244,6 +251,7 @@ def main():
         loss.backward()
         opt.step()
         sched.step()
+        student.tick()
         step += 1
         run_loss += loss.item()
         elapsed = time.time() - t_start

@@ -178,6 +178,8 @@ def main():
     ap.add_argument("--kd-weight", type=float, default=1.0)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
+    ap.add_argument("--requant-every", type=int, default=1,
+                    help="re-quantize the weights every N steps (BCQ is slow; 1 = every step)")
     ap.add_argument("--sentences", type=int, default=3000,
                     help="source sentences whose teacher outputs are cached (the training pool)")
     ap.add_argument("--heldout", type=int, default=64)
@@ -205,6 +207,7 @@ def main():
     os.makedirs(work, exist_ok=True)
     common.setup(args.seed, args.threads)
     quant.EXACT_ACT = False
+    quant.FAST_SUMS = True  # training only: exported weights are quantized by quantserve
     source_files = [os.path.join(REPO, f"data/corpus/bible-{src_lang}.txt"),
                     os.path.join(REPO, f"target/qat/data/bible-{src_lang}-extra.txt")]
     for p in source_files:
@@ -218,7 +221,8 @@ def main():
         plan.tier_rows = quant.assign_tiers(counts, total, [c for c, _ in plan.recipe.tiers])
 
     config = {k: v for k, v in vars(args).items()
-              if k not in ("max_minutes", "work", "out", "threads")}
+              if k not in ("max_minutes", "work", "out", "threads")
+              and not (k == "requant_every" and v == 1)}
     config["teacher_sha256"] = qatio.sha256_file(teacher_file)
     ckpt = common.Checkpoint(work, config)
     try:
@@ -232,6 +236,7 @@ def main():
         p.requires_grad_(False)
     student = marianq.Marian(tensors, yml)
     student.plan = plan
+    student.requant_every = args.requant_every
     n = len(cache.sources)
     heldout = list(range(n - args.heldout, n))
     train_idx = [i for i in range(n - args.heldout) if 1 < len(cache.targets[i]) <= 200]
@@ -250,6 +255,7 @@ def main():
         student.eval()
         student.freeze_quant()
         exact, quant.EXACT_ACT = quant.EXACT_ACT, True
+        fast, quant.FAST_SUMS = quant.FAST_SUMS, False
         tot = [0.0, 0.0, 0.0]
         with torch.no_grad():
             for i in range(0, len(heldout), 16):
@@ -259,6 +265,7 @@ def main():
                 for j, v in enumerate((ce, kd, acc)):
                     tot[j] += v.item() * len(idx)
         quant.EXACT_ACT = exact
+        quant.FAST_SUMS = fast
         student.unfreeze_quant()
         student.train()
         return [t / len(heldout) for t in tot]
@@ -310,6 +317,7 @@ def main():
         torch.nn.utils.clip_grad_norm_(student.parameters(), 1.0)
         opt.step()
         sched.step()
+        student.tick()
         step += 1
         elapsed = time.time() - t_start
         for j, v in enumerate((ce, kd, acc)):
