@@ -269,6 +269,13 @@ def main():
             save()
         elif ckpt.due():
             save()
+    if curve[-1]["step"] != step:
+        # Stopped between evaluations (time limit): the last weights are a candidate too.
+        acc = evaluate(student, tok, dev, labels)
+        curve.append({"step": step, "dev": acc, "minutes": round(elapsed / 60, 2)})
+        if acc > best_dev:
+            best_dev, best = acc, student.state_tensors()
+        common.log(f"step {step} (final): dev {acc:.4f} (best {best_dev:.4f})", logf)
     save()
     wall = time.time() - t_start
 

@@ -337,6 +337,15 @@ def main():
             save()
         elif ckpt.due():
             save()
+    if curve[-1]["step"] != step:
+        # Stopped between evaluations (time limit): the last weights are a candidate too.
+        ce, kd, acc = validate()
+        curve.append({"step": step, "heldout_ce": ce, "heldout_kd": kd, "heldout_acc": acc,
+                      "minutes": round(elapsed / 60, 2)})
+        if kd < best_val:
+            best_val, best = kd, student.state_tensors()
+        common.log(f"step {step} (final): held-out ce {ce:.4f} kd {kd:.4f} token acc {acc:.4f} "
+                   f"(best kd {best_val:.4f})", logf)
     save()
     wall = time.time() - t_start
 
