@@ -104,11 +104,24 @@ class Bert(torch.nn.Module):
         return quant.ste(w, wq)
 
     def linear(self, x, prefix):
+        if quant.KERNEL_EXACT and self.plan is not None:
+            full = _p(self.t, prefix + ".weight")
+            key = ("parts", full)
+            if key not in self._wq_cache:
+                self._wq_cache[key] = self.plan.kernel_parts(full, self.t[full], False)
+            return quant.kernel_apply(x, self._wq_cache[key], self.t[full],
+                                      self.w(prefix + ".bias"))
         w = self.qw(prefix + ".weight")
         b = self.w(prefix + ".bias")
         if self.plan is not None:
             x = quant.fake_quant_act(x)
         return F.linear(x, w, b)
+
+    def ln(self, x, prefix):
+        g, b = self.w(prefix + ".weight"), self.w(prefix + ".bias")
+        if quant.KERNEL_EXACT:
+            return quant.layer_norm_exact(x, g, b, self.eps)
+        return F.layer_norm(x, (self.h,), g, b, self.eps)
 
     # -- forward --------------------------------------------------------------------------------
     def forward(self, ids: torch.Tensor, mask: torch.Tensor, want_internals=False):
@@ -121,8 +134,7 @@ class Bert(torch.nn.Module):
         x = F.embedding(ids, wemb)
         x = x + self.w("embeddings.position_embeddings.weight")[:T][None]
         x = x + self.w("embeddings.token_type_embeddings.weight")[0][None, None]
-        x = F.layer_norm(x, (h,), self.w("embeddings.LayerNorm.weight"),
-                         self.w("embeddings.LayerNorm.bias"), self.eps)
+        x = self.ln(x, "embeddings.LayerNorm")
         hiddens, scores_all = [x], []
         key_mask = (mask[:, None, None, :] == 0)
         for i in range(self.layers):
@@ -134,13 +146,10 @@ class Bert(torch.nn.Module):
             scores_all.append(s)
             a = torch.softmax(s.masked_fill(key_mask, float("-inf")), -1)
             ctx = (a @ v).transpose(1, 2).reshape(B, T, h)
-            x = F.layer_norm(x + self.linear(ctx, f"{p}.attention.output.dense"), (h,),
-                             self.w(f"{p}.attention.output.LayerNorm.weight"),
-                             self.w(f"{p}.attention.output.LayerNorm.bias"), self.eps)
+            x = self.ln(x + self.linear(ctx, f"{p}.attention.output.dense"),
+                        f"{p}.attention.output.LayerNorm")
             inter = self.act(self.linear(x, f"{p}.intermediate.dense"))
-            x = F.layer_norm(x + self.linear(inter, f"{p}.output.dense"), (h,),
-                             self.w(f"{p}.output.LayerNorm.weight"),
-                             self.w(f"{p}.output.LayerNorm.bias"), self.eps)
+            x = self.ln(x + self.linear(inter, f"{p}.output.dense"), f"{p}.output.LayerNorm")
             hiddens.append(x)
         pooled = torch.tanh(self.linear(x[:, 0], "pooler.dense"))
         logits = self.linear(pooled, "classifier")

@@ -65,7 +65,9 @@ def to_double(model):
     with torch.no_grad():
         for p in model.parameters():
             p.data = p.data.double()
-        model._wq_cache = {k: v.detach().double() for k, v in model._wq_cache.items()}
+        model._wq_cache = {k: v.detach().double() for k, v in model._wq_cache.items()
+                           if isinstance(v, torch.Tensor) and isinstance(k, str)}
+    quant.KERNEL_EXACT = False
     torch.set_default_dtype(torch.float64)
     return model
 
@@ -80,6 +82,7 @@ def main():
     args = ap.parse_args()
     torch.set_num_threads(2)
     quant.EXACT_ACT = True
+    quant.KERNEL_EXACT = True  # quantized Linears and layer norms as quantserve's kernels
     work = args.work or os.path.join(REPO, "target/qat", f"{args.model}-{args.variant}")
     latent = os.path.join(work, "latent")
     variant_dir = os.path.join(args.models, args.model, args.variant)
@@ -113,7 +116,9 @@ def main():
             else qatio.marian_model_file(latent)),
         "scheme": training.get("scheme"),
         "recipe": training.get("recipe"),
-        "generator": "tools/qat/make_goldens.py (PyTorch fake-quant forward, exact rounding)",
+        "generator": ("tools/qat/make_goldens.py: the tool's quantized forward with every quantized "
+                      "Linear computed as quantserve's kernels (exact integer sums, same scaling "
+                      "order) and sequential-sum layer norms"),
     }
     tok = Tokenizer.from_file(os.path.join(latent, "tokenizer.json"))
     if kind == "bert":
@@ -142,6 +147,7 @@ def main():
                 d64 = max(d64, float((lg - torch.tensor(c["logits"], dtype=torch.float64))
                                      .abs().max()))
         torch.set_default_dtype(torch.float32)
+        quant.KERNEL_EXACT = True
         print(f"float32 vs float64 forward: max |Δ logit| {d64:.2e}")
         doc["measured_f32_vs_f64_max_abs_logit_diff"] = d64
         # quantserve's view
@@ -204,6 +210,7 @@ def main():
                 for tid, v in c["first_step_top10"]:
                     d64 = max(d64, abs(float(first[j, tid]) - v))
         torch.set_default_dtype(torch.float32)
+        quant.KERNEL_EXACT = True
         print(f"float32 vs float64 forward: first-step top-10 max |Δ logit| {d64:.2e}, greedy "
               f"ids identical {same64}/{N}")
         doc["measured_f32_vs_f64"] = {"max_abs_first_step_logit_diff": d64,

@@ -123,13 +123,25 @@ class Marian(torch.nn.Module):
             self._wq_cache[name] = wq
         return wq
 
+    def _parts(self, name):
+        key = ("parts", name)
+        if key not in self._wq_cache:
+            self._wq_cache[key] = self.plan.kernel_parts(name, self.params[name], name == "Wemb")
+        return self._wq_cache[key]
+
     def linear(self, x, w, b=None):
+        if quant.KERNEL_EXACT and self.plan is not None:
+            return quant.kernel_apply(x, self._parts(w), self.params[w],
+                                      self.params[b] if b else None)
         wq = self.qw(w)
         if self.plan is not None:
             x = quant.fake_quant_act(x)
         return F.linear(x, wq, self.params[b] if b else None)
 
     def ln(self, x, prefix):
+        if quant.KERNEL_EXACT:
+            return quant.layer_norm_exact(x, self.params[prefix + "_ln_scale"],
+                                          self.params[prefix + "_ln_bias"], EPS)
         return F.layer_norm(x, (self.dim,), self.params[prefix + "_ln_scale"],
                             self.params[prefix + "_ln_bias"], EPS)
 
@@ -149,6 +161,12 @@ class Marian(torch.nn.Module):
         return (a @ v).transpose(1, 2).reshape(B, Tq, d)
 
     def embed(self, ids):
+        if quant.KERNEL_EXACT and self.plan is not None:
+            key = ("table", "Wemb")
+            if key not in self._wq_cache:
+                self._wq_cache[key] = quant.kernel_embedding_table(
+                    self._parts("Wemb"), self.params["Wemb"], self.emb_scale)
+            return F.embedding(ids, self._wq_cache[key])
         return F.embedding(ids, self.qw("Wemb")) * self.emb_scale
 
     def encode(self, src, src_pad):
@@ -210,6 +228,9 @@ class Marian(torch.nn.Module):
 
     def logits(self, x, columns=None):
         """Output layer (tied): x · Wembᵀ + b, optionally only `columns`."""
+        if quant.KERNEL_EXACT and self.plan is not None and columns is None:
+            return quant.kernel_apply(x, self._parts("Wemb"), self.params["Wemb"],
+                                      self.params["decoder_ff_logit_out_b"])
         w = self.qw("Wemb")
         b = self.params["decoder_ff_logit_out_b"]
         if columns is not None:

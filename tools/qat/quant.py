@@ -433,6 +433,22 @@ class Plan:
             return out
         return quant_dequant(w, self.scheme_for(name), embedding)
 
+    def kernel_parts(self, name: str, w: torch.Tensor, embedding: bool):
+        """[(row ids or None, scheme, codes, params)] as quantserve stores the matrix."""
+        w = w.detach().float()
+        if self.tiered(name):
+            out = []
+            for ids, s in zip(self.tier_rows, self.tier_schemes(name)):
+                if ids:
+                    c, p = quantize(w[torch.tensor(ids)], s, True)
+                    out.append((torch.tensor(ids), s, c, p))
+            return out
+        s = self.scheme_for(name)
+        if s.kind == "fp32":
+            return [(None, s, None, None)]
+        c, p = quantize(w, s, embedding)
+        return [(None, s, c, p)]
+
     def bits(self, name: str, rows: int, cols: int) -> float:
         """Total stored bits of the matrix (codes + f32 params (+ 32-bit row ids for tiers))."""
         if self.tiered(name):
@@ -486,3 +502,100 @@ def fake_quant_act(x: torch.Tensor) -> torch.Tensor:
             q = torch.trunc(v + torch.copysign(torch.tensor(0.5), v))
         xq = q * scale
     return ste(x, xq)
+
+
+# ---------------------------------------------------------------------------------------------
+# Kernel-exact evaluation (goldens): a quantized Linear computed as quantserve's kernels do
+
+KERNEL_EXACT = False  # make_goldens sets it; training never does
+
+
+def act_codes(x: torch.Tensor):
+    """Per-token activation codes and scales exactly as quantize_row_portable."""
+    amax = x.abs().amax(dim=-1, keepdim=True)
+    inv = torch.tensor(127.0) / amax
+    good = (amax > 0) & torch.isfinite(inv)
+    inv = torch.where(good, inv, torch.zeros_like(inv))
+    scale = torch.where(good, amax / torch.tensor(127.0), torch.zeros_like(amax))
+    return round_half_away(x * inv).clamp(-127, 127), scale
+
+
+def _groups(scheme: Scheme, cols: int):
+    """(column slice of the codes, parameter index) per kernel group, in kernel order."""
+    if scheme.kind == "uniform" and scheme.group:
+        g = scheme.group
+        return [(slice(s, min(s + g, cols)), i) for i, s in enumerate(range(0, cols, g))]
+    if scheme.kind == "bcq":
+        return [(slice(p * cols, (p + 1) * cols), p) for p in range(scheme.planes)]
+    return [(slice(0, cols), 0)]
+
+
+def kernel_linear(x: torch.Tensor, codes: torch.Tensor, params: torch.Tensor, scheme: Scheme,
+                  bias):
+    """y = Linear(x) as src/kernels/int8 (int8) or src/kernels/lowbit (sub-8-bit) compute it:
+    exact integer sums; int8: float(sum)·(xs·ws) + b; low-bit: facc = fma(float(Σ_g), s_g, facc)
+    over the groups in order, y = facc·xs + b. (The FMA is emulated in f64, exact except for a
+    double rounding in rare ties.)"""
+    shape = x.shape
+    x2 = x.reshape(-1, shape[-1]).float()
+    q, xs = act_codes(x2)
+    qd = q.double()
+    cols = shape[-1]
+    if scheme.kind == "int8":
+        acc = (qd @ codes.double().T).float()
+        y = acc * (xs * params[:, 0][None, :])
+    else:
+        facc = torch.zeros(x2.shape[0], codes.shape[0], dtype=torch.float32)
+        xcols = qd if scheme.kind != "bcq" else qd.repeat(1, scheme.planes)
+        for sl, pi in _groups(scheme, cols):
+            v = (xcols[:, sl] @ codes[:, sl].double().T).float()
+            facc = (v.double() * params[:, pi].double()[None, :] + facc.double()).float()
+        y = facc * xs
+    if bias is not None:
+        y = y + bias.float()
+    return y.reshape(*shape[:-1], codes.shape[0])
+
+
+def layer_norm_exact(x: torch.Tensor, gamma, beta, eps: float) -> torch.Tensor:
+    """src/kernels/ops.rs layer_norm with its sequential f32 sums."""
+    d = x.shape[-1]
+    mean = torch.cumsum(x, -1)[..., -1:] / d
+    c = x - mean
+    var = torch.cumsum(c * c, -1)[..., -1:] / d
+    inv = 1.0 / torch.sqrt(var + torch.tensor(eps, dtype=torch.float32))
+    return c * inv * gamma + beta
+
+
+def kernel_apply(x, parts, w, bias):
+    """A Linear over `parts` (Plan.kernel_parts) as quantserve runs it (tiers: each part
+    computes its own output columns)."""
+    if len(parts) == 1 and parts[0][0] is None:
+        _, s, c, p = parts[0]
+        if s.kind == "fp32":
+            return torch.nn.functional.linear(x, w.float(), bias)
+        return kernel_linear(x, c, p, s, bias)
+    n = sum(len(ids) for ids, *_ in parts)
+    y = torch.empty(*x.shape[:-1], n)
+    for ids, s, c, p in parts:
+        y[..., ids] = kernel_linear(x, c, p, s, None if bias is None else bias[ids])
+    return y
+
+
+def kernel_embedding_table(parts, w, scale: float):
+    """The rows quantserve's Embedding::lookup(id, scale) returns (int8: q·(s·scale); low-bit:
+    (q·p)·scale; bcq: (Σ_p b_p·α_p)·scale)."""
+    cols = w.shape[1]
+    sc = torch.tensor(scale, dtype=torch.float32)
+    out = torch.empty_like(w.detach().float())
+    for ids, s, c, p in parts:
+        if s.kind == "fp32":
+            rows = w.detach().float() * sc
+        elif s.kind == "int8":
+            rows = c.float() * (p[:, :1] * sc)
+        else:
+            rows = dequantize(c, p, s, cols) * sc
+        if ids is None:
+            out = rows
+        else:
+            out[ids] = rows
+    return out
