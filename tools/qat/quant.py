@@ -287,9 +287,9 @@ def dequantize(codes: torch.Tensor, params: torch.Tensor, scheme: Scheme, cols: 
 
 def quant_dequant(w: torch.Tensor, scheme: Scheme, embedding: bool = False) -> torch.Tensor:
     if scheme.kind == "fp32":
-        return w.detach().float()
+        return w.detach()
     codes, params = quantize(w.detach(), scheme, embedding)
-    return dequantize(codes, params, scheme, w.shape[1])
+    return dequantize(codes, params, scheme, w.shape[1]).to(w.dtype)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -425,7 +425,7 @@ class Plan:
         """The weights quantserve will run for tensor `name`, dequantized to f32."""
         if self.tiered(name):
             assert self.tier_rows is not None, "embedding tiers need token counts"
-            out = torch.empty_like(w, dtype=torch.float32)
+            out = torch.empty_like(w)
             for ids, s in zip(self.tier_rows, self.tier_schemes(name)):
                 if ids:
                     t = torch.tensor(ids)
