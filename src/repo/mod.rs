@@ -86,6 +86,11 @@ pub fn load_classifier(root: &Path, model: &str, variant: &str) -> Result<BertCl
 pub fn load_translator(root: &Path, model: &str, variant: &str) -> Result<MarianTranslator> {
     let dir = root.join(model).join(variant);
     if variant != "fp32" && dir.is_dir() {
+        // A committed variant may take its tokenizer and shortlist from the reference folder,
+        // which a fresh checkout fetches first.
+        if !dir.join("tokenizer.json").exists() {
+            fetch::ensure_model(root, model)?;
+        }
         return MarianTranslator::load(&dir);
     }
     let scheme = schemes::parse(variant)?;

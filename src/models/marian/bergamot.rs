@@ -37,9 +37,29 @@ pub fn tensor_role(name: &str, shape: &[usize]) -> Option<Role> {
 pub(super) fn load(dir: &Path, scheme: Option<&SchemeRef>) -> Result<MarianTranslator> {
     let variant = dir.join(VARIANT_FILE);
     let files = find_files(dir, !variant.exists())?;
-    let tokenizer = TextTokenizer::from_file(&dir.join("tokenizer.json"))?;
+    // A committed variant folder may hold only its weights: the tokenizer and the shortlist
+    // then come from the model's reference folder beside it (`../fp32`).
+    let assets = if variant.exists() && !dir.join("tokenizer.json").exists() {
+        let reference = dir.with_file_name("fp32");
+        ensure!(
+            reference.join("tokenizer.json").exists(),
+            "{} has no tokenizer.json, and neither has its reference folder {}",
+            dir.display(),
+            reference.display()
+        );
+        Some(find_files(&reference, false)?)
+    } else {
+        None
+    };
+    let tokenizer_dir = if assets.is_some() {
+        dir.with_file_name("fp32")
+    } else {
+        dir.to_path_buf()
+    };
+    let tokenizer = TextTokenizer::from_file(&tokenizer_dir.join("tokenizer.json"))?;
     let shortlist = files
         .shortlist
+        .or_else(|| assets.and_then(|a| a.shortlist))
         .as_deref()
         .map(Shortlist::read)
         .transpose()?;
@@ -100,7 +120,7 @@ fn find_files(dir: &Path, need_model: bool) -> Result<ModelFiles> {
                 .map(|s| dir.join(s))
         };
         model = first("models");
-        shortlist = first("shortlist");
+        shortlist = first("shortlist").filter(|p| p.exists());
         if let Some(b) = doc.get("beam-size").and_then(serde_yaml::Value::as_u64) {
             options.beam_size = b.max(1) as usize;
         }
