@@ -7,7 +7,7 @@ use clap::{Parser, Subcommand};
 
 use quantserve::api::serve::{ServeArgs, serve_main};
 use quantserve::cli::{self, ClassifyArgs, QuantizeArgs, TranslateArgs, bench, eval};
-use quantserve::repo::fetch;
+use quantserve::repo::{fetch, import};
 
 #[derive(Parser)]
 #[command(
@@ -22,11 +22,21 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Download and verify the default models that are missing.
+    /// Download and verify the default models that are missing; or, given a PATH, register the
+    /// Marian model folder or archive there as models/<pair>/fp32.
     Fetch {
         #[arg(long, env = "QUANTSERVE_MODELS", default_value = "models")]
         models: PathBuf,
+        /// An Opus-MT (Hugging Face MarianMTModel) or Bergamot model folder, or a .zip / .tar /
+        /// .tar.gz archive holding one.
+        path: Option<PathBuf>,
+        /// The language pair it translates, SOURCE-TARGET (default: from its files).
+        #[arg(long, requires = "path")]
+        pair: Option<String>,
     },
+    /// Build a vocabulary map (CTranslate2-style target-vocabulary shortlist) for an Opus-MT
+    /// model from a parallel corpus.
+    Vmap(cli::vmap::VmapArgs),
     /// Classify texts (arguments, or one per line on stdin).
     Classify(ClassifyArgs),
     /// Serve the models over HTTP/JSON and gRPC until SIGTERM or SIGINT.
@@ -57,7 +67,20 @@ enum Command {
 
 fn main() {
     let result = match Cli::parse().command {
-        Command::Fetch { models } => fetch::fetch_all(&models),
+        Command::Fetch {
+            models, path: None, ..
+        } => fetch::fetch_all(&models),
+        Command::Fetch {
+            models,
+            path: Some(path),
+            pair,
+        } => import::import_marian(&models, &path, pair.as_deref()).map(|(name, dir)| {
+            println!(
+                "{name}: registered at {} (serve it with [models.{name}] in the config)",
+                dir.display()
+            );
+        }),
+        Command::Vmap(args) => cli::vmap::run(args),
         Command::Serve {
             config,
             http_addr,

@@ -18,7 +18,9 @@ fn kubernetes_configs_parse_and_point_at_the_image() {
         assert_eq!(cfg.server.models_dir.to_str(), Some("/models"), "{file}");
         // terminationGracePeriodSeconds (45) covers preStop (5) and the drain.
         assert!(cfg.server.drain_seconds + 5 < 45, "{file}");
-        for model in ["sentiment", "en-pt", "pt-en"] {
+        assert!(cfg.libretranslate.enabled, "{file}");
+        assert_eq!(cfg.models["minilm"].min_agreement, 0.98, "{file}");
+        for model in ["sentiment", "en-pt", "pt-en", "minilm"] {
             assert_eq!(cfg.models[model].default_variant, "int8", "{file}: {model}");
         }
     }

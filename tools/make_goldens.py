@@ -2,9 +2,10 @@
 """Regenerate every golden file in tests/golden/ from the reference implementations.
 
 - classifier: HF transformers (tools/goldens_classifier.py, run in tools/.venv-torch)
+- embedder: sentence-transformers (tools/goldens_embedder.py, run in tools/.venv-torch)
 - translator: the independent numpy forward pass (tools/goldens_translator.py, run in tools/.venv-ref)
 
-Usage: python3 tools/make_goldens.py [classifier|translator|all]
+Usage: python3 tools/make_goldens.py [classifier|embedder|translator|all]
 Each part documents how to create its venv. Offline tools only: never part of set-up or CI.
 """
 import subprocess
@@ -14,6 +15,7 @@ from pathlib import Path
 TOOLS = Path(__file__).resolve().parent
 PARTS = {
     "classifier": (TOOLS / ".venv-torch/bin/python", TOOLS / "goldens_classifier.py"),
+    "embedder": (TOOLS / ".venv-torch/bin/python", TOOLS / "goldens_embedder.py"),
     "translator": (TOOLS / ".venv-ref/bin/python", TOOLS / "goldens_translator.py"),
 }
 

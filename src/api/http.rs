@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use super::auth::authorized;
 use super::errors::ApiError;
 use super::request_id::{X_MODEL, X_REQUEST_ID, X_TIMEOUT_MS, X_VARIANT, request_id};
-use super::{admin, wire};
+use super::{admin, libretranslate, openai, tei, wire};
 use crate::runtime::Runtime;
 use crate::runtime::pool::QueueKey;
 use crate::runtime::request::RouteHeaders;
@@ -27,8 +27,15 @@ pub fn router(runtime: Arc<Runtime>) -> Router {
     let protected = Router::new()
         .route("/classify", post(classify))
         .route("/v1/classify", post(classify))
-        .route("/translate", post(translate))
-        .route("/v1/translate", post(translate))
+        // TEI (one model each: the default classifier / embedder, or the body's `model`).
+        .route("/predict", post(tei::predict))
+        .route("/embed", post(tei::embed))
+        .route("/tokenize", post(tei::tokenize))
+        .route("/decode", post(tei::decode))
+        .route("/info", get(tei::info))
+        // OpenAI (and TEI's alias without /v1).
+        .route("/v1/embeddings", post(openai::embeddings))
+        .route("/embeddings", post(openai::embeddings))
         .route("/v1/models", get(models))
         .route("/v1/models/{model}", get(admin::model_detail))
         .route("/v1/models/{model}/ab", get(admin::ab_report))
@@ -37,9 +44,15 @@ pub fn router(runtime: Arc<Runtime>) -> Router {
             runtime.clone(),
             require_api_key,
         ));
+    // LibreTranslate takes its key in the body (`api_key`) too: these handlers check it.
+    let libretranslate = libretranslate::router()
+        .route("/translate", post(libretranslate::translate::translate))
+        .route("/v1/translate", post(libretranslate::translate::translate));
     Router::new()
         .merge(protected)
+        .merge(libretranslate)
         .merge(admin::router(runtime.clone()))
+        .route("/health", get(tei::health))
         .route("/health/live", get(live))
         .route("/health/ready", get(ready))
         .route("/metrics", get(metrics))
@@ -106,7 +119,7 @@ async fn require_api_key(State(rt): AppState, req: Request, next: Next) -> Respo
 }
 
 /// The router's view of a request's headers (for a sticky key).
-fn route_headers(headers: &HeaderMap) -> RouteHeaders {
+pub(crate) fn route_headers(headers: &HeaderMap) -> RouteHeaders {
     RouteHeaders::new(
         headers
             .iter()
@@ -114,7 +127,7 @@ fn route_headers(headers: &HeaderMap) -> RouteHeaders {
     )
 }
 
-fn header_timeout(headers: &HeaderMap) -> Result<Option<Duration>, ApiError> {
+pub(crate) fn header_timeout(headers: &HeaderMap) -> Result<Option<Duration>, ApiError> {
     match headers.get(X_TIMEOUT_MS) {
         None => Ok(None),
         Some(v) => v
@@ -127,7 +140,7 @@ fn header_timeout(headers: &HeaderMap) -> Result<Option<Duration>, ApiError> {
 }
 
 /// Records the request in the metrics and labels the response with the model and variant.
-fn finish(
+pub(crate) fn finish(
     rt: &Runtime,
     endpoint: &str,
     target: Option<QueueKey>,
@@ -183,31 +196,6 @@ async fn classify(
     }
     .await;
     finish(&rt, "classify", target, started, result)
-}
-
-async fn translate(
-    State(rt): AppState,
-    Extension(RequestId(id)): Extension<RequestId>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
-    let started = Instant::now();
-    let mut target = None;
-    let result = async {
-        let body = body.map_err(ApiError::from_body_rejection)?;
-        let mut parsed = wire::parse_translate(&body, header_timeout(&headers)?)?;
-        parsed.request.request_id = Some(id);
-        parsed.request.headers = route_headers(&headers);
-        let served = rt.translate(parsed.request).await;
-        target = served.target;
-        let resp = served.result?;
-        Ok::<_, ApiError>(json_response(
-            StatusCode::OK,
-            &wire::translate_body(resp, parsed.batched),
-        ))
-    }
-    .await;
-    finish(&rt, "translate", target, started, result)
 }
 
 async fn models(State(rt): AppState) -> Response {

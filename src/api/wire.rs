@@ -1,5 +1,5 @@
-//! The JSON request and response bodies of the HTTP API (the translate endpoint follows
-//! LibreTranslate's), converted to and from the runtime's transport-neutral types.
+//! The JSON request and response bodies of the HTTP API, converted to and from the runtime's
+//! transport-neutral types (translation's are LibreTranslate's: `libretranslate::translate`).
 
 use std::time::Duration;
 
@@ -7,7 +7,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::errors::ApiError;
-use crate::runtime::RuntimeError;
+use super::libretranslate::fields::Fields;
+use super::libretranslate::translate::translate_call;
 use crate::runtime::request::{
     ClassifyRequest, ClassifyResponse, TranslateRequest, TranslateResponse,
 };
@@ -19,22 +20,6 @@ struct ClassifyBody {
     variant: Option<String>,
     truncate: Option<bool>,
     top_k: Option<u64>,
-    timeout_ms: Option<u64>,
-}
-
-/// LibreTranslate's fields plus quantserve's own. Unknown fields (`api_key`, `alternatives`) are
-/// ignored so LibreTranslate clients work unchanged.
-#[derive(Deserialize)]
-struct TranslateBody {
-    q: Option<Value>,
-    source: Option<String>,
-    target: Option<String>,
-    format: Option<String>,
-    model: Option<String>,
-    variant: Option<String>,
-    beam_size: Option<u64>,
-    max_length: Option<u64>,
-    truncate: Option<bool>,
     timeout_ms: Option<u64>,
 }
 
@@ -105,32 +90,17 @@ pub fn parse_classify(body: &[u8], header_timeout: Option<Duration>) -> Result<C
     })
 }
 
+/// A JSON translate body with quantserve's own rules (no `html` format: 422). The HTTP route
+/// reads JSON, forms and multipart bodies through `libretranslate::translate`.
 pub fn parse_translate(
     body: &[u8],
     header_timeout: Option<Duration>,
 ) -> Result<Translate, ApiError> {
-    let b: TranslateBody = parse(body)?;
-    let (inputs, batched) = texts(b.q, "q")?;
-    if let Some(f) = b.format.as_deref().filter(|f| *f != "text") {
-        return Err(RuntimeError::Unsupported(format!(
-            "format `{f}` is not supported (only \"text\")"
-        ))
-        .into());
-    }
+    let fields = Fields::from_json(body).map_err(|e| ApiError::bad_request(e.0))?;
+    let call = translate_call(&fields, header_timeout, false)?;
     Ok(Translate {
-        request: TranslateRequest {
-            model: b.model,
-            variant: b.variant,
-            source: b.source,
-            target: b.target,
-            inputs,
-            beam_size: usize_field(b.beam_size),
-            max_length: usize_field(b.max_length),
-            truncate: b.truncate.unwrap_or(false),
-            timeout: timeout(b.timeout_ms, header_timeout),
-            ..TranslateRequest::default()
-        },
-        batched,
+        request: call.request,
+        batched: call.batched,
     })
 }
 

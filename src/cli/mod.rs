@@ -3,6 +3,7 @@
 
 pub mod bench;
 pub mod eval;
+pub mod vmap;
 
 use std::io::BufRead;
 use std::path::PathBuf;
@@ -109,7 +110,7 @@ fn inputs(texts: Vec<String>) -> Result<Vec<String>> {
     Ok(lines)
 }
 
-fn thread_pool(threads: Option<usize>) -> Result<rayon::ThreadPool> {
+pub(crate) fn thread_pool(threads: Option<usize>) -> Result<rayon::ThreadPool> {
     let n = threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     if n == 0 {
         bail!("--threads must be at least 1");

@@ -180,6 +180,24 @@ pub fn search(
     rules: &Rules,
     opts: &SearchOptions,
 ) -> Result<Vec<Vec<u32>>> {
+    let best = search_n(decoder, targets, columns, n_cols, rules, opts, 1)?;
+    Ok(best
+        .into_iter()
+        .map(|mut n| n.drain(..).next().unwrap_or_default())
+        .collect())
+}
+
+/// Like [`search`], but each sentence's `n` best finished hypotheses (distinct, best first; at
+/// most the beam size: greedy search has one).
+pub fn search_n(
+    decoder: &mut dyn StepDecoder,
+    targets: &[Target],
+    columns: Columns,
+    n_cols: usize,
+    rules: &Rules,
+    opts: &SearchOptions,
+    n: usize,
+) -> Result<Vec<Vec<Vec<u32>>>> {
     let eos_column = columns
         .column(rules.eos)
         .context("EOS is not an output column")?;
@@ -237,7 +255,19 @@ pub fn search(
         .map(|mut f| {
             // Stable: among equal scores the earlier-finished hypothesis wins, as in HF.
             f.sort_by(|a, b| b.0.total_cmp(&a.0));
-            f.into_iter().next().map(|(_, t)| t).unwrap_or_default()
+            let mut best: Vec<Vec<u32>> = Vec::with_capacity(n);
+            for (_, t) in f {
+                if best.len() == n.max(1) {
+                    break;
+                }
+                if !best.contains(&t) {
+                    best.push(t);
+                }
+            }
+            if best.is_empty() {
+                best.push(Vec::new());
+            }
+            best
         })
         .collect())
 }

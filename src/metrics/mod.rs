@@ -45,6 +45,8 @@ pub struct Metrics {
     pub shadow_js_divergence: HistogramVec,
     /// {model, variant, reference}: sentence chrF of the output against the reference's.
     pub shadow_chrf: HistogramVec,
+    /// {model, variant, reference}: cosine similarity of an embedding to the reference's.
+    pub shadow_cosine: HistogramVec,
     /// {model, variant, correct}: ground truth sent to `/v1/feedback`.
     pub feedback_total: IntCounterVec,
 }
@@ -180,6 +182,12 @@ impl Metrics {
                 "quantserve_shadow_chrf",
                 "Sentence chrF of a translation against the reference variant's (0-100).",
                 linear_buckets(10.0, 10.0, 10).expect("valid buckets"),
+                MVR,
+            ),
+            shadow_cosine: histogram_of(
+                "quantserve_shadow_cosine",
+                "Cosine similarity of an embedding to the reference variant's, per input.",
+                vec![0.5, 0.9, 0.95, 0.98, 0.99, 0.995, 0.998, 0.999, 0.9999, 1.0],
                 MVR,
             ),
             feedback_total: counter(

@@ -1,4 +1,5 @@
-//! BERT-family sequence classifier (HF `BertForSequenceClassification` layout), fp32 reference path.
+//! BERT-family models (HF layout): the encoder (`BertEncoder`, shared with the sentence
+//! embedder in `embedder.rs`) and the sequence classifier (`BertForSequenceClassification`).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -8,7 +9,7 @@ use serde::Deserialize;
 
 use super::tensors::{ffn_width, read_variant};
 use super::tokenizer::{Overflow, TextTokenizer, fit_to_limit};
-use super::{LabelScore, Model, ModelError, Output, RunParams, Task};
+use super::{LabelScore, Model, ModelError, Output, RunParams, Task, TokenInfo};
 use crate::format::{Tensor, TensorStore, VARIANT_FILE};
 use crate::kernels::epilogue::Activation;
 use crate::kernels::ops::{add_in_place, softmax};
@@ -89,18 +90,28 @@ pub struct ClassScores {
     pub logits: Vec<f32>,
 }
 
-pub struct BertClassifier {
+/// The BERT encoder shared by the classifier and the sentence embedder: embeddings (word,
+/// position, token type) with their layer norm, then the transformer layers.
+pub struct BertEncoder {
     pub config: BertConfig,
-    pub labels: Vec<String>,
-    pub tokenizer: TextTokenizer,
     word_emb: Embedding,
     pos_emb: Vec<f32>,
     type_emb: Vec<f32>,
     emb_norm: Norm,
     layers: Vec<EncoderLayer>,
+    activation: Activation,
+    /// `[SEP]`: the tokens after its first occurrence are a pair's second segment (token type
+    /// 1), as BERT tokenizers number them.
+    sep: Option<u32>,
+}
+
+pub struct BertClassifier {
+    pub config: BertConfig,
+    pub labels: Vec<String>,
+    pub tokenizer: TextTokenizer,
+    encoder: BertEncoder,
     pooler: Linear,
     classifier: Linear,
-    activation: Activation,
 }
 
 /// How the classifier uses the tensor `name`: the word embedding table, a weight matrix (every
@@ -290,71 +301,26 @@ impl BertClassifier {
         tokenizer: TextTokenizer,
     ) -> Result<Self> {
         let h = config.hidden_size;
-        let activation = Activation::from_name(&config.hidden_act)
-            .with_context(|| format!("hidden_act `{}` is not supported", config.hidden_act))?;
         let num_labels = store
             .shape("classifier.weight")
             .context("tensor `classifier.weight` is missing: not a sequence classifier")?[0];
         let labels = config.labels(num_labels)?;
-        let emb_name = if store.contains("bert.embeddings.word_embeddings.weight") {
-            "bert.embeddings.word_embeddings.weight"
-        } else {
-            "embeddings.word_embeddings.weight"
-        };
-        let word_emb =
-            Embedding::from_weight(store.take_weight(emb_name, &[config.vocab_size, h])?, h);
-        let pos_emb = take(
-            store,
-            "embeddings.position_embeddings.weight",
-            &[config.max_position_embeddings, h],
-        )?;
-        let type_emb = take(
-            store,
-            "embeddings.token_type_embeddings.weight",
-            &[config.type_vocab_size, h],
-        )?;
-        let emb_norm = take_norm(store, "embeddings.LayerNorm", h)?;
-        let mut layers = Vec::with_capacity(config.num_hidden_layers);
-        for i in 0..config.num_hidden_layers {
-            let p = format!("encoder.layer.{i}");
-            let qkv = LinearParts::concat(vec![
-                take_parts(store, &format!("{p}.attention.self.query"), h, h)?,
-                take_parts(store, &format!("{p}.attention.self.key"), h, h)?,
-                take_parts(store, &format!("{p}.attention.self.value"), h, h)?,
-            ])?
-            .build()?;
-            // A pruned variant keeps fewer FFN units, as many as its stored matrices say.
-            let w1 = resolve(store, &format!("{p}.intermediate.dense.weight"));
-            let ffn = ffn_width(store, &w1, config.intermediate_size)?;
-            layers.push(EncoderLayer {
-                qkv,
-                attn_out: take_linear(store, &format!("{p}.attention.output.dense"), h, h)?,
-                attn_norm: take_norm(store, &format!("{p}.attention.output.LayerNorm"), h)?,
-                ffn_in: take_linear(store, &format!("{p}.intermediate.dense"), ffn, h)?,
-                ffn_out: take_linear(store, &format!("{p}.output.dense"), h, ffn)?,
-                ffn_norm: take_norm(store, &format!("{p}.output.LayerNorm"), h)?,
-            });
-        }
+        let encoder = BertEncoder::from_store(config.clone(), store, tokenizer.token_id("[SEP]"))?;
         let pooler = take_linear(store, "pooler.dense", h, h)?;
         let classifier = take_linear(store, "classifier", num_labels, h)?;
         Ok(Self {
             config,
             labels,
             tokenizer,
-            word_emb,
-            pos_emb,
-            type_emb,
-            emb_norm,
-            layers,
+            encoder,
             pooler,
             classifier,
-            activation,
         })
     }
 
     /// Longest accepted input in tokens, special tokens included.
     pub fn max_tokens(&self) -> usize {
-        self.config.max_position_embeddings
+        self.encoder.max_tokens()
     }
 
     /// Token ids for `text` with [CLS]/[SEP], fitted to the model's limit.
@@ -363,58 +329,20 @@ impl BertClassifier {
         Ok(fit_to_limit(ids, self.max_tokens(), overflow)?)
     }
 
+    /// Token ids for a sentence pair, `[CLS] a [SEP] b [SEP]`, fitted to the model's limit.
+    pub fn tokenize_pair(&self, first: &str, second: &str, overflow: Overflow) -> Result<Vec<u32>> {
+        let ids = self.tokenizer.encode_pair(first, second)?;
+        Ok(fit_to_limit(ids, self.max_tokens(), overflow)?)
+    }
+
     /// Classifies already-tokenized sequences (each within `max_tokens`). Sequences are packed
     /// without padding: every row of every matmul is a real token.
     pub fn classify_ids(&self, batch: &[Vec<u32>]) -> Result<Vec<ClassScores>> {
         let h = self.config.hidden_size;
-        let heads = self.config.num_attention_heads;
-        let head_dim = h / heads;
-        let mut offsets = Vec::with_capacity(batch.len() + 1);
-        offsets.push(0usize);
-        for ids in batch {
-            ensure!(!ids.is_empty(), "empty token sequence");
-            ensure!(
-                ids.len() <= self.max_tokens(),
-                "sequence of {} tokens exceeds {}",
-                ids.len(),
-                self.max_tokens()
-            );
-            offsets.push(offsets.last().unwrap() + ids.len());
-        }
-        let total = *offsets.last().unwrap();
-        if total == 0 {
+        let (x, offsets) = self.encoder.hidden_states(batch)?;
+        if batch.is_empty() {
             return Ok(Vec::new());
         }
-
-        // Embeddings: word + position + token type 0, then LayerNorm.
-        let mut x = Scratch::zeroed(total * h);
-        for (s, ids) in batch.iter().enumerate() {
-            for (pos, &id) in ids.iter().enumerate() {
-                let id = id as usize;
-                ensure!(
-                    id < self.config.vocab_size,
-                    "token id {id} outside the vocabulary"
-                );
-                let row = &mut x[(offsets[s] + pos) * h..(offsets[s] + pos + 1) * h];
-                self.word_emb.lookup(id, 1.0, row);
-                add_in_place(row, &self.pos_emb[pos * h..(pos + 1) * h]);
-                add_in_place(row, &self.type_emb[..h]);
-            }
-        }
-        self.emb_norm.apply(&mut x, self.config.layer_norm_eps);
-
-        let shape = EncoderShape {
-            dim: h,
-            heads: Heads {
-                count: heads,
-                dim: head_dim,
-                causal: false,
-            },
-            activation: self.activation,
-            eps: self.config.layer_norm_eps,
-        };
-        encode(&self.layers, shape, &mut x, &offsets);
-
         // Pooler on each sequence's first ([CLS]) token, then the classification head.
         let cls: Vec<f32> = offsets[..batch.len()]
             .iter()
@@ -447,6 +375,141 @@ impl BertClassifier {
     /// The FFN input layers (`intermediate.dense`), one per encoder layer in order, e.g. to
     /// observe their activations during pruning calibration.
     pub fn ffn_inputs_mut(&mut self) -> Vec<&mut Linear> {
+        self.encoder.ffn_inputs_mut()
+    }
+
+    /// Bytes of weights held.
+    pub fn weight_bytes(&self) -> usize {
+        self.encoder.weight_bytes() + self.pooler.bytes() + self.classifier.bytes()
+    }
+}
+
+impl BertEncoder {
+    /// Takes the embeddings and encoder layers out of `store` (with or without the `bert.`
+    /// prefix); `sep` is the tokenizer's `[SEP]` id.
+    pub fn from_store(
+        config: BertConfig,
+        store: &mut TensorStore,
+        sep: Option<u32>,
+    ) -> Result<Self> {
+        let h = config.hidden_size;
+        ensure!(
+            config.type_vocab_size >= 1,
+            "type_vocab_size must be at least 1"
+        );
+        let activation = Activation::from_name(&config.hidden_act)
+            .with_context(|| format!("hidden_act `{}` is not supported", config.hidden_act))?;
+        let emb_name = resolve(store, "embeddings.word_embeddings.weight");
+        let word_emb =
+            Embedding::from_weight(store.take_weight(&emb_name, &[config.vocab_size, h])?, h);
+        let pos_emb = take(
+            store,
+            "embeddings.position_embeddings.weight",
+            &[config.max_position_embeddings, h],
+        )?;
+        let type_emb = take(
+            store,
+            "embeddings.token_type_embeddings.weight",
+            &[config.type_vocab_size, h],
+        )?;
+        let emb_norm = take_norm(store, "embeddings.LayerNorm", h)?;
+        let mut layers = Vec::with_capacity(config.num_hidden_layers);
+        for i in 0..config.num_hidden_layers {
+            let p = format!("encoder.layer.{i}");
+            let qkv = LinearParts::concat(vec![
+                take_parts(store, &format!("{p}.attention.self.query"), h, h)?,
+                take_parts(store, &format!("{p}.attention.self.key"), h, h)?,
+                take_parts(store, &format!("{p}.attention.self.value"), h, h)?,
+            ])?
+            .build()?;
+            // A pruned variant keeps fewer FFN units, as many as its stored matrices say.
+            let w1 = resolve(store, &format!("{p}.intermediate.dense.weight"));
+            let ffn = ffn_width(store, &w1, config.intermediate_size)?;
+            layers.push(EncoderLayer {
+                qkv,
+                attn_out: take_linear(store, &format!("{p}.attention.output.dense"), h, h)?,
+                attn_norm: take_norm(store, &format!("{p}.attention.output.LayerNorm"), h)?,
+                ffn_in: take_linear(store, &format!("{p}.intermediate.dense"), ffn, h)?,
+                ffn_out: take_linear(store, &format!("{p}.output.dense"), h, ffn)?,
+                ffn_norm: take_norm(store, &format!("{p}.output.LayerNorm"), h)?,
+            });
+        }
+        Ok(Self {
+            config,
+            word_emb,
+            pos_emb,
+            type_emb,
+            emb_norm,
+            layers,
+            activation,
+            sep,
+        })
+    }
+
+    /// Longest sequence the position table covers, special tokens included.
+    pub fn max_tokens(&self) -> usize {
+        self.config.max_position_embeddings
+    }
+
+    /// The last layer's hidden states of packed sequences, `[total_tokens, hidden]`, and where
+    /// each sequence starts (`offsets[s]..offsets[s + 1]`, the last entry the total).
+    pub fn hidden_states(&self, batch: &[Vec<u32>]) -> Result<(Scratch, Vec<usize>)> {
+        let h = self.config.hidden_size;
+        let heads = self.config.num_attention_heads;
+        let mut offsets = Vec::with_capacity(batch.len() + 1);
+        offsets.push(0usize);
+        for ids in batch {
+            ensure!(!ids.is_empty(), "empty token sequence");
+            ensure!(
+                ids.len() <= self.max_tokens(),
+                "sequence of {} tokens exceeds {}",
+                ids.len(),
+                self.max_tokens()
+            );
+            offsets.push(offsets.last().unwrap() + ids.len());
+        }
+        let total = *offsets.last().unwrap();
+        if total == 0 {
+            return Ok((Scratch::zeroed(0), offsets));
+        }
+
+        // Embeddings: word + position + token type (1 after a pair's first [SEP]), then LayerNorm.
+        let mut x = Scratch::zeroed(total * h);
+        for (s, ids) in batch.iter().enumerate() {
+            let mut segment = 0usize;
+            for (pos, &id) in ids.iter().enumerate() {
+                let idx = id as usize;
+                ensure!(
+                    idx < self.config.vocab_size,
+                    "token id {id} outside the vocabulary"
+                );
+                let row = &mut x[(offsets[s] + pos) * h..(offsets[s] + pos + 1) * h];
+                self.word_emb.lookup(idx, 1.0, row);
+                add_in_place(row, &self.pos_emb[pos * h..(pos + 1) * h]);
+                let t = segment.min(self.config.type_vocab_size - 1);
+                add_in_place(row, &self.type_emb[t * h..(t + 1) * h]);
+                if Some(id) == self.sep && pos + 1 < ids.len() {
+                    segment = 1;
+                }
+            }
+        }
+        self.emb_norm.apply(&mut x, self.config.layer_norm_eps);
+
+        let shape = EncoderShape {
+            dim: h,
+            heads: Heads {
+                count: heads,
+                dim: h / heads,
+                causal: false,
+            },
+            activation: self.activation,
+            eps: self.config.layer_norm_eps,
+        };
+        encode(&self.layers, shape, &mut x, &offsets);
+        Ok((x, offsets))
+    }
+
+    pub fn ffn_inputs_mut(&mut self) -> Vec<&mut Linear> {
         self.layers.iter_mut().map(|l| &mut l.ffn_in).collect()
     }
 
@@ -458,8 +521,6 @@ impl BertClassifier {
             .iter()
             .map(|l| l.qkv.bytes() + l.attn_out.bytes() + l.ffn_in.bytes() + l.ffn_out.bytes())
             .sum::<usize>()
-            + self.pooler.bytes()
-            + self.classifier.bytes()
     }
 }
 
@@ -472,17 +533,53 @@ impl Model for BertClassifier {
         BertClassifier::tokenize(self, text, overflow).map_err(ModelError::from_tokenizer)
     }
 
+    fn tokenize_pair(
+        &self,
+        first: &str,
+        second: &str,
+        overflow: Overflow,
+    ) -> Result<Vec<u32>, ModelError> {
+        BertClassifier::tokenize_pair(self, first, second, overflow)
+            .map_err(ModelError::from_tokenizer)
+    }
+
+    fn decode(&self, ids: &[u32], skip_special: bool) -> Result<String, ModelError> {
+        self.tokenizer
+            .decode_with(ids, skip_special)
+            .map_err(ModelError::InvalidInput)
+    }
+
+    fn tokens(&self, text: &str, add_special: bool) -> Option<Result<Vec<TokenInfo>, ModelError>> {
+        Some(
+            self.tokenizer
+                .tokens(text, add_special)
+                .map_err(ModelError::InvalidInput),
+        )
+    }
+
+    fn max_input_tokens(&self) -> usize {
+        self.max_tokens()
+    }
+
+    fn labels(&self) -> Vec<String> {
+        self.labels.clone()
+    }
+
     fn default_params(&self) -> RunParams {
         RunParams::default()
     }
 
-    fn run(&self, batch: &[Vec<u32>], _params: RunParams) -> Result<Vec<Output>, ModelError> {
+    fn run(&self, batch: &[Vec<u32>], params: RunParams) -> Result<Vec<Output>, ModelError> {
         let results = self.classify_ids(batch).map_err(ModelError::Failed)?;
         Ok(results
             .into_iter()
             .map(|r| {
-                let mut scored: Vec<LabelScore> = r
-                    .scores
+                let values = if params.raw_scores {
+                    &r.logits
+                } else {
+                    &r.scores
+                };
+                let mut scored: Vec<LabelScore> = values
                     .iter()
                     .zip(&self.labels)
                     .map(|(&score, label)| LabelScore {

@@ -121,6 +121,54 @@ impl TextTokenizer {
             .collect())
     }
 
+    /// Token ids of a sentence pair with the tokenizer's pair template (`[CLS] a [SEP] b [SEP]`).
+    pub fn encode_pair(&self, first: &str, second: &str) -> Result<Vec<u32>> {
+        let enc = self
+            .inner
+            .encode((first, second), true)
+            .map_err(|e| anyhow!("tokenizing: {e}"))?;
+        Ok(enc.get_ids().to_vec())
+    }
+
+    /// Text of `ids` (ids outside the vocabulary are refused), with or without special tokens.
+    pub fn decode_with(&self, ids: &[u32], skip_special: bool) -> Result<String> {
+        let size = self.vocab_size();
+        if let Some(bad) = ids.iter().find(|&&i| i as usize >= size) {
+            return Err(anyhow!(
+                "token id {bad} is outside the vocabulary of {size}"
+            ));
+        }
+        if self.vocab.is_some() {
+            return self.decode(ids);
+        }
+        self.inner
+            .decode(ids, skip_special)
+            .map_err(|e| anyhow!("detokenizing: {e}"))
+    }
+
+    /// Every token of `text`: id, the input's text it covers (the token string for special
+    /// tokens), whether it is special, and its byte span.
+    pub fn tokens(&self, text: &str, add_special: bool) -> Result<Vec<crate::models::TokenInfo>> {
+        let enc = self
+            .inner
+            .encode(text, add_special)
+            .map_err(|e| anyhow!("tokenizing: {e}"))?;
+        let mut out = Vec::with_capacity(enc.len());
+        for i in 0..enc.len() {
+            let special = enc.get_special_tokens_mask()[i] == 1;
+            let (start, stop) = enc.get_offsets()[i];
+            let token = &enc.get_tokens()[i];
+            let covered = text.get(start..stop).filter(|_| !special && stop > start);
+            out.push(crate::models::TokenInfo {
+                id: enc.get_ids()[i],
+                text: covered.map_or_else(|| token.clone(), str::to_string),
+                special,
+                span: (!special).then_some((start, stop)),
+            });
+        }
+        Ok(out)
+    }
+
     /// Text of `ids`, skipping special tokens.
     pub fn decode(&self, ids: &[u32]) -> Result<String> {
         let Some(vocab) = &self.vocab else {
@@ -141,6 +189,14 @@ impl TextTokenizer {
         match &self.vocab {
             Some(v) => v.ids.get(token).copied(),
             None => self.inner.token_to_id(token),
+        }
+    }
+
+    /// The piece (token string) of model id `id`.
+    pub fn piece(&self, id: u32) -> Option<String> {
+        match &self.vocab {
+            Some(v) => v.pieces.get(id as usize).filter(|p| !p.is_empty()).cloned(),
+            None => self.inner.id_to_token(id),
         }
     }
 

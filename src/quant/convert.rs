@@ -75,8 +75,8 @@ fn marian_model_file(src: &Path) -> Result<PathBuf> {
         .with_context(|| format!("no Marian model (*.bin) in {}", src.display()))
 }
 
-/// Quantizes the model in `src` (an HF BERT folder or a Bergamot Marian folder) with `scheme`
-/// into the folder `out`.
+/// Quantizes the model in `src` (an HF BERT folder, a Bergamot Marian folder or a Hugging Face
+/// Marian (Opus-MT) folder) with `scheme` into the folder `out`.
 pub fn quantize_dir(src: &Path, scheme: &str, out: &Path) -> Result<QuantizeReport> {
     quantize_dir_with(src, scheme, &QuantizeOptions::default(), out)
 }
@@ -113,11 +113,13 @@ pub fn quantize_dir_with(
     );
     ensure!(src != out, "--out must differ from --model");
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    let is_bert = src.join("config.json").exists() && src.join("model.safetensors").exists();
+    let is_hf_marian = marian::is_hf_dir(src);
+    let is_bert =
+        !is_hf_marian && src.join("config.json").exists() && src.join("model.safetensors").exists();
     let shipped = scheme == "int8-shipped";
     ensure!(
-        !(shipped && is_bert),
-        "scheme `int8-shipped` is only available for Marian models"
+        !(shipped && (is_bert || is_hf_marian)),
+        "scheme `int8-shipped` is only available for Bergamot Marian models"
     );
     let parsed = if shipped || recipe.is_some() {
         SchemeRef::parse("int8")?
@@ -138,7 +140,27 @@ pub fn quantize_dir_with(
         !parsed.is_fp32() || options.prune.is_some(),
         "fp32 is the source, not a quantization scheme (only a pruned fp32 variant can be written)"
     );
-    let (store, info, source) = if is_bert {
+    let (store, info, source) = if is_hf_marian {
+        // Opus-MT (Hugging Face MarianMTModel): the same schemes and recipes over its tensor
+        // names; the folder's config, generation config and tokenizer files are copied.
+        ensure!(
+            options.prune.is_none(),
+            "FFN pruning is not implemented for Hugging Face Marian folders"
+        );
+        let weights = src.join("model.safetensors");
+        let mut store = TensorStore::from_safetensors(&weights)?;
+        let info = VariantInfo {
+            scheme: scheme.into(),
+            bits,
+            granularity,
+            model_kind: marian::hf::MODEL_KIND.into(),
+            source_sha256: sha256_file(&weights)?,
+            quantserve_version: env!("CARGO_PKG_VERSION").into(),
+        };
+        hf_embedding_tiers(src, &mut store, options, &mut notes)?;
+        schemes::quantize_store(&mut store, scheme_for, marian::hf::tensor_role)?;
+        (store, info, weights)
+    } else if is_bert {
         let weights = src.join("model.safetensors");
         let mut store = TensorStore::from_safetensors(&weights)?;
         if let Some(p) = &options.prune {
@@ -214,6 +236,24 @@ pub fn quantize_dir_with(
         avg_bits: bit_sum / weights.max(1) as f64,
         notes,
     })
+}
+
+/// Frequency tiers are counted with a `tokenizer.json`, which Opus-MT folders do not have.
+fn hf_embedding_tiers(
+    _src: &Path,
+    _store: &mut TensorStore,
+    options: &QuantizeOptions,
+    _notes: &mut [String],
+) -> Result<()> {
+    let tiers = options
+        .recipe
+        .as_ref()
+        .is_some_and(|r| !r.embedding_tiers.is_empty());
+    ensure!(
+        !tiers,
+        "embedding frequency tiers are not implemented for Hugging Face Marian folders"
+    );
+    Ok(())
 }
 
 /// With the recipe's embedding tiers: the word embedding table of `store` quantized tier by

@@ -69,20 +69,28 @@ pub enum Block {
 impl Block {
     /// The block of a weight tensor, by its HF BERT or Marian name.
     pub fn of(name: &str) -> Self {
-        if name == "Wemb" || name.contains("word_embeddings") {
+        // Names of BERT, Bergamot Marian and Hugging Face Marian (`model.shared`, `fc1`/`fc2`,
+        // `self_attn`, `encoder_attn`) checkpoints.
+        let hf_embedding = name == "model.shared.weight" || name.ends_with("embed_tokens.weight");
+        if name == "Wemb" || name.contains("word_embeddings") || hf_embedding {
             Self::Embeddings
         } else if name.contains("_ffn_")
             || name.contains(".intermediate.")
             || (name.contains(".output.dense") && !name.contains(".attention."))
+            || name.contains(".fc1.")
+            || name.contains(".fc2.")
         {
             Self::Ffn
         } else if name.contains(".attention.")
             || (name.starts_with("encoder_") && name.contains("_self_"))
+            || (name.starts_with("model.encoder.") && name.contains(".self_attn."))
         {
             Self::EncoderSelfAttention
-        } else if name.starts_with("decoder_") && name.contains("_rnn_") {
+        } else if (name.starts_with("decoder_") && name.contains("_rnn_"))
+            || (name.starts_with("model.decoder.") && name.contains(".self_attn."))
+        {
             Self::DecoderSelfAttention
-        } else if name.contains("_context_") {
+        } else if name.contains("_context_") || name.contains(".encoder_attn.") {
             Self::DecoderCrossAttention
         } else {
             Self::Other

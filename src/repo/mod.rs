@@ -5,6 +5,7 @@
 //! quantization `quantserve quantize` runs.
 
 pub mod fetch;
+pub mod import;
 mod kind;
 
 pub use kind::{detect_task, language_pair};
@@ -16,6 +17,7 @@ use anyhow::Result;
 
 use crate::format::{VARIANT_FILE, read_header_metadata};
 use crate::models::bert::BertClassifier;
+use crate::models::embedder::SentenceEmbedder;
 use crate::models::marian::MarianTranslator;
 use crate::models::{Model, Task};
 use crate::schemes;
@@ -97,10 +99,21 @@ pub fn load_translator(root: &Path, model: &str, variant: &str) -> Result<Marian
     MarianTranslator::load_as(&fetch::ensure_model(root, model)?, Some(&scheme))
 }
 
+/// Loads the sentence embedder `model` (e.g. `minilm`) in `variant`, fetching it on first use.
+pub fn load_embedder(root: &Path, model: &str, variant: &str) -> Result<SentenceEmbedder> {
+    let dir = root.join(model).join(variant);
+    if variant != "fp32" && dir.is_dir() {
+        return SentenceEmbedder::load(&dir);
+    }
+    let scheme = schemes::parse(variant)?;
+    SentenceEmbedder::load_as(&fetch::ensure_model(root, model)?, Some(&scheme))
+}
+
 /// Loads `model` in `variant` as a model of `task`, for the runtime.
 pub fn load_model(root: &Path, model: &str, variant: &str, task: Task) -> Result<Arc<dyn Model>> {
     Ok(match task {
         Task::Classify => Arc::new(load_classifier(root, model, variant)?),
         Task::Translate => Arc::new(load_translator(root, model, variant)?),
+        Task::Embed => Arc::new(load_embedder(root, model, variant)?),
     })
 }

@@ -4,7 +4,12 @@
 use serde::Serialize;
 
 use crate::eval::chrf::sentence_chrf;
+use crate::models::embedder::cosine;
 use crate::models::{LabelScore, Output};
+
+/// Two embeddings of one input "agree" (the A/B agreement rate, the disagreement log) when
+/// their cosine similarity reaches this; int8 MiniLM measures about 0.99+ against fp32.
+pub const EMBEDDING_AGREEMENT: f64 = 0.99;
 
 /// One input compared.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -23,6 +28,10 @@ pub enum Comparison {
         /// Sentence chrF of the variant's output against the reference's, in [0, 100].
         chrf: f64,
     },
+    Vector {
+        /// Cosine similarity of the variant's embedding to the reference's, in [-1, 1].
+        cosine: f64,
+    },
 }
 
 impl Comparison {
@@ -31,15 +40,18 @@ impl Comparison {
         match self {
             Comparison::Classes { agree, .. } => *agree,
             Comparison::Text { exact, .. } => *exact,
+            Comparison::Vector { cosine } => *cosine >= EMBEDDING_AGREEMENT,
         }
     }
 
     /// The self-check's score of this input in [0, 1]: label agreement for a classifier, chrF
-    /// for a translator (exact match would fail a good int8 variant on a harmless word change).
+    /// for a translator (exact match would fail a good int8 variant on a harmless word change),
+    /// cosine similarity for an embedder.
     pub fn score(&self) -> f64 {
         match self {
             Comparison::Classes { agree, .. } => f64::from(u8::from(*agree)),
             Comparison::Text { chrf, .. } => chrf / 100.0,
+            Comparison::Vector { cosine } => cosine.clamp(0.0, 1.0),
         }
     }
 }
@@ -51,6 +63,9 @@ pub fn compare(variant: &Output, reference: &Output) -> Option<Comparison> {
         (Output::Translation(v), Output::Translation(r)) => Some(Comparison::Text {
             exact: v.text == r.text,
             chrf: sentence_chrf(&v.text, &[r.text.as_str()]),
+        }),
+        (Output::Embedding(v), Output::Embedding(r)) => Some(Comparison::Vector {
+            cosine: cosine(v, r),
         }),
         _ => None,
     }
@@ -133,6 +148,7 @@ mod tests {
             Output::Translation(Translation {
                 text: s.into(),
                 tokens: 1,
+                alternatives: Vec::new(),
             })
         };
         let same = compare(&t("Olá mundo."), &t("Olá mundo.")).unwrap();

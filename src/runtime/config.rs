@@ -21,6 +21,7 @@ pub struct Config {
     pub batching: BatchingConfig,
     pub workers: WorkersConfig,
     pub translation: TranslationConfig,
+    pub libretranslate: LibreTranslateConfig,
     pub defaults: Defaults,
     /// Served models by name (the folder under `models_dir`).
     pub models: BTreeMap<String, ModelConfig>,
@@ -150,14 +151,48 @@ impl Default for TranslationConfig {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Defaults {
-    /// Model `/classify` uses when a request names none.
+    /// Model `/classify` (and TEI's `/predict`) uses when a request names none.
     pub classify_model: String,
+    /// Model TEI's `/embed` and OpenAI's `/v1/embeddings` use when a request names none.
+    pub embed_model: String,
+    /// Model TEI's `/info`, `/tokenize` and `/decode` describe when a request names none (TEI
+    /// serves one model; a TEI client of a classifier expects the classifier there).
+    pub tei_model: String,
 }
 
 impl Default for Defaults {
     fn default() -> Self {
         Self {
             classify_model: "sentiment".into(),
+            embed_model: "minilm".into(),
+            tei_model: "sentiment".into(),
+        }
+    }
+}
+
+/// The LibreTranslate-compatible API (`/languages`, `/detect`, `/translate`, `/translate_file`,
+/// `/frontend/settings`).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LibreTranslateConfig {
+    /// `POST /translate` answers as LibreTranslate where quantserve's own API differs: `source:
+    /// "auto"` is detected, `format: "html"` is translated, and an unsupported pair is a 400.
+    /// Off, those are 422 `unsupported` (quantserve's API before LibreTranslate compatibility;
+    /// the shipped configuration turns it on). The LibreTranslate-only routes, form and
+    /// multipart bodies, `alternatives`, `api_key` and regional codes work either way.
+    pub enabled: bool,
+    /// `POST /translate_file` (and downloading its results) is offered.
+    pub files: bool,
+    /// Translated files are kept this long for `/download_file`, then deleted.
+    pub file_ttl_seconds: u64,
+}
+
+impl Default for LibreTranslateConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            files: true,
+            file_ttl_seconds: 1800,
         }
     }
 }
@@ -256,12 +291,14 @@ pub struct Overrides {
 }
 
 impl Config {
-    /// The built-in model list: the sentiment classifier and both translation directions.
+    /// The built-in model list: the sentiment classifier, both translation directions and the
+    /// embedder; LibreTranslate compatibility on, as in the shipped configuration file.
     pub fn with_default_models() -> Self {
         let mut cfg = Self::default();
-        for name in ["sentiment", "en-pt", "pt-en"] {
+        for name in ["sentiment", "en-pt", "pt-en", "minilm"] {
             cfg.models.insert(name.into(), ModelConfig::fp32());
         }
+        cfg.libretranslate.enabled = true;
         cfg
     }
 
@@ -442,6 +479,9 @@ mod tests {
         assert_eq!(cfg.models["en-pt"].default_variant, "int8");
         assert!(cfg.models["en-pt"].variants.iter().any(|v| v == "fp32"));
         assert!(cfg.models.contains_key(&cfg.defaults.classify_model));
+        assert!(cfg.models.contains_key(&cfg.defaults.embed_model));
+        assert_eq!(cfg.models["minilm"].default_variant, "int8");
+        assert!(cfg.libretranslate.enabled);
     }
 
     #[test]

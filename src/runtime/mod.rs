@@ -1,13 +1,16 @@
 //! The inference runtime, independent of any transport: configuration, model registry, queues
 //! and batching, worker threads. `api` (HTTP and gRPC) only parses requests, calls
-//! `Runtime::classify`/`Runtime::translate` and formats their results or `RuntimeError`s.
+//! `Runtime::classify`/`translate`/`embed` and formats their results or `RuntimeError`s.
 
 pub mod abtest;
 pub mod batcher;
 pub mod compare;
 pub mod config;
+pub mod detect;
+mod embed;
 pub mod error;
 pub mod experiment;
+pub mod html;
 pub mod loader;
 pub mod pending;
 pub mod pool;
@@ -18,6 +21,7 @@ pub mod segment;
 pub mod selfcheck;
 pub mod service;
 pub mod shadow;
+mod translate;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

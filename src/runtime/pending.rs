@@ -85,6 +85,7 @@ mod tests {
         Output::Translation(Translation {
             text: s.into(),
             tokens: 1,
+            alternatives: Vec::new(),
         })
     }
 

@@ -41,7 +41,11 @@ pub struct ClassifyRequest {
     pub request_id: Option<String>,
     pub headers: RouteHeaders,
     pub inputs: Vec<String>,
+    /// TEI sentence pairs: the second text of input i, when it is a pair (empty: no pairs).
+    pub second_texts: Vec<Option<String>>,
     pub truncate: bool,
+    /// Scores are raw logits, not probabilities (TEI `raw_scores`).
+    pub raw_scores: bool,
     /// The configured default when `None`.
     pub timeout: Option<Duration>,
 }
@@ -68,8 +72,20 @@ pub struct TranslateRequest {
     pub inputs: Vec<String>,
     pub beam_size: Option<usize>,
     pub max_length: Option<usize>,
+    /// Next-best translations to return per input beside the best (LibreTranslate's
+    /// `alternatives`).
+    pub alternatives: usize,
+    pub format: TextFormat,
     pub truncate: bool,
     pub timeout: Option<Duration>,
+}
+
+/// What a translation input is: plain text, or HTML whose text nodes are translated.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum TextFormat {
+    #[default]
+    Text,
+    Html,
 }
 
 #[derive(Clone, Debug)]
@@ -77,6 +93,33 @@ pub struct TranslateResponse {
     pub model: String,
     pub variant: String,
     pub outputs: Vec<String>,
+    /// Per input, its alternatives (empty unless asked for; none for HTML).
+    pub alternatives: Vec<Vec<String>>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct EmbedRequest {
+    /// The configured default embedder when `None`.
+    pub model: Option<String>,
+    pub variant: Option<String>,
+    pub request_id: Option<String>,
+    pub headers: RouteHeaders,
+    pub inputs: Vec<String>,
+    pub truncate: bool,
+    /// L2-normalise the vectors (after cutting them to `dimensions`).
+    pub normalize: bool,
+    /// Keep only the first `dimensions` components (Matryoshka-style, as TEI and OpenAI do).
+    pub dimensions: Option<usize>,
+    pub timeout: Option<Duration>,
+}
+
+#[derive(Clone, Debug)]
+pub struct EmbedResponse {
+    pub model: String,
+    pub variant: String,
+    pub vectors: Vec<Vec<f32>>,
+    /// Tokens the inputs came to (special tokens included): OpenAI's `usage`.
+    pub tokens: usize,
 }
 
 /// A request's answer and the variant it was routed to (known once routed, even if it then

@@ -20,7 +20,8 @@ const BIBLE_PT: &str = include_str!("../../data/selfcheck/pt.txt");
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct SelfCheck {
     pub reference: String,
-    /// `label_agreement` (classifiers) or `chrf` (translators, as a fraction).
+    /// `label_agreement` (classifiers), `chrf` (translators, as a fraction) or `cosine`
+    /// (embedders, mean cosine similarity).
     pub measure: &'static str,
     /// Mean over the texts, in [0, 1].
     pub agreement: f64,
@@ -42,7 +43,8 @@ pub fn texts(task: Task, model: &str, file: Option<&Path>) -> Result<Vec<String>
         Some(path) => std::fs::read_to_string(path)
             .with_context(|| format!("reading the self-check file {}", path.display()))?,
         None => match task {
-            Task::Classify => SENTIMENT_EN.to_string(),
+            // Embedders are checked on the review sentences too: any English text will do.
+            Task::Classify | Task::Embed => SENTIMENT_EN.to_string(),
             Task::Translate if model.starts_with("pt-") => BIBLE_PT.to_string(),
             Task::Translate => BIBLE_EN.to_string(),
         },
@@ -75,6 +77,7 @@ pub fn measure(
     let measure = match candidate.task() {
         Task::Classify => "label_agreement",
         Task::Translate => "chrf",
+        Task::Embed => "cosine",
     };
     let mut total = 0.0;
     for (g, w) in got.iter().zip(&want) {

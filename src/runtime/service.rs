@@ -10,11 +10,8 @@ use super::error::RuntimeError;
 use super::pending::Pending;
 use super::pool::WorkItem;
 use super::registry::ModelEntry;
-use super::request::{
-    ClassifyRequest, ClassifyResponse, RouteHeaders, Served, TranslateRequest, TranslateResponse,
-};
+use super::request::{ClassifyRequest, ClassifyResponse, RouteHeaders, Served};
 use super::routing::random_unit;
-use super::segment::{self, Piece};
 use super::shadow::ShadowJob;
 use super::{InFlight, Runtime};
 use crate::models::tokenizer::Overflow;
@@ -22,22 +19,23 @@ use crate::models::{LabelScore, Model, ModelError, Output, RunParams, Task};
 
 /// A request's sequences, ready to queue: token ids, the text each came from (for the shadow
 /// log), and how the task rebuilds its answer from their outputs.
-struct Planned<L> {
-    ids: Vec<Vec<u32>>,
-    texts: Vec<String>,
-    layout: L,
+pub(super) struct Planned<L> {
+    pub ids: Vec<Vec<u32>>,
+    pub texts: Vec<String>,
+    pub layout: L,
 }
 
 /// The fields every inference request has, whatever its task.
-struct Common {
-    request_id: Option<String>,
-    inputs: Vec<String>,
-    truncate: bool,
-    timeout: Option<Duration>,
+pub(super) struct Common {
+    pub request_id: Option<String>,
+    pub inputs: Vec<String>,
+    pub truncate: bool,
+    pub timeout: Option<Duration>,
 }
 
-/// What differs between tasks on the request path.
-trait TaskPlan: Send + 'static {
+/// What differs between tasks on the request path (the plans of other tasks live in files of
+/// their own, e.g. `embed.rs`).
+pub(super) trait TaskPlan: Send + 'static {
     const TASK: Task;
     /// What `plan` keeps for assembling the answer.
     type Layout: Send + 'static;
@@ -63,7 +61,11 @@ trait TaskPlan: Send + 'static {
     }
 }
 
-struct Classify;
+struct Classify {
+    /// The second text of input i when it is a sentence pair (empty: no pairs).
+    second_texts: Vec<Option<String>>,
+    raw_scores: bool,
+}
 
 impl TaskPlan for Classify {
     const TASK: Task = Task::Classify;
@@ -71,6 +73,11 @@ impl TaskPlan for Classify {
     type Item = Vec<LabelScore>;
 
     fn check(&self, inputs: &[String]) -> Result<(), RuntimeError> {
+        if !self.second_texts.is_empty() && self.second_texts.len() != inputs.len() {
+            return Err(RuntimeError::BadRequest(
+                "every input needs its pair entry".into(),
+            ));
+        }
         match inputs.iter().position(|t| t.trim().is_empty()) {
             Some(i) => Err(RuntimeError::BadRequest(format!("input {i} is empty"))),
             None => Ok(()),
@@ -78,7 +85,10 @@ impl TaskPlan for Classify {
     }
 
     fn params(&self, _: &Runtime, _: &dyn Model) -> Result<RunParams, RuntimeError> {
-        Ok(RunParams::default())
+        Ok(RunParams {
+            raw_scores: self.raw_scores,
+            ..RunParams::default()
+        })
     }
 
     fn plan(
@@ -90,7 +100,12 @@ impl TaskPlan for Classify {
         let ids = inputs
             .iter()
             .enumerate()
-            .map(|(i, t)| tokenize(model, i, t, overflow))
+            .map(|(i, t)| match self.second_texts.get(i) {
+                Some(Some(second)) => model
+                    .tokenize_pair(t, second, overflow)
+                    .map_err(|e| tokenize_error(i, e)),
+                _ => tokenize(model, i, t, overflow),
+            })
             .collect::<Result<_, _>>()?;
         Ok(Planned {
             ids,
@@ -112,115 +127,6 @@ impl TaskPlan for Classify {
     }
 }
 
-struct Translate {
-    split_sentences: bool,
-    beam_size: Option<usize>,
-    max_length: Option<usize>,
-}
-
-/// A part of an input text's rebuilt translation.
-enum Slot {
-    Verbatim(String),
-    Item(usize),
-}
-
-impl TaskPlan for Translate {
-    const TASK: Task = Task::Translate;
-    /// Per input text, its sentences and the whitespace between them.
-    type Layout = Vec<Vec<Slot>>;
-    type Item = String;
-
-    fn check(&self, inputs: &[String]) -> Result<(), RuntimeError> {
-        if inputs.iter().all(|t| t.trim().is_empty()) {
-            return Err(RuntimeError::BadRequest(
-                "nothing to translate: the input is empty".into(),
-            ));
-        }
-        Ok(())
-    }
-
-    fn params(&self, rt: &Runtime, model: &dyn Model) -> Result<RunParams, RuntimeError> {
-        let limits = &rt.config.limits;
-        let defaults = model.default_params();
-        let beam_size = self.beam_size.unwrap_or(defaults.beam_size);
-        if beam_size == 0 || beam_size > limits.max_beam_size {
-            return Err(RuntimeError::BadRequest(format!(
-                "beam_size must be between 1 and {}",
-                limits.max_beam_size
-            )));
-        }
-        let max_length = match self.max_length {
-            Some(0) => {
-                return Err(RuntimeError::BadRequest(
-                    "max_length must be at least 1".into(),
-                ));
-            }
-            Some(n) if n > limits.max_output_tokens => {
-                return Err(RuntimeError::BadRequest(format!(
-                    "max_length must be at most {}",
-                    limits.max_output_tokens
-                )));
-            }
-            Some(n) => Some(n),
-            None => defaults.max_length,
-        };
-        Ok(RunParams {
-            beam_size,
-            max_length,
-        })
-    }
-
-    /// Each text's layout (sentences and the whitespace between them) and the token ids of all
-    /// sentences to translate, in order.
-    fn plan(
-        self,
-        model: &dyn Model,
-        inputs: Vec<String>,
-        overflow: Overflow,
-    ) -> Result<Planned<Self::Layout>, RuntimeError> {
-        let mut layouts = Vec::with_capacity(inputs.len());
-        let mut ids = Vec::new();
-        let mut sentences = Vec::new();
-        for (i, text) in inputs.iter().enumerate() {
-            let blank = text.trim().is_empty();
-            let pieces = if blank {
-                vec![Piece::Gap(text.as_str())]
-            } else if self.split_sentences {
-                segment::split(text)
-            } else {
-                vec![Piece::Sentence(text.as_str())]
-            };
-            let mut slots = Vec::with_capacity(pieces.len());
-            for piece in pieces {
-                match piece {
-                    // Blank texts translate to themselves, as the model would give nothing.
-                    Piece::Gap(g) => {
-                        slots.push(Slot::Verbatim(if blank { String::new() } else { g.into() }))
-                    }
-                    Piece::Sentence(s) => {
-                        ids.push(tokenize(model, i, s, overflow)?);
-                        sentences.push(s.to_string());
-                        slots.push(Slot::Item(ids.len() - 1));
-                    }
-                }
-            }
-            layouts.push(slots);
-        }
-        Ok(Planned {
-            ids,
-            texts: sentences,
-            layout: layouts,
-        })
-    }
-
-    fn item(output: Output) -> Option<String> {
-        match output {
-            Output::Translation(t) => Some(t.text),
-            _ => None,
-        }
-    }
-}
-
 impl Runtime {
     /// The variant a classify request goes to: the one it names, or the routing's pick.
     pub fn route_classify(&self, req: &ClassifyRequest) -> Result<Arc<ModelEntry>, RuntimeError> {
@@ -231,13 +137,7 @@ impl Runtime {
         self.route(model, req.variant.as_deref(), &req.headers)
     }
 
-    /// The variant a translate request goes to: the one it names, or the routing's pick.
-    pub fn route_translate(&self, req: &TranslateRequest) -> Result<Arc<ModelEntry>, RuntimeError> {
-        let model = self.translation_model(req)?;
-        self.route(&model, req.variant.as_deref(), &req.headers)
-    }
-
-    fn route(
+    pub(super) fn route(
         &self,
         model: &str,
         variant: Option<&str>,
@@ -256,16 +156,6 @@ impl Runtime {
         Served::on(&entry, result)
     }
 
-    /// Routes and runs a translate request.
-    pub async fn translate(&self, req: TranslateRequest) -> Served<TranslateResponse> {
-        let entry = match self.route_translate(&req) {
-            Ok(e) => e,
-            Err(e) => return Served::unrouted(e),
-        };
-        let result = self.translate_on(entry.clone(), req).await;
-        Served::on(&entry, result)
-    }
-
     /// Runs a classify request on the variant it was routed to (which stays alive until the
     /// answer, whatever the admin API does meanwhile).
     pub async fn classify_on(
@@ -279,7 +169,11 @@ impl Runtime {
             truncate: req.truncate,
             timeout: req.timeout,
         };
-        let (_, results) = self.infer(&entry, common, Classify).await?;
+        let plan = Classify {
+            second_texts: req.second_texts,
+            raw_scores: req.raw_scores,
+        };
+        let (_, results) = self.infer(&entry, common, plan).await?;
         Ok(ClassifyResponse {
             model: entry.key.model.clone(),
             variant: entry.key.variant.clone(),
@@ -287,46 +181,10 @@ impl Runtime {
         })
     }
 
-    pub async fn translate_on(
-        &self,
-        entry: Arc<ModelEntry>,
-        req: TranslateRequest,
-    ) -> Result<TranslateResponse, RuntimeError> {
-        let plan = Translate {
-            split_sentences: self.config.translation.split_sentences,
-            beam_size: req.beam_size,
-            max_length: req.max_length,
-        };
-        let common = Common {
-            request_id: req.request_id,
-            inputs: req.inputs,
-            truncate: req.truncate,
-            timeout: req.timeout,
-        };
-        let (layouts, mut translated) = self.infer(&entry, common, plan).await?;
-        let outputs = layouts
-            .into_iter()
-            .map(|slots| {
-                slots
-                    .into_iter()
-                    .map(|s| match s {
-                        Slot::Verbatim(t) => t,
-                        Slot::Item(i) => std::mem::take(&mut translated[i]),
-                    })
-                    .collect()
-            })
-            .collect();
-        Ok(TranslateResponse {
-            model: entry.key.model.clone(),
-            variant: entry.key.variant.clone(),
-            outputs,
-        })
-    }
-
     /// The steps every inference request takes, counted with its latency in the variant's A/B
     /// statistics: admission (in flight, deadline, draining, task, input limits), planning off
     /// the executor, the queue, typed outputs, the feedback memory and a sampled shadow copy.
-    async fn infer<T: TaskPlan>(
+    pub(super) async fn infer<T: TaskPlan>(
         &self,
         entry: &Arc<ModelEntry>,
         req: Common,
@@ -359,7 +217,8 @@ impl Runtime {
         };
         let inputs = req.inputs;
         let planned = off_executor(move || task.plan(&*model, inputs, overflow)).await??;
-        let shadow = self.shadow_reference(entry);
+        // Raw logits are not what the shadow comparison measures (probabilities): not shadowed.
+        let shadow = self.shadow_reference(entry).filter(|_| !params.raw_scores);
         let shadow_ids = shadow.as_ref().map(|_| planned.ids.clone());
         let outputs = self.run(entry, planned.ids, params, deadline).await?;
         let items: Vec<T::Item> = outputs
@@ -420,7 +279,7 @@ impl Runtime {
         }
     }
 
-    fn serving_model(
+    pub(super) fn serving_model(
         &self,
         entry: &ModelEntry,
         task: Task,
@@ -437,7 +296,7 @@ impl Runtime {
         Ok(model)
     }
 
-    fn check_inputs(&self, inputs: &[String]) -> Result<(), RuntimeError> {
+    pub(super) fn check_inputs(&self, inputs: &[String]) -> Result<(), RuntimeError> {
         let limits = &self.config.limits;
         if inputs.is_empty() {
             return Err(RuntimeError::BadRequest("no inputs".into()));
@@ -459,35 +318,6 @@ impl Runtime {
             }
         }
         Ok(())
-    }
-
-    /// The model named by the request, or the one serving its language pair.
-    fn translation_model(&self, req: &TranslateRequest) -> Result<String, RuntimeError> {
-        if let Some(m) = &req.model {
-            return Ok(m.clone());
-        }
-        let (Some(source), Some(target)) = (req.source.as_deref(), req.target.as_deref()) else {
-            return Err(RuntimeError::BadRequest(
-                "`source` and `target` are required unless `model` is given".into(),
-            ));
-        };
-        if source == "auto" {
-            return Err(RuntimeError::Unsupported(
-                "language detection (source \"auto\") is not supported".into(),
-            ));
-        }
-        self.registry.model_for_pair(source, target).ok_or_else(|| {
-            let pairs: Vec<String> = self
-                .registry
-                .pairs()
-                .into_iter()
-                .map(|(_, (s, t))| format!("{s}-{t}"))
-                .collect();
-            RuntimeError::Unsupported(format!(
-                "language pair {source}→{target} is not supported (available: {})",
-                pairs.join(", ")
-            ))
-        })
     }
 
     /// Queues the sequences and waits for all their outputs, or the deadline.
@@ -531,7 +361,7 @@ impl Runtime {
 
 /// Runs CPU work (tokenizing) on the blocking pool rather than an executor thread; a panic there
 /// becomes an internal error of this request.
-async fn off_executor<T: Send + 'static>(
+pub(super) async fn off_executor<T: Send + 'static>(
     f: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, RuntimeError> {
     tokio::task::spawn_blocking(f)
@@ -539,16 +369,22 @@ async fn off_executor<T: Send + 'static>(
         .map_err(|e| RuntimeError::Internal(format!("tokenizing failed: {e}")))
 }
 
-fn tokenize(
+pub(super) fn tokenize(
     model: &dyn Model,
     index: usize,
     text: &str,
     overflow: Overflow,
 ) -> Result<Vec<u32>, RuntimeError> {
-    model.tokenize(text, overflow).map_err(|e| match e {
+    model
+        .tokenize(text, overflow)
+        .map_err(|e| tokenize_error(index, e))
+}
+
+fn tokenize_error(index: usize, e: ModelError) -> RuntimeError {
+    match e {
         ModelError::InputTooLong(too_long) => RuntimeError::InputTooLong(format!(
             "input {index}: {too_long}; set \"truncate\": true to cut it"
         )),
         e => RuntimeError::BadRequest(format!("input {index}: {e}")),
-    })
+    }
 }

@@ -143,6 +143,9 @@ impl ShadowRecorder {
                 Comparison::Text { chrf, .. } => {
                     m.shadow_chrf.with_label_values(&labels).observe(*chrf);
                 }
+                Comparison::Vector { cosine } => {
+                    m.shadow_cosine.with_label_values(&labels).observe(*cosine);
+                }
             }
             if !c.agrees() {
                 self.log_disagreement(Disagreement {

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod http_client;
+pub mod openapi_schema;
 pub mod server;
 pub mod tiny_bert;
 

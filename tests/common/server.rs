@@ -12,20 +12,25 @@ use quantserve::runtime::config::{Config, ModelConfig, WorkersConfig};
 
 use super::http_client::{Resp, get};
 
-/// A model repository for server tests: links to the translation models (fetched when missing)
-/// and the sentiment model, and the tiny random BERT (`tiny_bert.rs`) as `tiny-bert`.
+/// A model repository for server tests: links to the translation models and the embedder
+/// (fetched when missing) and the sentiment model, and the tiny random BERT (`tiny_bert.rs`) as
+/// `tiny-bert`.
 pub fn test_repository() -> PathBuf {
     static ROOT: OnceLock<PathBuf> = OnceLock::new();
     ROOT.get_or_init(|| {
         let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("server-models");
         std::fs::create_dir_all(&root).unwrap();
-        let linked = ["en-pt", "pt-en", "sentiment"];
+        let linked = ["en-pt", "pt-en", "sentiment", "minilm"];
         for m in linked {
             super::model_dir(m);
         }
         for m in linked {
             let link = root.join(m);
             let _ = std::fs::remove_file(&link);
+            // A copy fetched here before the embedder was linked.
+            if link.is_dir() {
+                let _ = std::fs::remove_dir_all(&link);
+            }
             std::os::unix::fs::symlink(super::repo_root().join("models").join(m), &link).unwrap();
         }
         super::tiny_bert::write(&root.join("tiny-bert").join("fp32"));

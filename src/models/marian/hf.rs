@@ -12,14 +12,14 @@ use serde_json::Value;
 use super::config::{DecoderKind, MarianConfig, Positions};
 use super::decoder::{DecoderLayer, SelfBlock};
 use super::{MarianTranslator, Parts};
-use crate::format::TensorStore;
+use crate::format::{TensorStore, VARIANT_FILE};
 use crate::generate::{Rules, Search, SearchOptions};
 use crate::kernels::epilogue::Activation;
 use crate::layers::embedding::Embedding;
 use crate::layers::encoder::{EncoderLayer, Norm};
 use crate::layers::{Linear, LinearParts, Weight};
 use crate::models::spm::marian_tokenizer;
-use crate::models::tensors;
+use crate::models::tensors::{self, read_variant};
 use crate::schemes::{self, Role, SchemeRef};
 
 /// transformers' `nn.LayerNorm` default.
@@ -219,8 +219,16 @@ fn fused(s: &mut TensorStore, attn: &str, parts: &[&str], d: usize) -> Result<Li
     LinearParts::concat(parts)?.build()
 }
 
-/// The tensors of a `MarianMTModel` checkpoint: `model.safetensors` only.
+/// `model_kind` of variant files written from these folders.
+pub const MODEL_KIND: &str = "marian-hf";
+
+/// The tensors of a `MarianMTModel` folder: a variant's `variant.safetensors` (written by
+/// `quantserve quantize`, loadable without the fp32 source), else `model.safetensors`.
 fn read_tensors(dir: &Path) -> Result<TensorStore> {
+    let variant = dir.join(VARIANT_FILE);
+    if variant.is_file() {
+        return Ok(read_variant(&variant, MODEL_KIND)?.0);
+    }
     let st = dir.join("model.safetensors");
     if st.is_file() {
         return TensorStore::from_safetensors(&st);
@@ -344,6 +352,17 @@ pub(super) fn load(dir: &Path, scheme: Option<&SchemeRef>) -> Result<MarianTrans
             ffn_norm: take_norm(s, &format!("{p}.final_layer_norm"), d)?,
         });
     }
+    // A vocabulary map (`quantserve vmap`) turns the shortlist on, as Bergamot's does.
+    let vmap = dir.join(super::vmap::VMAP_FILE);
+    let shortlist = if vmap.is_file() {
+        Some(super::vmap::read(&vmap, &tokenizer, config.vocab)?)
+    } else {
+        None
+    };
+    let defaults = SearchOptions {
+        shortlist: shortlist.is_some(),
+        ..defaults
+    };
     Ok(MarianTranslator::assemble(Parts {
         config,
         tokenizer,
@@ -353,7 +372,7 @@ pub(super) fn load(dir: &Path, scheme: Option<&SchemeRef>) -> Result<MarianTrans
         output,
         encoder,
         decoder,
-        shortlist: None,
+        shortlist,
         rules,
     }))
 }

@@ -9,6 +9,7 @@ mod config;
 mod decoder;
 pub mod hf;
 mod shortlist;
+pub mod vmap;
 
 pub use config::{DecoderKind, MarianConfig, Positions};
 pub use hf::is_hf_dir;
@@ -171,8 +172,23 @@ impl MarianTranslator {
         sources: &[Vec<u32>],
         opts: &SearchOptions,
     ) -> Result<Vec<Vec<u32>>> {
+        let best = self.translate_ids_n(sources, opts, 1)?;
+        Ok(best
+            .into_iter()
+            .map(|mut n| n.drain(..).next().unwrap_or_default())
+            .collect())
+    }
+
+    /// Each source's `n` best translations (ids without EOS, best first; fewer when the beam
+    /// finds fewer distinct ones).
+    pub fn translate_ids_n(
+        &self,
+        sources: &[Vec<u32>],
+        opts: &SearchOptions,
+        n: usize,
+    ) -> Result<Vec<Vec<Vec<u32>>>> {
         if sources.len() <= MAX_DECODE_BATCH {
-            return self.translate_group(sources, opts);
+            return self.translate_group(sources, opts, n);
         }
         // Large batches decode in groups of similar length: the shortlist union (the output
         // matmul's width) and the finished-row churn both grow with the group. Outputs do not
@@ -182,7 +198,7 @@ impl MarianTranslator {
         let mut outputs = vec![Vec::new(); sources.len()];
         for group in order.chunks(MAX_DECODE_BATCH) {
             let batch: Vec<Vec<u32>> = group.iter().map(|&i| sources[i].clone()).collect();
-            for (&i, out) in group.iter().zip(self.translate_group(&batch, opts)?) {
+            for (&i, out) in group.iter().zip(self.translate_group(&batch, opts, n)?) {
                 outputs[i] = out;
             }
         }
@@ -244,7 +260,12 @@ impl MarianTranslator {
         })
     }
 
-    fn translate_group(&self, sources: &[Vec<u32>], opts: &SearchOptions) -> Result<Vec<Vec<u32>>> {
+    fn translate_group(
+        &self,
+        sources: &[Vec<u32>],
+        opts: &SearchOptions,
+        n: usize,
+    ) -> Result<Vec<Vec<Vec<u32>>>> {
         if sources.is_empty() {
             return Ok(Vec::new());
         }
@@ -285,13 +306,14 @@ impl MarianTranslator {
             })
             .collect();
         let mut decoding = self.decoding(sources, output)?;
-        generate::search(
+        generate::search_n(
             &mut decoding,
             &targets,
             Columns(columns.as_deref()),
             output.n_out(),
             &self.rules,
             opts,
+            n,
         )
     }
 
@@ -355,6 +377,7 @@ impl Model for MarianTranslator {
         RunParams {
             beam_size: self.defaults.beam_size,
             max_length: self.defaults.max_length,
+            ..RunParams::default()
         }
     }
 
@@ -364,14 +387,21 @@ impl Model for MarianTranslator {
             max_length: params.max_length,
             ..self.defaults.clone()
         };
-        let ids = self
-            .translate_ids(batch, &opts)
+        let nbest = self
+            .translate_ids_n(batch, &opts, 1 + params.alternatives)
             .map_err(ModelError::Failed)?;
-        ids.into_iter()
-            .map(|ids| {
+        let decode = |ids: &[u32]| self.tokenizer.decode(ids).map_err(ModelError::Failed);
+        nbest
+            .into_iter()
+            .map(|hyps| {
+                let best = hyps.first().cloned().unwrap_or_default();
                 Ok(Output::Translation(Translation {
-                    text: self.tokenizer.decode(&ids).map_err(ModelError::Failed)?,
-                    tokens: ids.len(),
+                    text: decode(&best)?,
+                    tokens: best.len(),
+                    alternatives: hyps[1.min(hyps.len())..]
+                        .iter()
+                        .map(|h| decode(h))
+                        .collect::<Result<_, _>>()?,
                 }))
             })
             .collect()

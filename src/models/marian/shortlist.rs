@@ -13,6 +13,9 @@ const MAGIC: u64 = 0xF11A_48D5_0134_17F5;
 
 pub struct Shortlist {
     first_num: usize,
+    /// Target ids always allowed besides the first `first_num` (a vocabulary map's entries
+    /// without a source token).
+    always: Vec<u32>,
     word_to_offset: Vec<u64>,
     short_lists: Vec<u32>,
 }
@@ -59,9 +62,28 @@ impl Shortlist {
         );
         Ok(Self {
             first_num,
+            always: Vec::new(),
             word_to_offset,
             short_lists,
         })
+    }
+
+    /// A shortlist from explicit lists: `always` allowed targets, and for each source id `s`
+    /// the targets `lists[s]` (a vocabulary map, `vmap.rs`).
+    pub fn from_lists(always: Vec<u32>, lists: &[Vec<u32>]) -> Self {
+        let mut word_to_offset = Vec::with_capacity(lists.len() + 1);
+        let mut short_lists = Vec::new();
+        word_to_offset.push(0);
+        for l in lists {
+            short_lists.extend_from_slice(l);
+            word_to_offset.push(short_lists.len() as u64);
+        }
+        Self {
+            first_num: 0,
+            always,
+            word_to_offset,
+            short_lists,
+        }
     }
 
     /// Sorted, de-duplicated target ids allowed for a sentence with these source ids: the most
@@ -69,7 +91,7 @@ impl Shortlist {
     pub fn allowed_targets(&self, source: &[u32], vocab: usize, always: &[u32]) -> Vec<u32> {
         let mut mark = vec![false; vocab];
         mark.iter_mut().take(self.first_num).for_each(|m| *m = true);
-        for &id in always {
+        for &id in always.iter().chain(&self.always) {
             if let Some(m) = mark.get_mut(id as usize) {
                 *m = true;
             }

@@ -24,6 +24,7 @@ impl Model for FakeModel {
         RunParams {
             beam_size: 1,
             max_length: None,
+            ..RunParams::default()
         }
     }
     fn run(&self, batch: &[Vec<u32>], _: RunParams) -> Result<Vec<Output>, ModelError> {
@@ -40,6 +41,7 @@ impl Model for FakeModel {
                 Output::Translation(Translation {
                     text: s.len().to_string(),
                     tokens: s.len(),
+                    alternatives: Vec::new(),
                 })
             })
             .collect())
@@ -93,6 +95,7 @@ fn items(
             params: RunParams {
                 beam_size: 1,
                 max_length: None,
+                ..RunParams::default()
             },
             enqueued: now,
             deadline: now + deadline,
@@ -117,10 +120,12 @@ fn answers_in_order() {
             Output::Translation(Translation {
                 text: "3".into(),
                 tokens: 3,
+                alternatives: Vec::new(),
             }),
             Output::Translation(Translation {
                 text: "1".into(),
                 tokens: 1,
+                alternatives: Vec::new(),
             })
         ]
     );
