@@ -102,6 +102,9 @@ pub fn model_json(m: &ModelView) -> Value {
             if v.reloading {
                 j["reloading"] = json!(true);
             }
+            if let Some(training) = &v.kind.training {
+                j["training"] = training.clone();
+            }
             if let Some(check) = &v.self_check {
                 j["self_check"] = json!(check);
             }

@@ -96,6 +96,10 @@ pub struct QuantizeArgs {
     /// The variant folder to write.
     #[arg(long)]
     pub out: PathBuf,
+    /// A JSON object describing how the weights were trained (written by tools/qat), stored
+    /// unchanged in the variant header as `quantserve.training` and shown by `/v1/models`.
+    #[arg(long)]
+    pub training_metadata: Option<PathBuf>,
 }
 
 /// The texts given as arguments, or stdin's lines when there are none.
@@ -198,6 +202,14 @@ pub fn quantize(args: QuantizeArgs) -> Result<()> {
         recipe: args.recipe.map(|p| Recipe::from_file(&p)).transpose()?,
         freq_corpus: args.freq_corpus,
         prune,
+        training: args
+            .training_metadata
+            .as_deref()
+            .map(|p| {
+                std::fs::read_to_string(p)
+                    .with_context(|| format!("reading --training-metadata {}", p.display()))
+            })
+            .transpose()?,
     };
     let r = convert::quantize_dir_with(&args.model, &args.scheme, &options, &args.out)?;
     for note in &r.notes {

@@ -18,5 +18,12 @@ pub const FORMAT_VERSION: &str = "1";
 /// Metadata key holding the recipe of a mixed-precision variant.
 pub const RECIPE_KEY: &str = "quantserve.recipe";
 
+/// Metadata key: how a trained variant was made (`tools/qat`: method, teacher and data hashes, steps, seed,
+/// wall time), JSON text stored as given by `quantserve quantize --training-metadata`.
+pub const TRAINING_KEY: &str = "quantserve.training";
+/// The same JSON beside a variant file whose header predates the key (the first trained
+/// folders were written before `--training-metadata` existed).
+pub const TRAINING_FILE: &str = "training.json";
+
 /// Metadata key holding a Marian model's `model.yml`.
 pub const MARIAN_YML_KEY: &str = "marian.model_yml";

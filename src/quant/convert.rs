@@ -11,7 +11,7 @@ use super::recipe::Recipe;
 use super::tiers;
 use crate::format::marian_bin::MarianBin;
 use crate::format::{
-    MARIAN_YML_KEY, RECIPE_KEY, TensorStore, VARIANT_FILE, VariantInfo, write_store,
+    MARIAN_YML_KEY, RECIPE_KEY, TRAINING_KEY, TensorStore, VARIANT_FILE, VariantInfo, write_store,
 };
 use crate::layers::{Int8Matrix, Weight};
 use crate::models::tokenizer::TextTokenizer;
@@ -41,6 +41,9 @@ pub struct QuantizeOptions {
     pub freq_corpus: Vec<PathBuf>,
     /// FullyQT structured FFN pruning.
     pub prune: Option<PruneOptions>,
+    /// How the weights were trained (JSON object text from `tools/qat`), recorded unchanged in
+    /// the variant header under `quantserve.training`.
+    pub training: Option<String>,
 }
 
 /// FullyQT structured FFN pruning: drop the FFN hidden units whose largest activation over a
@@ -134,6 +137,15 @@ pub fn quantize_dir_with(
     let mut extra = HashMap::new();
     if let Some(r) = recipe {
         extra.insert(RECIPE_KEY.to_string(), r.text.clone());
+    }
+    if let Some(t) = &options.training {
+        let parsed: serde_json::Value =
+            serde_json::from_str(t).context("the training metadata is not valid JSON")?;
+        ensure!(
+            parsed.is_object(),
+            "the training metadata must be a JSON object, not {parsed}"
+        );
+        extra.insert(TRAINING_KEY.to_string(), t.clone());
     }
     // A pruned model is a new model, so an fp32 variant of it is worth writing.
     ensure!(

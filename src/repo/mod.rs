@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use anyhow::Result;
 
-use crate::format::{VARIANT_FILE, read_header_metadata};
+use crate::format::{TRAINING_FILE, TRAINING_KEY, VARIANT_FILE, read_header_metadata};
 use crate::models::bert::BertClassifier;
 use crate::models::embedder::SentenceEmbedder;
 use crate::models::marian::MarianTranslator;
@@ -29,6 +29,8 @@ pub struct VariantKind {
     pub scheme: String,
     /// The widest block's bits; `None` when unknown.
     pub bits: Option<u32>,
+    /// How a trained variant was trained (`quantserve.training`), as its writer recorded it.
+    pub training: Option<serde_json::Value>,
 }
 
 /// The kind of `root/model/variant` without loading it: a variant folder says so in its file's
@@ -46,16 +48,32 @@ pub fn variant_kind(root: &Path, model: &str, variant: &str) -> VariantKind {
                     .cloned()
                     .unwrap_or_else(|| variant.to_string()),
                 bits: meta.get("quantserve.bits").and_then(|b| b.parse().ok()),
+                training: training_record(&meta, &dir),
             };
         }
         if !file.exists() {
             return VariantKind {
                 scheme: "fp32".into(),
                 bits: Some(32),
+                training: None,
             };
         }
     }
     VariantKind::from_name(variant)
+}
+
+/// The training record of a variant folder: the header's `quantserve.training`, else the
+/// folder's `training.json`. Unparseable JSON is kept as a string rather than dropped, so
+/// `/v1/models` shows what is there.
+fn training_record(
+    meta: &std::collections::HashMap<String, String>,
+    dir: &Path,
+) -> Option<serde_json::Value> {
+    let text = meta
+        .get(TRAINING_KEY)
+        .cloned()
+        .or_else(|| std::fs::read_to_string(dir.join(TRAINING_FILE)).ok())?;
+    Some(serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)))
 }
 
 impl VariantKind {
@@ -65,10 +83,12 @@ impl VariantKind {
             Ok(s) => Self {
                 scheme: s.name(),
                 bits: Some(s.bits()),
+                training: None,
             },
             Err(_) => Self {
                 scheme: variant.to_string(),
                 bits: None,
+                training: None,
             },
         }
     }
