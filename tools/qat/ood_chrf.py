@@ -19,10 +19,9 @@ import sys
 
 from sacrebleu.metrics import CHRF
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import common  # noqa: E402
-
-REPO = common.REPO
+# Only sacrebleu is needed (no torch): `pip install sacrebleu==2.6.0` in any venv will do.
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+QUANTSERVE = os.path.join(REPO, "target/release/quantserve")
 
 
 def translate(models, pair, variant, texts, cache):
@@ -33,7 +32,7 @@ def translate(models, pair, variant, texts, cache):
         if len(out) == len(texts):
             return out
     src, tgt = pair.split("-")
-    r = subprocess.run([common.QUANTSERVE, "translate", "--models", models, "--variant", variant,
+    r = subprocess.run([QUANTSERVE, "translate", "--models", models, "--variant", variant,
                         "--from", src, "--to", tgt, "--truncate"],
                        input="\n".join(texts) + "\n", capture_output=True, text=True)
     if r.returncode != 0:
