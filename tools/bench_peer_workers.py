@@ -156,13 +156,15 @@ def w_ov_quantize(a):
 
 
 def ov_runtime_precisions(compiled):
-    """What the compiled graph actually runs its matmuls in, e.g. {"u8": 72, "bf16": 24}."""
+    """What the compiled graph actually runs its matmuls in: counts of `layer precision
+    kernel`, e.g. {"FullyConnected u8 jit_gemm_I8": 33, "MatMul f32 brgemm_avx2_f32": 6}."""
     counts = {}
     for op in compiled.get_runtime_model().get_ordered_ops():
         rt = op.get_rt_info()
-        if "layerType" in rt and str(rt["layerType"]) in ("FullyConnected", "MatMul"):
-            p = str(rt["runtimePrecision"]) if "runtimePrecision" in rt else "?"
-            counts[p] = counts.get(p, 0) + 1
+        layer = rt["layerType"].astype(str)
+        if layer in ("FullyConnected", "MatMul"):
+            k = f"{layer} {rt['runtimePrecision'].astype(str)} {rt['primitiveType'].astype(str)}"
+            counts[k] = counts.get(k, 0) + 1
     return counts
 
 
@@ -195,7 +197,7 @@ def w_cls(a):
         import openvino as ov
 
         core = ov.Core()
-        info["version"] = ov.get_version()
+        info["version"] = ov.get_version().split("-")[0]
         compiled_by_batch = {}
 
         def compile_for(b):
@@ -203,7 +205,8 @@ def w_cls(a):
             m.reshape({i.get_any_name(): [b, seq_len] for i in m.inputs})
             c = core.compile_model(m, "CPU", {"INFERENCE_NUM_THREADS": t, "NUM_STREAMS": 1,
                                               "PERFORMANCE_HINT": "LATENCY"})
-            info["inference_precision_hint"] = str(c.get_property("INFERENCE_PRECISION_HINT"))
+            hint = c.get_property("INFERENCE_PRECISION_HINT")
+            info["inference_precision_hint"] = hint.get_type_name()
             info[f"matmul_precisions_batch_{b}"] = ov_runtime_precisions(c)
             return c
 

@@ -150,7 +150,7 @@ def quantserve_bench(args, report, name, *bench_args):
     subprocess.run(cmd, cwd=REPO, check=True, stdout=subprocess.DEVNULL)
     doc = br.read_quantserve_json(path)
     report["machine"]["quantserve_isa"] = doc["isa"]
-    return doc, "quantserve " + " ".join(str(a) for a in bench_args)
+    return doc, "quantserve bench " + " ".join(str(a) for a in bench_args)
 
 
 def metric_value(per_s, metric):
@@ -163,12 +163,13 @@ def quantserve_entry(doc, command, row, variant="int8", field="items_per_s"):
             "command": command}
 
 
-def add_peer(row, key, res, **details):
+def add_peer(row, key, res, batch=None, **details):
+    """Adds peer `key`'s value at the row's threads and batch (or `batch`) to the row."""
     engine, config = PEER_NAMES[key]
     if status_of(res) != "ok":
         row["peers"].append(br.peer_entry(engine, config, status=status_of(res), **details))
         return
-    v = br.peer_value(res, key, row["threads"], row["batch"])
+    v = br.peer_value(res, key, row["threads"], batch or row["batch"])
     info = {k: v2 for k, v2 in res["info"].items() if k != "ref_logits"}
     info = {k: v2 for k, v2 in info.items()  # OpenVINO: only this row's batch
             if not k.startswith("matmul_precisions_batch_") or k.endswith(f"_{row['batch']}")}
@@ -381,7 +382,7 @@ def http_row(args, report, peers, row, cache):
         log(f"HTTP: {sps:.1f} sentences/s over {args.http_connections} connections")
         row["quantserve"] = {
             "status": "ok", "variant": "server default", "value": sps,
-            "command": " ".join(cmd[1:]) + f" + {len(verses)} POST /translate over "
+            "command": "quantserve " + " ".join(cmd[1:]) + f" + {len(verses)} POST /translate over "
                                            f"{args.http_connections} keep-alive connections",
             "requests": len(verses), "p50_ms": round(lat[len(lat) // 2], 2),
             "p99_ms": round(lat[min(len(lat) - 1, int(len(lat) * 0.99))], 2)}
@@ -393,7 +394,7 @@ def http_row(args, report, peers, row, cache):
             proc.kill()
             proc.wait()
         server_log.close()
-    add_peer(row, "bergamot", bergamot_result(args, peers, cache, row["threads"]),
+    add_peer(row, "bergamot", bergamot_result(args, peers, cache, row["threads"]), batch=500,
              workers=row["threads"], call="all 500 verses in one call, no HTTP")
 
 
@@ -448,13 +449,20 @@ def run_all(args):
             http_row(args, report, peers, rows[0], berg)
     for r in report["rows"]:
         br.finish_row(r)
-    report["notes"].append("OpenVINO: ONNX export of the same model, static shapes per batch, "
-                           "INFERENCE_NUM_THREADS = threads, NUM_STREAMS 1, LATENCY hint; int8 = "
-                           "NNCF quantize (TRANSFORMER, 64 random-token samples); `default` = no "
-                           "precision hint (the precision it picked is in its details).")
-    report["notes"].append("ONNX Runtime: offline BERT fusions, quantize_dynamic QInt8 "
-                           "per-channel, intra_op_num_threads = threads, inter-op 1, spinning "
-                           f"{'on' if args.ort_spin == '1' else 'off'}.")
+    if {"bert-base", "minilm"} & set(args.rows):
+        report["notes"].append(
+            "OpenVINO: ONNX export of the same model, static shapes per batch, "
+            "INFERENCE_NUM_THREADS = threads, NUM_STREAMS 1, LATENCY hint; int8 = NNCF quantize "
+            "(TRANSFORMER, 64 random-token samples); `default` = no precision hint (what it ran "
+            "is in its details: inference_precision_hint, matmul kernels).")
+        report["notes"].append(
+            "ONNX Runtime: offline BERT fusions, quantize_dynamic QInt8 per-channel, "
+            "intra_op_num_threads = threads, inter-op 1, intra-op spinning "
+            f"{'on' if args.ort_spin == '1' else 'off (on: --ort-spin)'}.")
+    if "http" in args.rows:
+        report["notes"].append(
+            "HTTP row: the Bergamot value is its all-in-one call of the Bergamot row's "
+            "measurement in this run (no HTTP at all), as in issue 15's table.")
     return br.close_report(report, t0)
 
 

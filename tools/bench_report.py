@@ -205,8 +205,11 @@ def markdown(report):
             "|---|---|---|---|---:|---:|---|"]
     for r in report["rows"]:
         q = r["quantserve"]
+        extra = "".join(f"; {k} {v}" for k, v in q.items()
+                        if k not in ("status", "variant", "value", "command"))
         out.append(f"| {r['workload']} | quantserve | {q.get('variant', '-')} | {q['status']} | "
-                   f"{_fmt(q.get('value'), r['metric'])} | 1.00× | `{q.get('command', '')}` |")
+                   f"{_fmt(q.get('value'), r['metric'])} | 1.00× | `{q.get('command', '')}`"
+                   f"{extra} |")
         for p in r["peers"]:
             details = "; ".join(f"{k} {v}" for k, v in p.items() if k not in (
                 "engine", "config", "status", "value", "quantserve_ratio"))
