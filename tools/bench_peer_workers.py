@@ -189,7 +189,7 @@ def w_cls(a):
         so.add_session_config_entry("session.intra_op.allow_spinning", a["ort_spin"])
         sess = ort.InferenceSession(a["path"], so, providers=["CPUExecutionProvider"])
         info["version"] = ort.__version__
-        info["spinning"] = a["ort_spin"]
+        info["intra_op_spinning"] = "on" if a["ort_spin"] == "1" else "off"
 
         def make(b):
             return lambda fd: sess.run(None, fd)[0]

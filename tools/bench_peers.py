@@ -236,7 +236,7 @@ def classification_rows(args, report, peers, model, rows, engines):
                 "ref_logits": res["info"]["ref_logits"], "ort_spin": args.ort_spin}, threads=t)
         for r in rows:
             add_peer(r, e, res_e)
-    if is_base:
+    if is_base and not any(n.startswith("BERT-base rows") for n in report["notes"]):
         report["notes"].append("BERT-base rows: random weights (quantserve `--random-init "
                                "config/bert-base.json`, seed 42; peers: transformers "
                                "BertForSequenceClassification from the same config, seed 0), "
@@ -259,7 +259,8 @@ def opus_mt_rows(args, report, peers, rows):
             add_peer(r, "ct2_int8", {"unavailable": why})
         return
     doc, cmd = quantserve_bench(
-        args, report, "opus-mt", "--models", os.path.dirname(OPUS_ROOT), "--model", os.path.basename(OPUS_ROOT), "--variants", "int8", "--threads", t,
+        args, report, "opus-mt", "--models", os.path.relpath(os.path.dirname(OPUS_ROOT), REPO),
+        "--model", os.path.basename(OPUS_ROOT), "--variants", "int8", "--threads", t,
         "--batch", ",".join(map(str, batches)), "--beam-size", 1, "--src-len", RACE_LEN,
         "--force-len", RACE_LEN)
     for r in rows:
@@ -377,6 +378,8 @@ def http_row(args, report, peers, row, cache):
                 raise RuntimeError("quantserve serve not ready after 600 s")
             time.sleep(0.5)
         verses = read_verses(args.http_requests)
+        row["workload"] = (f"HTTP server, {len(verses)} verses one per request, "
+                           f"{args.http_connections} connections")
         load_generate(port, verses[:args.http_connections], args.http_connections)  # warm-up
         sps, lat = load_generate(port, verses, args.http_connections)
         log(f"HTTP: {sps:.1f} sentences/s over {args.http_connections} connections")
