@@ -68,7 +68,9 @@ impl Runtime {
         let swapped = self.registry.resolve(model, variant).is_ok();
         self.registry.begin_load(model, variant)?;
         let started = Instant::now();
-        let built = self.build_entry(model, variant);
+        // A panic anywhere in reading, packing or warming up ends this load as a failure: the
+        // slot must not stay `loading`, and the start-up loader thread must go on to the next.
+        let built = contain_panic(|| self.build_entry(model, variant));
         match built {
             Ok(entry) => {
                 let report = LoadReport {
@@ -302,10 +304,41 @@ pub fn spawn(runtime: Arc<Runtime>) -> Result<()> {
     Ok(())
 }
 
+/// Runs `f`, turning a panic into a `LoadFailed` error with the panic's message.
+pub fn contain_panic<T>(f: impl FnOnce() -> Result<T, RuntimeError>) -> Result<T, RuntimeError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|payload| {
+        let message = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".into());
+        Err(RuntimeError::LoadFailed(format!(
+            "the loader panicked: {message}"
+        )))
+    })
+}
+
 /// The `scheme` and `bits` labels of `quantserve_variant_info`.
 fn kind_labels(kind: &VariantKind) -> (String, String) {
     let bits = kind
         .bits
         .map_or_else(|| "unknown".into(), |b| b.to_string());
     (kind.scheme.clone(), bits)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panicking_load_is_a_load_failure() {
+        let r: Result<(), _> = contain_panic(|| panic!("crafted file"));
+        match r {
+            Err(RuntimeError::LoadFailed(m)) => assert!(m.contains("crafted file"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+        let r: Result<(), _> = contain_panic(|| panic!("{}", String::from("owned")));
+        assert!(matches!(r, Err(RuntimeError::LoadFailed(m)) if m.contains("owned")));
+        assert_eq!(contain_panic(|| Ok(7)).unwrap(), 7);
+    }
 }
