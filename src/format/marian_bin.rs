@@ -57,6 +57,7 @@ impl<'a> Cursor<'a> {
 impl MarianBin {
     pub fn read(path: &Path) -> Result<Self> {
         let buf = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        super::integrity::check(path, &buf)?;
         Self::parse(&buf).with_context(|| format!("{} is not a valid Marian model", path.display()))
     }
 

@@ -146,6 +146,7 @@ impl TensorStore {
     /// Loads every tensor of a safetensors file, converting f16/bf16 to f32.
     pub fn from_safetensors(path: &Path) -> Result<Self> {
         let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        super::integrity::check(path, &bytes)?;
         let st = SafeTensors::deserialize(&bytes)
             .with_context(|| format!("{} is not a valid safetensors file", path.display()))?;
         let mut store = Self::new(path.display().to_string());

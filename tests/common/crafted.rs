@@ -63,12 +63,13 @@ impl Safetensors {
     }
 }
 
-/// Copies every file of `src` into `dst` (flat folders only).
+/// Copies every file of `src` into `dst` (flat folders only), without its `SHA256SUMS`: the
+/// copy is going to be altered on purpose.
 pub fn copy_dir(src: &Path, dst: &Path) {
     std::fs::create_dir_all(dst).unwrap();
     for e in std::fs::read_dir(src).unwrap() {
         let e = e.unwrap();
-        if e.file_type().unwrap().is_file() {
+        if e.file_type().unwrap().is_file() && e.file_name() != "SHA256SUMS" {
             std::fs::copy(e.path(), dst.join(e.file_name())).unwrap();
         }
     }
