@@ -42,14 +42,14 @@ fn small_bin() -> &'static Vec<u8> {
             .iter()
             .position(|t| t.0.starts_with(b"special:model.yml"))
             .unwrap();
-        let keep: Vec<_> = parts
+        let mut keep: Vec<_> = parts
             .tensors
             .iter()
-            .enumerate()
-            .filter(|(i, t)| *i == yml || t.3.len() < 4096)
-            .map(|(_, t)| t.clone())
-            .take(24)
+            .filter(|t| t.3.len() < 4096 && !t.0.starts_with(b"special:"))
+            .take(23)
+            .cloned()
             .collect();
+        keep.push(parts.tensors[yml].clone());
         parts.tensors = keep;
         let bytes = parts.to_bytes();
         MarianBin::parse(&bytes).unwrap();
