@@ -40,7 +40,7 @@ fn rss_returns_after_20_swap_pairs() {
     let texts: Vec<String> = (0..16)
         .map(|i| format!("{i}: a fine and moving film"))
         .collect();
-    let mut swap_pair = || {
+    let swap_pair = || {
         for v in ["int8", "int4"] {
             let r = post(
                 addr,

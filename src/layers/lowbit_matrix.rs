@@ -256,7 +256,7 @@ impl LowBitMatrix {
             params.iter().all(|p| p.is_finite()),
             "a scale is NaN or infinite"
         );
-        let row_bytes = if rows == 0 { 0 } else { needed / rows };
+        let row_bytes = needed.checked_div(rows).unwrap_or(0);
         let mut m = LowBitMatrix {
             format,
             rows,

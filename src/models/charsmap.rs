@@ -35,7 +35,7 @@ pub fn validate(blob: &[u8]) -> Result<()> {
     let trie_bytes = u32::from_le_bytes(blob[..4].try_into().expect("4 bytes")) as usize;
     let rest = &blob[4..];
     ensure!(
-        trie_bytes % 4 == 0 && trie_bytes <= rest.len(),
+        trie_bytes.is_multiple_of(4) && trie_bytes <= rest.len(),
         "charsmap trie of {trie_bytes} bytes does not fit in the {} bytes there",
         rest.len()
     );

@@ -49,7 +49,7 @@ impl Safetensors {
 
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut h = serde_json::to_vec(&Value::Object(self.header.clone())).unwrap();
-        while h.len() % 8 != 0 {
+        while !h.len().is_multiple_of(8) {
             h.push(b' ');
         }
         let mut out = (h.len() as u64).to_le_bytes().to_vec();
@@ -180,9 +180,12 @@ pub fn spm_charsmap(spm: &[u8]) -> Vec<u8> {
 
 // --- Marian .bin -------------------------------------------------------------------------------
 
-/// A Marian `.bin` taken apart: `(name, type, shape, data)` per tensor.
+/// One tensor of a Marian `.bin`: `(name, type, shape, data)`.
+pub type BinTensor = (Vec<u8>, u64, Vec<i32>, Vec<u8>);
+
+/// A Marian `.bin` taken apart.
 pub struct MarianBinParts {
-    pub tensors: Vec<(Vec<u8>, u64, Vec<i32>, Vec<u8>)>,
+    pub tensors: Vec<BinTensor>,
 }
 
 impl MarianBinParts {
