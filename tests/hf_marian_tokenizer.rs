@@ -8,7 +8,8 @@ use quantserve::models::spm::marian_tokenizer;
 #[test]
 fn ids_match_marian_tokenizer() {
     let dir = common::model_dir("tiny-marian");
-    let tok = marian_tokenizer(&dir.join("source.spm"), &dir.join("vocab.json")).unwrap();
+    let n = quantserve::models::marian::hf::vocab_size(&dir).unwrap();
+    let tok = marian_tokenizer(&dir.join("source.spm"), &dir.join("vocab.json"), n).unwrap();
     let eos = tok.token_id("</s>").unwrap();
     let g = common::golden("hf_marian_tokenizer.json");
     let cases = g["cases"].as_array().unwrap();

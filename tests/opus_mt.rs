@@ -165,8 +165,9 @@ fn a_vocabulary_map_restricts_decoding() {
         read("data/corpus/bible-pt.txt"),
     );
     let vocab = dir.join("vocab.json");
-    let s_tok = marian_tokenizer(&dir.join("source.spm"), &vocab).unwrap();
-    let t_tok = marian_tokenizer(&dir.join("target.spm"), &vocab).unwrap();
+    let n = quantserve::models::marian::hf::vocab_size(&dir).unwrap();
+    let s_tok = marian_tokenizer(&dir.join("source.spm"), &vocab, n).unwrap();
+    let t_tok = marian_tokenizer(&dir.join("target.spm"), &vocab, n).unwrap();
     let sources: Vec<Vec<u32>> = src
         .iter()
         .map(|s| s_tok.encode(s, false).unwrap())

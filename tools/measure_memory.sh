@@ -37,7 +37,7 @@ for set in "${sets[@]}"; do
     strip_routing='/^\[models\..*\.routing\]/d; /^split = /d; /^shadow = /d'
     [ "$set" = "int8 fp32" ] && strip_routing=''
     agreement=''
-    [[ " $set " == *" fp32 "* ]] || agreement='s/^(default_variant = .*)$/\1\nmin_agreement = 0.0/'
+    [[ " $set " == *" fp32 "* ]] || agreement='/^min_agreement = /d; s/^(default_variant = .*)$/\1\nmin_agreement = 0.0/'
     sed -E "s/^variants = .*/variants = [${list%,}]/; s/^default_variant = .*/default_variant = \"$default\"/; $strip_routing; $agreement; s|^models_dir = .*|models_dir = \"${MODELS_DIR:-models}\"|" \
         config/quantserve.toml >"$tmp/config.toml"
     "$BIN" serve --config "$tmp/config.toml" --http-addr "127.0.0.1:$PORT" 2>"$tmp/server.log" &

@@ -67,14 +67,15 @@ pub fn run(args: VmapArgs) -> Result<()> {
     let (src, tgt) = (lines(&args.source)?, lines(&args.target)?);
     ensure!(src.len() == tgt.len(), "the two files differ in line count");
     let vocab = args.model.join("vocab.json");
-    let source_tok = marian_tokenizer(&args.model.join("source.spm"), &vocab)?;
+    let model_vocab = crate::models::marian::hf::vocab_size(&args.model)?;
+    let source_tok = marian_tokenizer(&args.model.join("source.spm"), &vocab, model_vocab)?;
     let target_spm = args.model.join("target.spm");
     let target_spm = if target_spm.is_file() {
         target_spm
     } else {
         args.model.join("source.spm")
     };
-    let target_tok = marian_tokenizer(&target_spm, &vocab)?;
+    let target_tok = marian_tokenizer(&target_spm, &vocab, model_vocab)?;
     let pairs: Vec<(Vec<u32>, Vec<u32>)> = src
         .iter()
         .zip(&tgt)

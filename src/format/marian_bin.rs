@@ -57,6 +57,7 @@ impl<'a> Cursor<'a> {
 impl MarianBin {
     pub fn read(path: &Path) -> Result<Self> {
         let buf = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        super::integrity::check(path, &buf)?;
         Self::parse(&buf).with_context(|| format!("{} is not a valid Marian model", path.display()))
     }
 
@@ -96,22 +97,27 @@ impl MarianBin {
         let mut model_yml = None;
         for ((&(_, ty, _, data_len), name), shape) in headers.iter().zip(names).zip(shapes) {
             let blob = c.bytes(data_len)?;
-            let elems: usize = shape.iter().product();
+            // The shape is checked against the blob's real length before anything is sized by it.
+            let elems = shape
+                .iter()
+                .try_fold(1usize, |n, &d| n.checked_mul(d))
+                .with_context(|| format!("`{name}`: shape {shape:?} overflows"))?;
             match ty {
                 TYPE_F32 => {
-                    ensure!(
-                        blob.len() >= elems * 4,
-                        "`{name}`: blob shorter than its shape"
-                    );
-                    let data = blob[..elems * 4]
+                    let bytes = elems
+                        .checked_mul(4)
+                        .filter(|&b| b <= blob.len())
+                        .with_context(|| format!("`{name}`: blob shorter than its shape"))?;
+                    let data: Vec<f32> = blob[..bytes]
                         .chunks_exact(4)
                         .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
                         .collect();
+                    crate::schemes::ensure_finite(&data).with_context(|| format!("`{name}`"))?;
                     tensors.insert(name, Tensor { shape, data });
                 }
                 TYPE_INT8 => {
                     ensure!(
-                        blob.len() >= elems + 4,
+                        elems.checked_add(4).is_some_and(|n| blob.len() >= n),
                         "`{name}`: int8 blob shorter than its shape"
                     );
                     let multiplier = f32::from_le_bytes(blob[elems..elems + 4].try_into().unwrap());

@@ -2,6 +2,7 @@
 //! tensor naming, read and write of every stored weight form) and Marian's `.bin`.
 
 pub mod info;
+pub mod integrity;
 pub mod marian_bin;
 pub mod naming;
 pub mod store;

@@ -146,6 +146,7 @@ impl TensorStore {
     /// Loads every tensor of a safetensors file, converting f16/bf16 to f32.
     pub fn from_safetensors(path: &Path) -> Result<Self> {
         let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        super::integrity::check(path, &bytes)?;
         let st = SafeTensors::deserialize(&bytes)
             .with_context(|| format!("{} is not a valid safetensors file", path.display()))?;
         let mut store = Self::new(path.display().to_string());
@@ -196,6 +197,9 @@ impl TensorStore {
                     path.display()
                 ),
             };
+            if let Err(e) = crate::schemes::ensure_finite(&data) {
+                bail!("{}: tensor `{name}`: {e}", path.display());
+            }
             store.insert(
                 name,
                 Tensor {
@@ -213,7 +217,7 @@ impl TensorStore {
             );
             let scales = store.take(&scale_name(&name), &shape[..1])?;
             ensure!(
-                codes.len() == shape[0] * shape[1],
+                shape[0].checked_mul(shape[1]) == Some(codes.len()),
                 "{}: int8 tensor `{name}` does not hold {shape:?} codes",
                 path.display()
             );
@@ -231,7 +235,14 @@ impl TensorStore {
                 .with_context(|| format!("{}: bad low-bit descriptor `{desc}`", path.display()))?;
             let format = LowBitFormat::from_descriptor(format)?;
             let cols: usize = cols.parse().context("bad low-bit column count")?;
-            let rows = shape.first().copied().unwrap_or(0);
+            // The packed tensor is `[rows, bytes per row]`; `unpack_rows` checks the descriptor's
+            // sizes (with overflow checks) against the bytes really there before allocating.
+            ensure!(
+                shape.len() == 2,
+                "{}: low-bit tensor `{name}` is not a matrix",
+                path.display()
+            );
+            let rows = shape[0];
             let pp = format.params_per_row(cols);
             let params = store.take(&scale_name(&name), &[rows, pp])?;
             let m = LowBitMatrix::unpack_rows(format, rows, cols, &bytes, params)
@@ -259,7 +270,14 @@ impl TensorStore {
             let [count, rows, cols] = parts[..] else {
                 bail!(bad());
             };
-            let mut tiers = Vec::with_capacity(count);
+            // Sizes from the header are only trusted once the tensors they describe are there.
+            ensure!(
+                count <= crate::layers::weight::MAX_TIERS,
+                "{}: more than {} tiers",
+                bad(),
+                crate::layers::weight::MAX_TIERS
+            );
+            let mut tiers = Vec::new();
             for t in 0..count {
                 let ids = tier_rows
                     .remove(&tier_rows_name(&name, t))

@@ -9,7 +9,7 @@
 //! Codes are kept row-major as `[rows][planes][cols]` (planes = 1 except for bcq) and parameters
 //! as `[rows][params_per_row]`, so stacking matrices (fused Q, K, V) is concatenation.
 
-use anyhow::{Result, bail, ensure};
+use anyhow::{Context, Result, bail, ensure};
 
 /// How a matrix's codes are to be read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -93,6 +93,19 @@ impl LowBitFormat {
         };
         format.validate()?;
         Ok(format)
+    }
+
+    /// The same format for a matrix of `cols` columns: a group at least as wide as the row is
+    /// one scale per row, and is stored as such (so a file and load-time derivation agree, and
+    /// a crafted huge group cannot make the kernels pad every row to its width).
+    pub fn for_cols(self, cols: usize) -> Self {
+        match self {
+            Self::Uniform {
+                bits,
+                group: Some(g),
+            } if g >= cols => Self::Uniform { bits, group: None },
+            f => f,
+        }
     }
 
     pub fn validate(self) -> Result<()> {
@@ -200,7 +213,18 @@ impl LowBitMatrix {
         out
     }
 
-    /// The inverse of [`pack_rows`](Self::pack_rows).
+    /// Bytes of `rows` packed rows of `cols` columns, `None` when a size overflows (a crafted
+    /// descriptor must be refused, not wrapped into a small number that passes a length check).
+    pub fn checked_packed_bytes(format: LowBitFormat, rows: usize, cols: usize) -> Option<usize> {
+        let bits = format
+            .planes()
+            .checked_mul(cols)?
+            .checked_mul(format.code_bits() as usize)?;
+        rows.checked_mul(bits.div_ceil(8))
+    }
+
+    /// The inverse of [`pack_rows`](Self::pack_rows). Every size is checked against the real
+    /// length of `bytes` and `params` before anything is allocated.
     pub fn unpack_rows(
         format: LowBitFormat,
         rows: usize,
@@ -208,24 +232,36 @@ impl LowBitMatrix {
         bytes: &[u8],
         params: Vec<f32>,
     ) -> Result<Self> {
-        let row_bytes = Self::packed_row_bytes(format, cols);
+        format.validate()?;
+        let format = format.for_cols(cols);
+        let needed = Self::checked_packed_bytes(format, rows, cols)
+            .with_context(|| format!("{rows}×{cols} in {} overflows", format.descriptor()))?;
         ensure!(
-            bytes.len() == rows * row_bytes,
-            "packed codes hold {} bytes, {rows}×{cols} in {} needs {}",
+            bytes.len() == needed,
+            "packed codes hold {} bytes, {rows}×{cols} in {} needs {needed}",
             bytes.len(),
             format.descriptor(),
-            rows * row_bytes
         );
+        // Codes take one byte each in memory: bounded by 8 × the packed bytes read from the file.
+        let n_codes = rows
+            .checked_mul(format.planes())
+            .and_then(|n| n.checked_mul(cols))
+            .context("code count overflows")?;
         ensure!(
-            params.len() == rows * format.params_per_row(cols),
+            rows.checked_mul(format.params_per_row(cols)) == Some(params.len()),
             "wrong number of scales for {}",
             format.descriptor()
         );
+        ensure!(
+            params.iter().all(|p| p.is_finite()),
+            "a scale is NaN or infinite"
+        );
+        let row_bytes = needed.checked_div(rows).unwrap_or(0);
         let mut m = LowBitMatrix {
             format,
             rows,
             cols,
-            codes: vec![0; rows * format.planes() * cols],
+            codes: vec![0; n_codes],
             params,
         };
         let per_row = m.planes_cols();

@@ -23,6 +23,9 @@ pub enum Weight {
     Tiered(TieredWeight),
 }
 
+/// At most this many tiers (a tier index is stored in a byte).
+pub const MAX_TIERS: usize = 255;
+
 /// A matrix whose rows are stored in several parts: `tiers[t] = (row ids, their rows)`. Every
 /// row of the matrix is in exactly one tier.
 #[derive(Clone, Debug, PartialEq)]
@@ -35,7 +38,14 @@ pub struct TieredWeight {
 impl TieredWeight {
     /// Checks that the tiers' ids cover `0..rows` exactly once.
     pub fn new(rows: usize, cols: usize, tiers: Vec<(Vec<u32>, Weight)>) -> Result<Self> {
-        ensure!(tiers.len() <= 255, "more than 255 tiers");
+        ensure!(tiers.len() <= MAX_TIERS, "more than {MAX_TIERS} tiers");
+        // `rows` may come from a file: it must equal the row ids really given before it sizes
+        // anything.
+        let given: usize = tiers.iter().map(|(ids, _)| ids.len()).sum();
+        ensure!(
+            given == rows,
+            "the tiers hold {given} rows, the matrix has {rows}"
+        );
         ensure!(
             tiers.iter().all(|(_, w)| !matches!(w, Weight::Tiered(_))),
             "a tier cannot itself be tiered"
@@ -66,8 +76,10 @@ impl Weight {
     /// Whether the stored matrix is `rows × cols`.
     pub fn has_shape(&self, rows: usize, cols: usize) -> bool {
         match self {
-            Self::F32(w) => w.len() == rows * cols,
-            Self::Int8(m) => m.codes.len() == rows * cols && m.scales.len() == rows,
+            Self::F32(w) => rows.checked_mul(cols) == Some(w.len()),
+            Self::Int8(m) => {
+                rows.checked_mul(cols) == Some(m.codes.len()) && m.scales.len() == rows
+            }
             Self::LowBit(m) => m.rows == rows && m.cols == cols,
             Self::Tiered(t) => t.rows == rows && t.cols == cols,
         }

@@ -6,6 +6,7 @@
 //! schemes) and an `impl Model`; `repo` learns to recognise its folder.
 
 pub mod bert;
+pub mod charsmap;
 pub mod embedder;
 pub mod marian;
 pub mod spm;

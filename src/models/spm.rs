@@ -66,6 +66,8 @@ pub fn unigram_from_spm(bytes: &[u8]) -> Result<Tokenizer> {
     };
     let mut steps: Vec<NormalizerWrapper> = Vec::new();
     if !spec.precompiled_charsmap().is_empty() {
+        super::charsmap::validate(spec.precompiled_charsmap())
+            .context("SentencePiece precompiled_charsmap")?;
         let map = Precompiled::from(spec.precompiled_charsmap())
             .map_err(|e| anyhow!("SentencePiece charsmap: {e}"))?;
         steps.push(map.into());
@@ -97,7 +99,12 @@ pub fn unigram_from_spm(bytes: &[u8]) -> Result<Tokenizer> {
 
 /// The source-side tokenizer of an Opus-MT folder: `source.spm` segments, `vocab.json` gives ids.
 /// (`target.spm` is not needed: decoding joins `vocab.json` pieces, as `MarianTokenizer` does.)
-pub fn marian_tokenizer(source_spm: &Path, vocab_json: &Path) -> Result<TextTokenizer> {
+/// `model_vocab` is the model's vocabulary size, which every id of `vocab.json` must be below.
+pub fn marian_tokenizer(
+    source_spm: &Path,
+    vocab_json: &Path,
+    model_vocab: usize,
+) -> Result<TextTokenizer> {
     let bytes =
         std::fs::read(source_spm).with_context(|| format!("reading {}", source_spm.display()))?;
     let inner =
@@ -106,7 +113,7 @@ pub fn marian_tokenizer(source_spm: &Path, vocab_json: &Path) -> Result<TextToke
         .with_context(|| format!("reading {}", vocab_json.display()))?;
     let ids: HashMap<String, u32> = serde_json::from_str(&text)
         .with_context(|| format!("{} is not a JSON object of ids", vocab_json.display()))?;
-    let vocab = PieceVocab::new(ids, &inner).with_context(|| {
+    let vocab = PieceVocab::new(ids, &inner, model_vocab).with_context(|| {
         format!(
             "mapping {} to {}",
             source_spm.display(),
@@ -122,7 +129,8 @@ mod tests {
 
     fn tiny() -> TextTokenizer {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/tiny-marian/fp32");
-        marian_tokenizer(&dir.join("source.spm"), &dir.join("vocab.json")).unwrap()
+        let vocab = crate::models::marian::hf::vocab_size(&dir).unwrap();
+        marian_tokenizer(&dir.join("source.spm"), &dir.join("vocab.json"), vocab).unwrap()
     }
 
     #[test]

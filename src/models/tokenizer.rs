@@ -39,7 +39,16 @@ pub struct PieceVocab {
 }
 
 impl PieceVocab {
-    pub fn new(ids: HashMap<String, u32>, tokenizer: &tokenizers::Tokenizer) -> Result<Self> {
+    /// `model_vocab` is the model's vocabulary size: every id must be below it (ids come from a
+    /// file, and size the piece table).
+    pub fn new(
+        ids: HashMap<String, u32>,
+        tokenizer: &tokenizers::Tokenizer,
+        model_vocab: usize,
+    ) -> Result<Self> {
+        if let Some((p, &i)) = ids.iter().find(|&(_, &i)| i as usize >= model_vocab) {
+            anyhow::bail!("id {i} of {p:?} is outside the model's {model_vocab} tokens");
+        }
         let unk = *ids.get("<unk>").context("vocab.json has no <unk>")?;
         let from_piece = (0..tokenizer.get_vocab_size(true) as u32)
             .map(|i| {

@@ -9,6 +9,7 @@ use anyhow::{Context, Result, ensure};
 use super::prune;
 use super::recipe::Recipe;
 use super::tiers;
+use crate::format::integrity;
 use crate::format::marian_bin::MarianBin;
 use crate::format::{
     MARIAN_YML_KEY, RECIPE_KEY, TRAINING_KEY, TensorStore, VARIANT_FILE, VariantInfo, write_store,
@@ -232,7 +233,11 @@ pub fn quantize_dir_with(
         (bin.tensors, info, model)
     };
     write_store(&out.join(VARIANT_FILE), &store, &info, extra)?;
-    copy_files(src, out, |p| p == source)?;
+    // The source's manifest lists the source's files: the variant folder gets its own.
+    copy_files(src, out, |p| {
+        p == source || p.ends_with(integrity::MANIFEST)
+    })?;
+    integrity::write_manifest(out, &[VARIANT_FILE])?;
     let (mut bit_sum, mut weights, mut count) = (0.0f64, 0usize, 0usize);
     for (_, _, w) in store.weights() {
         let (b, n) = w.bits_and_weights();

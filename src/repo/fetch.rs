@@ -174,6 +174,14 @@ fn extract(archive: &Path, member_dir: &str, dest: &Path) -> Result<usize> {
         "{} has no files under {member_dir}",
         archive.display()
     );
+    // The archive's checksum was verified: record the weight files' own, checked at every load.
+    let mut weights: Vec<String> = std::fs::read_dir(&tmp)?
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| crate::format::integrity::is_weight_file(n))
+        .collect();
+    weights.sort();
+    let names: Vec<&str> = weights.iter().map(String::as_str).collect();
+    crate::format::integrity::write_manifest(&tmp, &names)?;
     // Rename last, so an interrupted fetch never leaves a half-written model in place. If another
     // process got there first, its copy is identical: keep it.
     if std::fs::rename(&tmp, dest).is_err() && dest.is_dir() {

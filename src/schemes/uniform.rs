@@ -63,7 +63,11 @@ pub fn quantize(
 ) -> LowBitMatrix {
     assert_eq!(w.len(), rows * cols, "weights must be {rows}×{cols}");
     assert!((2..=8).contains(&bits), "uniform bits must be 2..=8");
-    let format = LowBitFormat::Uniform { bits, group };
+    let format = LowBitFormat::Uniform { bits, group }.for_cols(cols);
+    let group = match format {
+        LowBitFormat::Uniform { group, .. } => group,
+        _ => unreachable!("a uniform format"),
+    };
     let qmax = ((1i32 << (bits - 1)) - 1) as f32;
     let g = group.unwrap_or(cols.max(1));
     let mut codes = vec![0i8; rows * cols];

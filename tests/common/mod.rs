@@ -2,6 +2,7 @@
 //! server harness (`server`, `http_client`, `tiny_bert`).
 #![allow(dead_code)]
 
+pub mod crafted;
 pub mod http_client;
 pub mod openapi_schema;
 pub mod server;

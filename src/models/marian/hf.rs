@@ -88,6 +88,11 @@ impl HfConfig {
     }
 }
 
+/// The model's vocabulary size (`config.json`'s `vocab_size`), which bounds `vocab.json`'s ids.
+pub fn vocab_size(dir: &Path) -> Result<usize> {
+    HfConfig::read(dir)?.usize("vocab_size")
+}
+
 fn model_config(hf: &HfConfig) -> Result<MarianConfig> {
     if let Some(t) = hf.get("model_type").and_then(Value::as_str) {
         ensure!(
@@ -268,7 +273,11 @@ pub(super) fn load(dir: &Path, scheme: Option<&SchemeRef>) -> Result<MarianTrans
     let hf = HfConfig::read(dir)?;
     let config = model_config(&hf).with_context(|| format!("{}", dir.display()))?;
     let (rules, defaults) = generation(&hf, config.vocab)?;
-    let tokenizer = marian_tokenizer(&dir.join("source.spm"), &dir.join("vocab.json"))?;
+    let tokenizer = marian_tokenizer(
+        &dir.join("source.spm"),
+        &dir.join("vocab.json"),
+        config.vocab,
+    )?;
     ensure!(
         tokenizer.vocab_size() <= config.vocab,
         "vocab.json has more tokens than the model's vocabulary"
