@@ -81,6 +81,10 @@ impl Runtime {
                 };
                 self.publish_variant_metrics(&entry);
                 self.registry.finish_load(model, variant, Ok(entry));
+                if swapped {
+                    // New weights: the comparison starts a new period (users keep their variant).
+                    self.experiments.swapped(model, variant);
+                }
                 tracing::info!(
                     model,
                     variant,
