@@ -4,7 +4,7 @@
 //! Labels and their bound (series per model): `experiment` (one at a time), `period` (grows by
 //! one per split change, hot swap or reference change), `variant` (V), `metric`
 //! (`feedback` | `shadow`), `bucket` (B = 64 cluster buckets with a sticky key, else `0`).
-//! Per period: 2 × 2 × V × B counters of trials and successes (1,536 for V = 3, B = 64, at most;
+//! Per period: 2 × 2 × V × B counters of trials and successes (768 for V = 3, B = 64, at most;
 //! buckets appear only when used), and V × (5 + histogram buckets) others. No label takes a
 //! value a client chooses: users are hashed into the fixed buckets.
 

@@ -287,9 +287,12 @@ mod tests {
             reference: "fp32".into(),
             ..PeriodTotals::default()
         };
-        t.arms.insert("fp32".into(), arm(34, &[(0, 9_000, 10_000)]));
-        t.arms.insert("int8".into(), arm(33, &[(0, 9_000, 10_000)]));
-        t.arms.insert("int4".into(), arm(33, &[(0, 8_700, 10_000)]));
+        t.arms
+            .insert("fp32".into(), arm(34, &[(0, 36_000, 40_000)]));
+        t.arms
+            .insert("int8".into(), arm(33, &[(0, 36_000, 40_000)]));
+        t.arms
+            .insert("int4".into(), arm(33, &[(0, 34_800, 40_000)]));
         let config = verdict::Config {
             margin: 0.01,
             ..verdict::Config::default()
