@@ -63,6 +63,8 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Measure quality: accuracy on the sentiment test split, or BLEU/chrF on the Bible sample.
     Eval(eval::EvalArgs),
+    /// An A/B experiment's verdict from Prometheus, summed over every replica.
+    AbReport(cli::ab_report::AbReportArgs),
 }
 
 fn main() {
@@ -97,6 +99,7 @@ fn main() {
         Command::Quantize(args) => cli::quantize(args),
         Command::Bench(args) => bench::run(args),
         Command::Eval(args) => eval::run(args),
+        Command::AbReport(args) => cli::ab_report::run(args),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

@@ -769,6 +769,7 @@ async fn routing_reads_the_sticky_key_from_metadata_and_refuses_overrides() {
                 sticky_key: Some("x-user-id".into()),
                 allow_override: false,
                 shadow: None,
+                experiment: Default::default(),
             }),
             ..ModelConfig::fp32()
         },

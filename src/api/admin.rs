@@ -2,24 +2,21 @@
 //! shadow disagreements), the A/B report and the feedback endpoint. Parse, call the runtime,
 //! format; the admin calls that load run on the blocking pool, never on the executor.
 
-use std::fmt::Write as _;
 use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, Request, State};
-use axum::http::{HeaderMap, StatusCode, Uri, header};
+use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::auth::bearer_matches;
 use super::errors::ApiError;
 use super::http::json_response;
-use crate::runtime::abtest::{AbReport, Feedback, Proportion};
 use crate::runtime::registry::{ModelView, VariantStatus};
 use crate::runtime::routing::Routing;
 use crate::runtime::{Runtime, RuntimeError};
@@ -211,146 +208,4 @@ async fn reload(State(rt): AppState) -> Response {
     result_json(result.map(|report| json!(report)))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FeedbackBody {
-    request_id: String,
-    label: Option<String>,
-    correct: Option<bool>,
-    index: Option<usize>,
-}
-
-/// `POST /v1/feedback`: ground truth for a served request, by its `x-request-id`.
-pub async fn feedback(State(rt): AppState, body: Result<Bytes, BytesRejection>) -> Response {
-    let body = match body {
-        Ok(b) => b,
-        Err(e) => return ApiError::from_body_rejection(e).into_response(),
-    };
-    let parsed: FeedbackBody = match serde_json::from_slice(&body) {
-        Ok(b) => b,
-        Err(e) => {
-            return ApiError::bad_request(format!("invalid feedback: {e}")).into_response();
-        }
-    };
-    let fb = Feedback {
-        request_id: parsed.request_id,
-        label: parsed.label,
-        correct: parsed.correct,
-        index: parsed.index.unwrap_or(0),
-    };
-    result_json(rt.ab.feedback(&fb).map(|(key, correct)| {
-        rt.metrics
-            .feedback_total
-            .with_label_values(&[
-                key.model.as_str(),
-                key.variant.as_str(),
-                if correct { "true" } else { "false" },
-            ])
-            .inc();
-        json!({
-            "request_id": fb.request_id,
-            "model": key.model,
-            "variant": key.variant,
-            "correct": correct,
-        })
-    }))
-}
-
-/// `GET /v1/models/{model}/ab`: a table for people; JSON with `?format=json` or
-/// `Accept: application/json`.
-pub async fn ab_report(
-    State(rt): AppState,
-    Path(model): Path<String>,
-    uri: Uri,
-    headers: HeaderMap,
-) -> Response {
-    let view = match model_view(&rt, &model) {
-        Ok(v) => v,
-        Err(e) => return ApiError::from(e).into_response(),
-    };
-    let names: Vec<String> = view.variants.iter().map(|v| v.name.clone()).collect();
-    let report = rt.ab.report(&model, &names);
-    let wants_json = uri
-        .query()
-        .is_some_and(|q| q.split('&').any(|p| p == "format=json"))
-        || headers
-            .get(header::ACCEPT)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|a| a.contains("application/json"));
-    if wants_json {
-        let mut v = json!(report);
-        v["routing"] = json!(view.routing);
-        v["reference_variant"] = json!(view.reference);
-        return json_response(StatusCode::OK, &v);
-    }
-    (
-        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-        ab_table(&report, &view),
-    )
-        .into_response()
-}
-
-fn ab_table(report: &AbReport, view: &ModelView) -> String {
-    let ms = |s: Option<f64>| s.map_or_else(|| "-".into(), |s| format!("{:.1}", s * 1000.0));
-    let prop = |p: &Option<Proportion>| {
-        p.as_ref().map_or_else(
-            || "-".into(),
-            |p| {
-                format!(
-                    "{:.3} [{:.3}, {:.3}] n={}",
-                    p.value, p.ci95[0], p.ci95[1], p.n
-                )
-            },
-        )
-    };
-    let mut out = format!(
-        "A/B report for {} (reference {}; shadow {})\n\n",
-        report.model,
-        view.reference,
-        view.routing.shadow.as_ref().map_or_else(
-            || "off".into(),
-            |s| format!("on {} at {}", s.reference, s.sample_rate)
-        )
-    );
-    let _ = writeln!(
-        out,
-        "{:<12} {:>6} {:>9} {:>7} {:>8} {:>8} {:>8}  {:<34} {:<34}",
-        "variant",
-        "weight",
-        "requests",
-        "errors",
-        "p50 ms",
-        "p95 ms",
-        "p99 ms",
-        "shadow agreement [95% CI]",
-        "online accuracy [95% CI]"
-    );
-    for v in &report.variants {
-        let weight = view.routing.split.get(&v.variant).copied().unwrap_or(0);
-        let _ = writeln!(
-            out,
-            "{:<12} {:>6} {:>9} {:>7} {:>8} {:>8} {:>8}  {:<34} {:<34}",
-            v.variant,
-            weight,
-            v.requests,
-            v.errors,
-            ms(v.latency_p50),
-            ms(v.latency_p95),
-            ms(v.latency_p99),
-            prop(&v.shadow_agreement),
-            prop(&v.online_accuracy),
-        );
-    }
-    out.push('\n');
-    match &report.leader {
-        Some(l) => {
-            let _ = writeln!(
-                out,
-                "ahead: {} over {} on {}, confidence {:.3}",
-                l.variant, l.over, l.metric, l.confidence
-            );
-        }
-        None => out.push_str("ahead: not known yet (needs feedback for two variants)\n"),
-    }
-    out
-}
+pub use super::ab::{ab_report, feedback};

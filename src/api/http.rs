@@ -60,6 +60,10 @@ pub fn router(runtime: Arc<Runtime>) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(runtime.config.limits.max_body_bytes))
+        .layer(middleware::from_fn_with_state(
+            runtime.clone(),
+            super::ab::ticket_header,
+        ))
         .layer(middleware::from_fn(request_context))
         .with_state(runtime)
 }

@@ -1,5 +1,6 @@
 //! The HTTP/JSON and gRPC APIs over the runtime.
 
+pub mod ab;
 pub mod admin;
 pub mod auth;
 pub mod errors;

@@ -62,9 +62,9 @@ pub const OPENAPI_JSON: &str = r##"{
     "/metrics": {"get": {"summary": "Prometheus metrics (text format)", "responses": {"200": {"description": "Metrics"}}}},
     "/v1/models/{model}": {"get": {"summary": "One model: variants (status, bytes, routing weight, self-check), reference, routing",
       "parameters": [{"$ref": "#/components/parameters/Model"}], "responses": {"200": {"description": "Model"}, "default": {"$ref": "#/components/responses/Error"}}}},
-    "/v1/models/{model}/ab": {"get": {"summary": "A/B report per variant: requests, errors, latency p50/p95/p99, shadow agreement and online accuracy with Wilson 95% intervals, the variant ahead and its confidence. Text table; JSON with ?format=json or Accept: application/json",
+    "/v1/models/{model}/ab": {"get": {"summary": "A/B report: the experiment (id, started_at, period, earlier periods), per variant of the current period users, requests, feedback_rate, shadow_drop_rate, error_rate and latency percentiles with intervals (failures as +inf), the non-inferiority verdict of every variant against the reference (always-valid intervals, Holm), SRM and power; plus lifetime per-variant counts. Text table; JSON with ?format=json or Accept: application/json",
       "parameters": [{"$ref": "#/components/parameters/Model"}], "responses": {"200": {"description": "Report"}, "default": {"$ref": "#/components/responses/Error"}}}},
-    "/v1/feedback": {"post": {"summary": "Ground truth for a served request (by its x-request-id): the true label of input `index`, or whether the answer was correct",
+    "/v1/feedback": {"post": {"summary": "Ground truth for a served request (by its x-request-id): the true label of input `index` (one of the model's labels, any case; else 422), or whether the answer was correct; one per request (409). For a request served by another replica: its `ticket`, or `model` + `variant`, with `correct` or `label` + `predicted`",
       "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Feedback"}}}},
       "responses": {"200": {"description": "Recorded"}, "default": {"$ref": "#/components/responses/Error"}}}},
     "/admin/models/{model}/variants/{variant_action}": {"post": {"summary": "`{variant}:load` loads (or hot-swaps) a variant: warm-up and self-check against the reference before it is activated (422 self_check_failed with the measured agreement otherwise). `{variant}:unload` removes it once no routing uses it (409 otherwise)",
@@ -117,9 +117,12 @@ pub const OPENAPI_JSON: &str = r##"{
       "Routing": {"type": "object", "properties": {
         "split": {"type": "object", "additionalProperties": {"type": "integer", "minimum": 0}, "example": {"int8": 90, "fp32": 10}},
         "sticky_key": {"type": "string", "example": "x-user-id"}, "allow_override": {"type": "boolean", "default": true},
-        "shadow": {"type": "object", "required": ["reference", "sample_rate"], "properties": {"reference": {"type": "string"}, "sample_rate": {"type": "number", "minimum": 0, "maximum": 1}}}}},
+        "shadow": {"type": "object", "required": ["reference", "sample_rate"], "properties": {"reference": {"type": "string"}, "sample_rate": {"type": "number", "minimum": 0, "maximum": 1}}},
+        "experiment": {"type": "object", "properties": {"name": {"type": "string"}, "margin": {"type": "number", "default": 0.01}, "alpha": {"type": "number", "default": 0.05}, "power": {"type": "number", "default": 0.8}, "buckets": {"type": "integer", "default": 64}}}}},
       "Feedback": {"type": "object", "required": ["request_id"], "properties": {"request_id": {"type": "string"},
-        "label": {"type": "string"}, "correct": {"type": "boolean"}, "index": {"type": "integer", "minimum": 0, "default": 0}}}
+        "label": {"type": "string"}, "correct": {"type": "boolean"}, "index": {"type": "integer", "minimum": 0, "default": 0},
+        "ticket": {"type": "string", "description": "x-quantserve-ab-ticket of a request served by another replica"},
+        "model": {"type": "string"}, "variant": {"type": "string"}, "user": {"type": "string"}, "predicted": {"type": "string"}}}
     },
     "parameters": {"Model": {"name": "model", "in": "path", "required": true, "schema": {"type": "string"}}},
     "responses": {

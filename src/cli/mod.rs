@@ -1,6 +1,7 @@
 //! The work behind `quantserve`'s subcommands (`main.rs` only parses the arguments): classify
 //! and translate texts, quantize a model folder, measure speed and quality.
 
+pub mod ab_report;
 pub mod bench;
 pub mod eval;
 pub mod vmap;

@@ -1,6 +1,8 @@
 //! Prometheus metrics: one registry per server (so in-process test servers do not share counts),
 //! rendered in the text exposition format at `/metrics`.
 
+pub mod ab;
+
 use prometheus::{
     Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
     TextEncoder, exponential_buckets, linear_buckets,
@@ -49,6 +51,8 @@ pub struct Metrics {
     pub shadow_cosine: HistogramVec,
     /// {model, variant, correct}: ground truth sent to `/v1/feedback`.
     pub feedback_total: IntCounterVec,
+    /// The counters of A/B experiments' verdicts (`ab.rs`).
+    pub ab: ab::AbMetrics,
 }
 
 const MV: &[&str] = &["model", "variant"];
@@ -195,6 +199,7 @@ impl Metrics {
                 "Ground truth received for served requests, by whether the variant was correct.",
                 &["model", "variant", "correct"],
             ),
+            ab: ab::AbMetrics::register(&registry),
             registry,
         };
         metrics.register_process_collector();

@@ -1,6 +1,6 @@
-//! What an A/B test of variants needs beyond Prometheus: per-variant latency percentiles over
-//! recent requests, shadow agreement and online accuracy (from `/v1/feedback`) with Wilson 95%
-//! intervals, and which variant is ahead with what confidence.
+//! Every request since start per variant, for orientation: latency percentiles over recent
+//! requests, shadow agreement and online accuracy (from `/v1/feedback`) with Wilson 95%
+//! intervals. Decisions come from the experiment's verdicts (`ab`), not from these.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Mutex, MutexGuard};
@@ -95,21 +95,9 @@ pub struct VariantReport {
 }
 
 #[derive(Clone, Debug, Serialize)]
-pub struct Leader {
-    pub variant: String,
-    pub over: String,
-    /// What was compared: `online_accuracy`.
-    pub metric: &'static str,
-    /// One-sided probability that the leader is really better (two-proportion z test).
-    pub confidence: f64,
-}
-
-#[derive(Clone, Debug, Serialize)]
 pub struct AbReport {
     pub model: String,
     pub variants: Vec<VariantReport>,
-    /// `None` until two variants have feedback.
-    pub leader: Option<Leader>,
 }
 
 impl AbStats {
@@ -245,7 +233,6 @@ impl AbStats {
             .collect();
         AbReport {
             model: model.into(),
-            leader: leader(&reports),
             variants: reports,
         }
     }
@@ -271,38 +258,6 @@ pub fn wilson(successes: u64, n: u64) -> (f64, f64) {
     let center = (p + z2 / (2.0 * n)) / denom;
     let half = Z95 * (p * (1.0 - p) / n + z2 / (4.0 * n * n)).sqrt() / denom;
     ((center - half).max(0.0), (center + half).min(1.0))
-}
-
-/// The variant with the best online accuracy against the runner-up, with the one-sided
-/// confidence of a two-proportion z test that it is really better.
-fn leader(reports: &[VariantReport]) -> Option<Leader> {
-    let mut rated: Vec<(&str, &Proportion)> = reports
-        .iter()
-        .filter_map(|r| r.online_accuracy.as_ref().map(|a| (r.variant.as_str(), a)))
-        .collect();
-    if rated.len() < 2 {
-        return None;
-    }
-    rated.sort_by(|a, b| b.1.value.total_cmp(&a.1.value));
-    let ((best, a), (second, b)) = (rated[0], rated[1]);
-    let (n1, n2) = (a.n as f64, b.n as f64);
-    let pooled = (a.value * n1 + b.value * n2) / (n1 + n2);
-    let se = (pooled * (1.0 - pooled) * (1.0 / n1 + 1.0 / n2)).sqrt();
-    let confidence = if se > 0.0 {
-        normal_cdf((a.value - b.value) / se)
-    } else {
-        0.5
-    };
-    Some(Leader {
-        variant: best.into(),
-        over: second.into(),
-        metric: "online_accuracy",
-        confidence,
-    })
-}
-
-fn normal_cdf(z: f64) -> f64 {
-    0.5 * (1.0 + libm::erf(z / std::f64::consts::SQRT_2))
 }
 
 #[cfg(test)]
@@ -333,7 +288,7 @@ mod tests {
     }
 
     #[test]
-    fn feedback_updates_accuracy_and_picks_a_leader() {
+    fn feedback_updates_accuracy() {
         let ab = AbStats::default();
         let (a, b) = (QueueKey::new("m", "int8"), QueueKey::new("m", "fp32"));
         for i in 0..200 {
@@ -382,17 +337,6 @@ mod tests {
         };
         assert_eq!((acc("int8").value, acc("int8").n), (0.9, 100));
         assert_eq!((acc("fp32").value, acc("fp32").n), (0.8, 100));
-        let leader = report.leader.unwrap();
-        assert_eq!(
-            (leader.variant.as_str(), leader.over.as_str()),
-            ("int8", "fp32")
-        );
-        // z = 0.1 / sqrt(0.85 * 0.15 * 0.02) = 1.98: 97.6 % confident.
-        assert!(
-            (leader.confidence - 0.976).abs() < 0.002,
-            "{}",
-            leader.confidence
-        );
         assert!(report.variants[0].latency_p50.is_some());
     }
 }

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use super::Runtime;
+use super::ab::ticket::Ticket;
 use super::error::RuntimeError;
 use super::registry::ModelEntry;
 use super::request::{EmbedRequest, EmbedResponse, RouteHeaders, Served};
@@ -68,21 +69,24 @@ fn model_error(e: ModelError) -> RuntimeError {
 
 impl Runtime {
     /// The variant an embed request goes to.
-    pub fn route_embed(&self, req: &EmbedRequest) -> Result<Arc<ModelEntry>, RuntimeError> {
+    pub fn route_embed(
+        &self,
+        req: &EmbedRequest,
+    ) -> Result<(Arc<ModelEntry>, Ticket), RuntimeError> {
         let model = req
             .model
             .as_deref()
             .unwrap_or(&self.config.defaults.embed_model);
-        self.route(model, req.variant.as_deref(), &req.headers)
+        self.route_ticketed(model, req.variant.as_deref(), &req.headers)
     }
 
     /// Routes and runs an embed request.
     pub async fn embed(&self, req: EmbedRequest) -> Served<EmbedResponse> {
-        let entry = match self.route_embed(&req) {
+        let (entry, ticket) = match self.route_embed(&req) {
             Ok(e) => e,
             Err(e) => return Served::unrouted(e),
         };
-        let result = self.embed_on(entry.clone(), req).await;
+        let result = self.embed_on(entry.clone(), ticket, req).await;
         Served::on(&entry, result)
     }
 
@@ -91,6 +95,7 @@ impl Runtime {
     pub async fn embed_on(
         &self,
         entry: Arc<ModelEntry>,
+        ticket: Ticket,
         req: EmbedRequest,
     ) -> Result<EmbedResponse, RuntimeError> {
         if let Some(d) = req.dimensions {
@@ -106,6 +111,7 @@ impl Runtime {
             inputs: req.inputs,
             truncate: req.truncate,
             timeout: req.timeout,
+            ticket,
         };
         let (tokens, mut vectors) = self.infer(&entry, common, Embed).await?;
         for v in &mut vectors {

@@ -86,6 +86,10 @@ impl Runtime {
                 // The copy it replaced (and the load's fp32 source and scratch) are freed by
                 // now unless requests still hold it.
                 return_freed_memory();
+                if swapped {
+                    // New weights: the comparison starts a new period (users keep their variant).
+                    self.experiments.swapped(model, variant);
+                }
                 tracing::info!(
                     model,
                     variant,

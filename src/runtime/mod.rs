@@ -2,6 +2,7 @@
 //! and batching, worker threads. `api` (HTTP and gRPC) only parses requests, calls
 //! `Runtime::classify`/`translate`/`embed` and formats their results or `RuntimeError`s.
 
+pub mod ab;
 pub mod abtest;
 pub mod batcher;
 pub mod compare;
@@ -30,6 +31,7 @@ use std::time::Duration;
 use anyhow::Result;
 
 use crate::metrics::Metrics;
+use ab::ExperimentBook;
 use abtest::AbStats;
 use batcher::BatchLimits;
 use config::Config;
@@ -48,6 +50,8 @@ pub struct Runtime {
     pub metrics: Arc<Metrics>,
     pub ab: Arc<AbStats>,
     pub shadow: Arc<ShadowRecorder>,
+    /// A/B experiments: periods, assignments and the counts behind the verdicts.
+    pub experiments: Arc<ExperimentBook>,
     /// Serialises admin changes (loads, unloads, reloads) so each sees the others' result.
     admin: std::sync::Mutex<()>,
     draining: AtomicBool,
@@ -86,6 +90,7 @@ impl Runtime {
             pool,
             shadow: Arc::new(ShadowRecorder::new(metrics.clone(), ab.clone())),
             ab,
+            experiments: Arc::new(ExperimentBook::new(metrics.clone())),
             metrics,
             admin: std::sync::Mutex::new(()),
             draining: AtomicBool::new(false),

@@ -9,10 +9,12 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
+use super::ab::settings::ExperimentSettings;
+use super::ab::{Choice, Setup};
 use super::config::{ModelConfig, Task};
 use super::error::RuntimeError;
 use super::pool::{QueueHandle, QueueKey};
-use super::routing::{Routing, random_u64};
+use super::routing::Routing;
 use super::selfcheck::SelfCheck;
 use crate::models::Model;
 use crate::repo::{VariantKind, language_pair};
@@ -28,6 +30,14 @@ pub struct ModelEntry {
     pub self_check: Option<SelfCheck>,
     /// Scheme and bits, as the variant's file says.
     pub kind: VariantKind,
+}
+
+/// A routed request: the entry that serves it and how it was chosen.
+pub struct Routed {
+    pub entry: Arc<ModelEntry>,
+    pub choice: Choice,
+    pub settings: ExperimentSettings,
+    pub setup: Setup,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -106,6 +116,17 @@ impl ModelState {
 
     fn serving(&self, variant: &str) -> Option<&Arc<ModelEntry>> {
         self.slots.get(variant).and_then(|s| s.serving.as_ref())
+    }
+
+    fn experiment_setup(&self) -> (ExperimentSettings, Setup) {
+        let r = &self.routing;
+        let setup = Setup {
+            split: r.split.clone(),
+            reference: self.config.reference_variant.clone(),
+            shadow_reference: r.shadow.as_ref().map(|s| s.reference.clone()),
+            sticky: r.sticky_key.is_some(),
+        };
+        (r.experiment.clone(), setup)
     }
 }
 
@@ -251,36 +272,58 @@ impl Registry {
     }
 
     /// The variant that serves a request: the one it names (if the model's routing allows
-    /// overrides), else the routing split's pick, sticky by the header `sticky_key` names.
+    /// overrides), else the one the routing's split assigns, sticky by the header `sticky_key`
+    /// names, or the next loaded one in the user's order (a fallback).
     pub fn route(
         &self,
         model: &str,
         requested: Option<&str>,
         header: impl Fn(&str) -> Option<String>,
-    ) -> Result<Arc<ModelEntry>, RuntimeError> {
+    ) -> Result<Routed, RuntimeError> {
         let models = self.read();
         let state = models
             .get(model)
             .ok_or_else(|| RuntimeError::UnknownModel(model.into()))?;
+        let routing = &state.routing;
+        let sticky_value = routing.sticky_key.as_deref().and_then(&header);
+        let (settings, setup) = state.experiment_setup();
         if let Some(v) = requested {
-            if !state.routing.allow_override {
+            if !routing.allow_override {
                 return Err(RuntimeError::Forbidden(format!(
                     "model `{model}` does not allow choosing a variant (its routing has \
                      allow_override = false); leave `variant` out"
                 )));
             }
             drop(models);
-            return self.resolve(model, v);
+            let entry = self.resolve(model, v)?;
+            let choice = Choice {
+                served: v.to_string(),
+                assigned: None,
+                fallback: false,
+                sticky_value,
+            };
+            return Ok(Routed {
+                entry,
+                choice,
+                settings,
+                setup,
+            });
         }
-        let routing = &state.routing;
-        let draw = routing
-            .sticky_key
-            .as_deref()
-            .and_then(&header)
-            .map_or_else(random_u64, |key| Routing::sticky_draw(model, &key));
-        let picked = routing.pick(draw, |v| state.serving(v).is_some());
-        match picked.and_then(|v| state.serving(v)) {
-            Some(entry) => Ok(entry.clone()),
+        let picked = routing.assign(model, sticky_value.as_deref(), |v| {
+            state.serving(v).is_some()
+        });
+        match picked.and_then(|a| Some((a, state.serving(a.served)?))) {
+            Some((a, entry)) => Ok(Routed {
+                entry: entry.clone(),
+                choice: Choice {
+                    served: a.served.to_string(),
+                    assigned: Some(a.assigned.to_string()),
+                    fallback: a.fallback,
+                    sticky_value,
+                },
+                settings,
+                setup,
+            }),
             None => {
                 let live: Vec<&str> = routing.live_variants().collect();
                 Err(RuntimeError::NotReady(format!(
@@ -289,6 +332,11 @@ impl Registry {
                 )))
             }
         }
+    }
+
+    /// What `model`'s experiment is configured with and what defines its analysis period.
+    pub fn experiment_setup(&self, model: &str) -> Option<(ExperimentSettings, Setup)> {
+        self.read().get(model).map(ModelState::experiment_setup)
     }
 
     /// Marks a load of `variant` as started; refused while another load of it runs.

@@ -1,12 +1,17 @@
 //! Which variant of a model serves a request: a weighted split across variants (an A/B test of
 //! bit-widths), sticky by a hash of a request header so one user always sees one variant, an
 //! explicit per-request override when allowed, and a sampled shadow copy to a reference variant.
+//! Assignment is the salted weighted rendezvous hashing of `experiment::assignment` over the
+//! *configured* split (so ramps and late-loading variants move only the users they must).
 
 use std::collections::BTreeMap;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::{Deserialize, Serialize};
+
+use super::ab::settings::ExperimentSettings;
+use super::experiment::assignment::{Assignment, assign, assign_random};
 
 /// A model's routing, as configured (`[models.NAME.routing]`) or set with
 /// `PUT /admin/models/{model}/routing`.
@@ -22,6 +27,8 @@ pub struct Routing {
     #[serde(default = "yes")]
     pub allow_override: bool,
     pub shadow: Option<Shadow>,
+    /// The experiment this split runs: name (hashing salt), margin, alpha, power, buckets.
+    pub experiment: ExperimentSettings,
 }
 
 fn yes() -> bool {
@@ -36,6 +43,7 @@ impl Default for Routing {
             sticky_key: None,
             allow_override: true,
             shadow: None,
+            experiment: ExperimentSettings::default(),
         }
     }
 }
@@ -78,7 +86,7 @@ impl Routing {
                 s.sample_rate
             ));
         }
-        Ok(())
+        self.experiment.validate()
     }
 
     /// Variants that get traffic (positive weight).
@@ -89,41 +97,21 @@ impl Routing {
             .map(|(v, _)| v.as_str())
     }
 
-    /// Picks a variant among those `available` says can serve now, by `draw` (a uniform 64-bit
-    /// number: a sticky key's hash or a random one). Unavailable variants' weight is shared by the
-    /// others; `None` when no weighted variant is available.
-    pub fn pick(&self, draw: u64, available: impl Fn(&str) -> bool) -> Option<&str> {
-        let candidates: Vec<(&str, u64)> = self
-            .split
-            .iter()
-            .filter(|(v, w)| **w > 0 && available(v))
-            .map(|(v, w)| (v.as_str(), u64::from(*w)))
-            .collect();
-        let total: u64 = candidates.iter().map(|(_, w)| w).sum();
-        if total == 0 {
-            return None;
+    /// Assigns a request of `model`: by its sticky key's value (same key, same variant) or at
+    /// random, over the configured split; served by the first variant in the key's preference
+    /// order that `available` says can serve (a `fallback` when that is not the assigned one).
+    /// `None` when no variant in the order can serve.
+    pub fn assign<'a>(
+        &'a self,
+        model: &str,
+        sticky_value: Option<&str>,
+        available: impl Fn(&str) -> bool,
+    ) -> Option<Assignment<'a>> {
+        let split = self.split.iter().map(|(v, w)| (v.as_str(), *w));
+        match sticky_value {
+            Some(key) => assign(&self.experiment.id(model), key, split, available),
+            None => assign_random(random_u64(), split, available),
         }
-        // Multiply-shift maps the draw onto [0, total) without modulo bias worth mentioning.
-        let mut point = ((u128::from(draw) * u128::from(total)) >> 64) as u64;
-        for (v, w) in candidates {
-            if point < w {
-                return Some(v);
-            }
-            point -= w;
-        }
-        None
-    }
-
-    /// The variant a sticky key is assigned to.
-    pub fn sticky_draw(model: &str, key: &str) -> u64 {
-        // FNV-1a then a mixer: stable across processes and releases (std's hasher is not), so a
-        // user keeps their variant across restarts and replicas.
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for b in model.bytes().chain([0xff]).chain(key.bytes()) {
-            h ^= u64::from(b);
-            h = h.wrapping_mul(0x0000_0100_0000_01b3);
-        }
-        mix(h)
     }
 }
 
@@ -159,11 +147,11 @@ mod tests {
     }
 
     #[test]
-    fn picks_follow_the_weights() {
+    fn assignments_follow_the_weights() {
         let r = split(&[("int8", 90), ("fp32", 10)]);
         let n = 100_000;
         let fp32 = (0..n)
-            .filter(|_| r.pick(random_u64(), |_| true) == Some("fp32"))
+            .filter(|_| r.assign("m", None, |_| true).unwrap().served == "fp32")
             .count();
         let share = fp32 as f64 / n as f64;
         // 10 % ± 5 standard deviations (σ ≈ 0.095 %).
@@ -171,14 +159,16 @@ mod tests {
     }
 
     #[test]
-    fn unavailable_variants_pass_their_share_on() {
+    fn unavailable_variants_fall_back_and_weightless_ones_never_serve() {
         let r = split(&[("int8", 50), ("fp32", 50), ("int4", 0)]);
-        for _ in 0..1000 {
-            assert_eq!(r.pick(random_u64(), |v| v != "fp32"), Some("int8"));
+        for i in 0..1000 {
+            let a = r
+                .assign("m", Some(&format!("u{i}")), |v| v != "fp32")
+                .unwrap();
+            assert_eq!(a.served, "int8");
+            assert_eq!(a.fallback, a.assigned == "fp32");
         }
-        assert_eq!(r.pick(1, |_| false), None);
-        assert_eq!(r.pick(u64::MAX, |_| true), Some("int8"));
-        assert_eq!(r.pick(0, |_| true), Some("fp32"));
+        assert_eq!(r.assign("m", Some("u"), |_| false), None);
     }
 
     #[test]
@@ -186,12 +176,40 @@ mod tests {
         let r = split(&[("a", 1), ("b", 1)]);
         let a = (0..2000)
             .filter(|i| {
-                let draw = Routing::sticky_draw("m", &format!("user-{i}"));
-                assert_eq!(draw, Routing::sticky_draw("m", &format!("user-{i}")));
-                r.pick(draw, |_| true) == Some("a")
+                let key = format!("user-{i}");
+                let first = r.assign("m", Some(&key), |_| true).unwrap();
+                assert_eq!(first, r.assign("m", Some(&key), |_| true).unwrap());
+                first.served == "a"
             })
             .count();
         assert!((900..1100).contains(&a), "{a} of 2000 on a");
+    }
+
+    #[test]
+    fn the_experiment_name_salts_the_assignment() {
+        let mut r = split(&[("a", 1), ("b", 1)]);
+        let before: Vec<&str> = (0..200)
+            .map(|i| {
+                r.assign("m", Some(&format!("u{i}")), |_| true)
+                    .unwrap()
+                    .assigned
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+            .map(|v| if v == "a" { "a" } else { "b" })
+            .collect();
+        r.experiment.name = Some("bits-2".into());
+        let moved = (0..200)
+            .filter(|i| {
+                let now = r
+                    .assign("m", Some(&format!("u{i}")), |_| true)
+                    .unwrap()
+                    .assigned;
+                now != before[*i]
+            })
+            .count();
+        // Independent draws: about half move.
+        assert!((60..140).contains(&moved), "{moved}");
     }
 
     #[test]
@@ -216,5 +234,10 @@ mod tests {
         .unwrap();
         assert_eq!(parsed.split["int8"], 90);
         assert!(serde_json::from_str::<Routing>(r#"{"splitt": {}}"#).is_err());
+        r.experiment.margin = 0.7;
+        assert!(r.validate().unwrap_err().contains("margin"));
+        r.experiment.margin = 0.01;
+        r.experiment.name = Some("a/b".into());
+        assert!(r.validate().unwrap_err().contains("experiment.name"));
     }
 }

@@ -6,6 +6,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::ab::Outcome;
+use super::ab::ticket::Ticket;
 use super::error::RuntimeError;
 use super::pending::Pending;
 use super::pool::WorkItem;
@@ -31,6 +33,8 @@ pub(super) struct Common {
     pub inputs: Vec<String>,
     pub truncate: bool,
     pub timeout: Option<Duration>,
+    /// How the request was assigned, for the experiment's counts.
+    pub ticket: Ticket,
 }
 
 /// What differs between tasks on the request path (the plans of other tasks live in files of
@@ -128,31 +132,53 @@ impl TaskPlan for Classify {
 }
 
 impl Runtime {
-    /// The variant a classify request goes to: the one it names, or the routing's pick.
-    pub fn route_classify(&self, req: &ClassifyRequest) -> Result<Arc<ModelEntry>, RuntimeError> {
+    /// The variant a classify request goes to (the one it names, or the routing's
+    /// assignment) and its experiment ticket.
+    pub fn route_classify(
+        &self,
+        req: &ClassifyRequest,
+    ) -> Result<(Arc<ModelEntry>, Ticket), RuntimeError> {
         let model = req
             .model
             .as_deref()
             .unwrap_or(&self.config.defaults.classify_model);
-        self.route(model, req.variant.as_deref(), &req.headers)
+        self.route_ticketed(model, req.variant.as_deref(), &req.headers)
     }
 
+    /// The serving entry only, for services that run no inference (nothing is counted).
     pub(super) fn route(
         &self,
         model: &str,
         variant: Option<&str>,
         headers: &RouteHeaders,
     ) -> Result<Arc<ModelEntry>, RuntimeError> {
-        self.registry.route(model, variant, |h| headers.get(h))
+        Ok(self
+            .registry
+            .route(model, variant, |h| headers.get(h))?
+            .entry)
+    }
+
+    /// Routes an inference request and counts its assignment in the model's experiment.
+    pub(super) fn route_ticketed(
+        &self,
+        model: &str,
+        variant: Option<&str>,
+        headers: &RouteHeaders,
+    ) -> Result<(Arc<ModelEntry>, Ticket), RuntimeError> {
+        let r = self.registry.route(model, variant, |h| headers.get(h))?;
+        let ticket = self
+            .experiments
+            .assign(model, &r.settings, &r.setup, r.choice);
+        Ok((r.entry, ticket))
     }
 
     /// Routes and runs a classify request.
     pub async fn classify(&self, req: ClassifyRequest) -> Served<ClassifyResponse> {
-        let entry = match self.route_classify(&req) {
+        let (entry, ticket) = match self.route_classify(&req) {
             Ok(e) => e,
             Err(e) => return Served::unrouted(e),
         };
-        let result = self.classify_on(entry.clone(), req).await;
+        let result = self.classify_on(entry.clone(), ticket, req).await;
         Served::on(&entry, result)
     }
 
@@ -161,6 +187,7 @@ impl Runtime {
     pub async fn classify_on(
         &self,
         entry: Arc<ModelEntry>,
+        ticket: Ticket,
         req: ClassifyRequest,
     ) -> Result<ClassifyResponse, RuntimeError> {
         let common = Common {
@@ -168,6 +195,7 @@ impl Runtime {
             inputs: req.inputs,
             truncate: req.truncate,
             timeout: req.timeout,
+            ticket,
         };
         let plan = Classify {
             second_texts: req.second_texts,
@@ -191,9 +219,16 @@ impl Runtime {
         task: T,
     ) -> Result<(T::Layout, Vec<T::Item>), RuntimeError> {
         let started = Instant::now();
+        let ticket = req.ticket.clone();
         let result = self.infer_inner(entry, req, task).await;
-        self.ab
-            .record_request(&entry.key, result.is_ok(), started.elapsed());
+        let elapsed = started.elapsed();
+        self.ab.record_request(&entry.key, result.is_ok(), elapsed);
+        let outcome = match &result {
+            Ok(_) => Outcome::Ok,
+            Err(e) if is_clients_fault(e) => Outcome::Rejected,
+            Err(_) => Outcome::Failed,
+        };
+        self.experiments.record_request(&ticket, outcome, elapsed);
         result
     }
 
@@ -232,8 +267,12 @@ impl Runtime {
                 ))
             })?;
         if let Some(id) = &req.request_id {
-            let labels = items.iter().map(T::label).collect();
-            self.ab.remember(id, &entry.key, labels);
+            let labels: Option<Vec<String>> = items.iter().map(T::label).collect();
+            self.ab.remember(id, &entry.key, labels.clone());
+            let model_labels = Arc::new(model_labels(&*entry.engine, labels.is_some()));
+            self.experiments
+                .served
+                .remember(id, req.ticket.clone(), labels, model_labels);
         }
         if let (Some(reference), Some(ids)) = (shadow, shadow_ids) {
             let job = ShadowJob {
@@ -244,6 +283,7 @@ impl Runtime {
                 ids,
                 params,
                 outputs,
+                experiment: Some((self.experiments.clone(), req.ticket)),
             };
             self.shadow.submit(&self.pool, job);
         }
@@ -357,6 +397,23 @@ impl Runtime {
             Ok(Ok(reply)) => reply,
         }
     }
+}
+
+/// Errors of the request itself (bad input, refused choice): not a latency of the variant.
+fn is_clients_fault(e: &RuntimeError) -> bool {
+    matches!(
+        e,
+        RuntimeError::BadRequest(_)
+            | RuntimeError::TooLarge(_)
+            | RuntimeError::InputTooLong(_)
+            | RuntimeError::Unsupported(_)
+            | RuntimeError::Forbidden(_)
+    )
+}
+
+/// The labels feedback is checked against (none for tasks without labels).
+fn model_labels(model: &dyn Model, labelled: bool) -> Vec<String> {
+    if labelled { model.labels() } else { Vec::new() }
 }
 
 /// Runs CPU work (tokenizing) on the blocking pool rather than an executor thread; a panic there

@@ -9,6 +9,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
+use super::ab::ExperimentBook;
+use super::ab::ticket::Ticket;
 use super::abtest::AbStats;
 use super::compare::{Comparison, compare};
 use super::pending::Pending;
@@ -46,6 +48,9 @@ pub struct ShadowJob {
     pub ids: Vec<Vec<u32>>,
     pub params: RunParams,
     pub outputs: Vec<Output>,
+    /// The live request's experiment book and ticket: analysed requests' shadow comparisons
+    /// count per cluster bucket there (`ab`).
+    pub experiment: Option<(Arc<ExperimentBook>, Ticket)>,
 }
 
 pub struct ShadowRecorder {
@@ -117,6 +122,9 @@ impl ShadowRecorder {
             .with_label_values(&Self::labels(job))
             .inc_by(n as u64);
         self.ab.record_shadow_dropped(&job.live.key, n);
+        if let Some((book, ticket)) = &job.experiment {
+            book.record_shadow_dropped(ticket, n as u64);
+        }
     }
 
     fn record(&self, job: &ShadowJob, reference_outputs: &[Output]) {
@@ -171,6 +179,10 @@ impl ShadowRecorder {
             .with_label_values(&labels)
             .inc_by(comparisons.iter().filter(|c| c.agrees()).count() as u64);
         self.ab.record_shadow(&job.live.key, &comparisons);
+        if let Some((book, ticket)) = &job.experiment {
+            let agreed = comparisons.iter().filter(|c| c.agrees()).count();
+            book.record_shadow(ticket, agreed as u64, comparisons.len() as u64);
+        }
     }
 
     fn log_disagreement(&self, d: Disagreement) {

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use super::Runtime;
+use super::ab::ticket::Ticket;
 use super::detect::base_language;
 use super::error::RuntimeError;
 use super::html;
@@ -190,24 +191,28 @@ impl TaskPlan for Translate {
 
 impl Runtime {
     /// The variant a translate request goes to: the one it names, or the routing's pick.
-    pub fn route_translate(&self, req: &TranslateRequest) -> Result<Arc<ModelEntry>, RuntimeError> {
+    pub fn route_translate(
+        &self,
+        req: &TranslateRequest,
+    ) -> Result<(Arc<ModelEntry>, Ticket), RuntimeError> {
         let model = self.translation_model(req)?;
-        self.route(&model, req.variant.as_deref(), &req.headers)
+        self.route_ticketed(&model, req.variant.as_deref(), &req.headers)
     }
 
     /// Routes and runs a translate request.
     pub async fn translate(&self, req: TranslateRequest) -> Served<TranslateResponse> {
-        let entry = match self.route_translate(&req) {
+        let (entry, ticket) = match self.route_translate(&req) {
             Ok(e) => e,
             Err(e) => return Served::unrouted(e),
         };
-        let result = self.translate_on(entry.clone(), req).await;
+        let result = self.translate_on(entry.clone(), ticket, req).await;
         Served::on(&entry, result)
     }
 
     pub async fn translate_on(
         &self,
         entry: Arc<ModelEntry>,
+        ticket: Ticket,
         req: TranslateRequest,
     ) -> Result<TranslateResponse, RuntimeError> {
         let plan = Translate {
@@ -222,6 +227,7 @@ impl Runtime {
             inputs: req.inputs,
             truncate: req.truncate,
             timeout: req.timeout,
+            ticket,
         };
         let wanted = req.alternatives;
         let (documents, translated) = self.infer(&entry, common, plan).await?;
