@@ -19,11 +19,10 @@ pub fn bar(len: u64, what: &str) -> ProgressBar {
     if !ENABLED.load(Ordering::Relaxed) {
         return ProgressBar::hidden();
     }
-    let style = ProgressStyle::with_template(
-        "{msg} [{bar:30}] {pos}/{len} ({elapsed}, about {eta} left)",
-    )
-    .unwrap_or_else(|_| ProgressStyle::default_bar())
-    .progress_chars("=> ");
+    let style =
+        ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} ({elapsed}, about {eta} left)")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> ");
     ProgressBar::new(len)
         .with_style(style)
         .with_message(what.to_owned())

@@ -66,7 +66,10 @@ fn a_missing_model_is_explained_and_nothing_is_downloaded() {
     assert_eq!(std::fs::read_dir(&elsewhere).unwrap().count(), 0);
 
     // An explicit repository without the model says so too.
-    let out = run(quantserve().args(["translate", "--models"]).arg(&elsewhere).arg("Hi"));
+    let out = run(quantserve()
+        .args(["translate", "--models"])
+        .arg(&elsewhere)
+        .arg("Hi"));
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains(&elsewhere.display().to_string()));
 }
@@ -160,5 +163,8 @@ fn a_closed_stdout_ends_quietly() {
         .unwrap();
     let status = child.wait().unwrap();
     assert!(status.success(), "{status}: {err}");
-    assert!(!err.contains("panicked") && !err.contains("Broken pipe"), "{err}");
+    assert!(
+        !err.contains("panicked") && !err.contains("Broken pipe"),
+        "{err}"
+    );
 }

@@ -135,11 +135,20 @@ fn one_access_log_line_per_request_in_text() {
     }
     // A route without a model: the same line with `-`; an unusable client id is replaced.
     let long = "x".repeat(200);
-    let r = request(bin.addr, "GET", "/health/live", &[("x-request-id", &long)], b"");
+    let r = request(
+        bin.addr,
+        "GET",
+        "/health/live",
+        &[("x-request-id", &long)],
+        b"",
+    );
     let id = r.header("x-request-id").unwrap().to_string();
     assert_eq!(id.len(), 16);
     let line = bin.wait_for(|l| l.contains(&format!("request_id={id}")));
-    assert!(line.contains("path=/health/live") && line.contains("model=-"), "{line}");
+    assert!(
+        line.contains("path=/health/live") && line.contains("model=-"),
+        "{line}"
+    );
     // Exactly one line for the request.
     let _ = classify(bin.addr, "log-text-2", &[]);
     bin.wait_for(|l| l.contains("request_id=log-text-2"));
@@ -192,7 +201,10 @@ fn preflight(addr: SocketAddr, origin: &str) -> Resp {
         &[
             ("origin", origin),
             ("access-control-request-method", "POST"),
-            ("access-control-request-headers", "content-type, authorization"),
+            (
+                "access-control-request-headers",
+                "content-type, authorization",
+            ),
         ],
         b"",
     )
@@ -221,7 +233,9 @@ fn cors_answers_allowed_origins_only_and_is_off_by_default() {
     let r = classify(on.addr(), "cors-1", &[("origin", ORIGIN)]);
     assert_eq!(r.status, 200);
     assert_eq!(r.header("access-control-allow-origin"), Some(ORIGIN));
-    let exposed = r.header("access-control-expose-headers").unwrap_or_default();
+    let exposed = r
+        .header("access-control-expose-headers")
+        .unwrap_or_default();
     assert!(exposed.contains("x-quantserve-variant"), "{exposed}");
 
     // Off by default: no CORS headers, and OPTIONS is not a method of the route.
@@ -245,7 +259,13 @@ fn responses_are_compressed_when_asked() {
     let text = String::from_utf8(plain.body.clone()).unwrap();
     assert!(text.contains("quantserve_requests_total"));
 
-    let gz = request(s.addr(), "GET", "/metrics", &[("accept-encoding", "gzip")], b"");
+    let gz = request(
+        s.addr(),
+        "GET",
+        "/metrics",
+        &[("accept-encoding", "gzip")],
+        b"",
+    );
     assert_eq!(gz.status, 200);
     assert_eq!(gz.header("content-encoding"), Some("gzip"));
     let mut decoded = String::new();
@@ -260,7 +280,13 @@ fn responses_are_compressed_when_asked() {
         decoded.len()
     );
 
-    let br = request(s.addr(), "GET", "/metrics", &[("accept-encoding", "br")], b"");
+    let br = request(
+        s.addr(),
+        "GET",
+        "/metrics",
+        &[("accept-encoding", "br")],
+        b"",
+    );
     assert_eq!(br.header("content-encoding"), Some("br"));
     assert!(br.body.len() * 3 < text.len());
 

