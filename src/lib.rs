@@ -14,6 +14,7 @@ pub mod kernels;
 pub mod layers;
 pub mod metrics;
 pub mod models;
+pub mod progress;
 pub mod quant;
 pub mod repo;
 pub mod runtime;

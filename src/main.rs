@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 use quantserve::api::serve::{ServeArgs, serve_main};
 use quantserve::cli::{self, ClassifyArgs, QuantizeArgs, TranslateArgs, bench, eval};
 use quantserve::repo::{fetch, import};
+use quantserve::runtime::config::LogFormat;
 
 #[derive(Parser)]
 #[command(
@@ -25,6 +26,7 @@ enum Command {
     /// Download and verify the default models that are missing; or, given a PATH, register the
     /// Marian model folder or archive there as models/<pair>/fp32.
     Fetch {
+        /// Model repository root to fetch into (one folder per model).
         #[arg(long, env = "QUANTSERVE_MODELS", default_value = "models")]
         models: PathBuf,
         /// An Opus-MT (Hugging Face MarianMTModel) or Bergamot model folder, or a .zip / .tar /
@@ -54,6 +56,10 @@ enum Command {
         /// Model repository (overrides the file and QUANTSERVE_MODELS).
         #[arg(long)]
         models: Option<PathBuf>,
+        /// Log lines as `text` or `json` (one object per line; overrides [log] format and
+        /// QUANTSERVE_LOG__FORMAT). The filter is QUANTSERVE_LOG (default `info`).
+        #[arg(long, value_name = "text|json")]
+        log_format: Option<LogFormat>,
     },
     /// Translate texts (arguments, or one per line on stdin).
     Translate(TranslateArgs),
@@ -68,7 +74,12 @@ enum Command {
 }
 
 fn main() {
-    let result = match Cli::parse().command {
+    let command = Cli::parse().command;
+    if !matches!(command, Command::Serve { .. }) {
+        // Drawn only when stderr is a terminal.
+        quantserve::progress::enable();
+    }
+    let result = match command {
         Command::Fetch {
             models, path: None, ..
         } => fetch::fetch_all(&models),
@@ -76,11 +87,11 @@ fn main() {
             models,
             path: Some(path),
             pair,
-        } => import::import_marian(&models, &path, pair.as_deref()).map(|(name, dir)| {
-            println!(
+        } => import::import_marian(&models, &path, pair.as_deref()).and_then(|(name, dir)| {
+            cli::print(&format!(
                 "{name}: registered at {} (serve it with [models.{name}] in the config)",
                 dir.display()
-            );
+            ))
         }),
         Command::Vmap(args) => cli::vmap::run(args),
         Command::Serve {
@@ -88,11 +99,13 @@ fn main() {
             http_addr,
             grpc_addr,
             models,
+            log_format,
         } => serve_main(ServeArgs {
             config,
             http_addr,
             grpc_addr,
             models,
+            log_format,
         }),
         Command::Classify(args) => cli::classify(args),
         Command::Translate(args) => cli::translate(args),
@@ -101,8 +114,43 @@ fn main() {
         Command::Eval(args) => eval::run(args),
         Command::AbReport(args) => cli::ab_report::run(args),
     };
-    if let Err(e) = result {
-        eprintln!("error: {e:#}");
-        std::process::exit(1);
+    match result {
+        Ok(()) => {}
+        // The reader went away (`quantserve translate ... | head -n1`): nothing left to say.
+        Err(e) if cli::is_broken_pipe(&e) => {}
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::exit(1);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// Every flag and argument of every subcommand says what it is in `--help`.
+    #[test]
+    fn every_argument_has_help() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            let path = format!("{path} {}", cmd.get_name());
+            for arg in cmd.get_arguments() {
+                let builtin = matches!(arg.get_id().as_str(), "help" | "version");
+                if !builtin && arg.get_help().is_none() && arg.get_long_help().is_none() {
+                    missing.push(format!("{path} {}", arg.get_id()));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                if sub.get_about().is_none() && sub.get_name() != "help" {
+                    missing.push(format!("{path} {} (no about)", sub.get_name()));
+                }
+                walk(sub, &path, missing);
+            }
+        }
+        let cmd = super::Cli::command();
+        cmd.clone().debug_assert();
+        let mut missing = Vec::new();
+        walk(&cmd, "", &mut missing);
+        assert!(missing.is_empty(), "arguments without help: {missing:#?}");
     }
 }

@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 
 use super::auth::authorized;
 use super::errors::ApiError;
-use super::request_id::{X_MODEL, X_REQUEST_ID, X_TIMEOUT_MS, X_VARIANT, request_id};
+use super::request_id::{X_MODEL, X_TIMEOUT_MS, X_VARIANT};
 use super::{admin, libretranslate, openai, tei, wire};
 use crate::runtime::Runtime;
 use crate::runtime::pool::QueueKey;
@@ -48,7 +48,8 @@ pub fn router(runtime: Arc<Runtime>) -> Router {
     let libretranslate = libretranslate::router()
         .route("/translate", post(libretranslate::translate::translate))
         .route("/v1/translate", post(libretranslate::translate::translate));
-    Router::new()
+    let cors = runtime.config.cors.clone();
+    let app = Router::new()
         .merge(protected)
         .merge(libretranslate)
         .merge(admin::router(runtime.clone()))
@@ -64,8 +65,8 @@ pub fn router(runtime: Arc<Runtime>) -> Router {
             runtime.clone(),
             super::ab::ticket_header,
         ))
-        .layer(middleware::from_fn(request_context))
-        .with_state(runtime)
+        .with_state(runtime);
+    super::middleware::wrap(app, &cors)
 }
 
 pub fn json_response(status: StatusCode, body: &Value) -> Response {
@@ -81,35 +82,10 @@ pub fn json_response(status: StatusCode, body: &Value) -> Response {
         .into_response()
 }
 
-/// The request's id, for handlers (feedback refers to served requests by it).
+/// The request's id, for handlers (feedback refers to served requests by it); set by
+/// `middleware.rs`.
 #[derive(Clone, Debug)]
 pub struct RequestId(pub String);
-
-/// Echoes the client's `x-request-id` (or makes one) on every response, and logs one line per
-/// request at debug level.
-async fn request_context(mut req: Request, next: Next) -> Response {
-    let id = request_id(
-        req.headers()
-            .get(X_REQUEST_ID)
-            .and_then(|v| v.to_str().ok()),
-    );
-    req.extensions_mut().insert(RequestId(id.clone()));
-    let (method, path) = (req.method().clone(), req.uri().path().to_owned());
-    let started = Instant::now();
-    let mut resp = next.run(req).await;
-    if let Ok(v) = HeaderValue::from_str(&id) {
-        resp.headers_mut().insert(X_REQUEST_ID, v);
-    }
-    tracing::debug!(
-        request_id = %id,
-        %method,
-        path,
-        status = resp.status().as_u16(),
-        elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
-        "request"
-    );
-    resp
-}
 
 async fn require_api_key(State(rt): AppState, req: Request, next: Next) -> Response {
     let given = req

@@ -7,6 +7,7 @@ pub mod errors;
 pub mod grpc;
 pub mod http;
 pub mod libretranslate;
+pub mod middleware;
 pub mod openai;
 pub mod openapi;
 pub mod request_id;

@@ -1,4 +1,5 @@
-//! Request ids and the headers (HTTP) or metadata keys (gRPC) both front ends read and write.
+//! Request ids (made and echoed by `middleware.rs` over HTTP, by `grpc/call.rs` over gRPC) and
+//! the headers (HTTP) or metadata keys (gRPC) both front ends read and write.
 
 use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -15,12 +16,17 @@ pub const X_TIMEOUT_MS: HeaderName = HeaderName::from_static("x-timeout-ms");
 /// a new one. Shared with the gRPC front end so both echo ids the same way.
 pub fn request_id(given: Option<&str>) -> String {
     given
-        .filter(|s| !s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_graphic()))
+        .filter(|s| usable_request_id(s))
         .map_or_else(new_request_id, str::to_owned)
 }
 
+/// A client's id is kept when it is visible ASCII and at most 128 bytes.
+pub fn usable_request_id(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_graphic())
+}
+
 /// 16 hex digits, unique within the process and unpredictable across processes.
-fn new_request_id() -> String {
+pub fn new_request_id() -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let mut h = std::hash::RandomState::new().build_hasher();
     h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));

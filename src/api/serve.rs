@@ -14,7 +14,7 @@ use tokio::sync::{oneshot, watch};
 
 use crate::metrics::Metrics;
 use crate::runtime::Runtime;
-use crate::runtime::config::{Config, Overrides};
+use crate::runtime::config::{Config, LogFormat, Overrides};
 
 /// The `serve` subcommand's flags.
 #[derive(Clone, Debug, Default)]
@@ -23,33 +23,39 @@ pub struct ServeArgs {
     pub http_addr: Option<String>,
     pub grpc_addr: Option<String>,
     pub models: Option<PathBuf>,
+    pub log_format: Option<LogFormat>,
 }
 
 pub fn serve_main(args: ServeArgs) -> Result<()> {
-    init_tracing();
     let overrides = Overrides {
         http_addr: args.http_addr,
         grpc_addr: args.grpc_addr,
         models_dir: args.models,
+        log_format: args.log_format,
     };
+    // Loaded first: the log format is part of it (its errors go to stderr through `main`).
     let config = Config::load(args.config.as_deref(), &overrides)?;
+    init_tracing(config.log.format);
     let server = Server::start(config, true)?;
     tracing::info!(http = %server.addr(), grpc = %server.grpc_addr(), "listening");
     server.wait()
 }
 
-/// Logs to stderr, filtered by `QUANTSERVE_LOG` or `RUST_LOG` (default `info`; `debug` adds one
-/// line per request).
-pub fn init_tracing() {
+/// Logs to stderr, filtered by `QUANTSERVE_LOG` or `RUST_LOG` (default `info`: one access-log
+/// line per HTTP request, see `api::middleware`), as text or one JSON object per line.
+pub fn init_tracing(format: LogFormat) {
     let filter = std::env::var("QUANTSERVE_LOG")
         .or_else(|_| std::env::var("RUST_LOG"))
         .unwrap_or_else(|_| "info".into());
     let filter = tracing_subscriber::EnvFilter::try_new(&filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
 }
 
 /// A running server: listening, loading models in the background.

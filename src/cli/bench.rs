@@ -16,15 +16,19 @@ use crate::repo::{self, fetch};
 
 #[derive(Args)]
 pub struct BenchArgs {
+    /// Model repository root (one folder per model, one sub-folder per variant).
     #[arg(long, env = "QUANTSERVE_MODELS", default_value = "models")]
     pub models: PathBuf,
     /// `sentiment`, `en-pt` or `pt-en`.
     #[arg(long, default_value = "sentiment")]
     pub model: String,
+    /// Variants to measure, comma-separated (folders or schemes derived at load).
     #[arg(long, value_delimiter = ',', default_value = "fp32,int8")]
     pub variants: Vec<String>,
+    /// Batch sizes to measure, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "1,8,32")]
     pub batch: Vec<usize>,
+    /// Intra-op thread counts to measure, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "1,2")]
     pub threads: Vec<usize>,
     /// Classification: a BERT config.json to benchmark with random weights instead of the
@@ -40,6 +44,7 @@ pub struct BenchArgs {
     /// Translation: decode over the full vocabulary.
     #[arg(long)]
     pub no_shortlist: bool,
+    /// Translation: beam size (default: the model's config).
     #[arg(long)]
     pub beam_size: Option<usize>,
     /// Translation: sources of exactly this many tokens (EOS included), made from the
@@ -102,9 +107,17 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let mut rows = Vec::new();
     let translation = bible_languages(&models, &model)?;
     for v in &variants {
+        super::require_model(&models, &model, v)?;
+    }
+    let progress = crate::progress::bar(
+        (variants.len() * threads.len() * batch.len()) as u64,
+        "bench: configurations",
+    );
+    for v in &variants {
         for &t in &threads {
             let pool = thread_pool(Some(t))?;
             for &b in &batch {
+                progress.set_message(format!("bench: {v}, {t} threads, batch {b}"));
                 let row = if let Some((from, to)) = &translation {
                     let tr = repo::load_translator(&models, &model, v)?;
                     let data = datasets::read_bible(&data_path("bible/sample500.tsv"), from, to)?;
@@ -167,14 +180,18 @@ pub fn run(args: BenchArgs) -> Result<()> {
                         weight_bytes: clf.weight_bytes(),
                     }
                 };
-                eprintln!(
-                    "bench: {} threads {} batch {}: {:.1}/s",
-                    row.variant, t, b, row.items_per_s
-                );
+                progress.suspend(|| {
+                    eprintln!(
+                        "bench: {} threads {} batch {}: {:.1}/s",
+                        row.variant, t, b, row.items_per_s
+                    )
+                });
+                progress.inc(1);
                 rows.push(row);
             }
         }
     }
+    progress.finish_and_clear();
     let unit = if translation.is_some() {
         "sentences"
     } else {
@@ -185,13 +202,13 @@ pub fn run(args: BenchArgs) -> Result<()> {
     if to_stdout {
         eprint!("{table}");
     } else {
-        print!("{table}");
+        super::print(table.trim_end())?;
     }
     if let Some(path) = json {
         let report = bench::BenchReport::new(&model, unit, rows.clone());
         let text = serde_json::to_string_pretty(&report)?;
         if to_stdout {
-            println!("{text}");
+            super::print(&text)?;
         } else {
             std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
         }

@@ -7,7 +7,7 @@ pub mod eval;
 pub mod vmap;
 
 use std::io::BufRead;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
@@ -27,8 +27,10 @@ pub struct Common {
     /// Intra-op threads (default: all cores).
     #[arg(long, env = "QUANTSERVE_THREADS")]
     pub threads: Option<usize>,
-    /// Variant to run.
-    #[arg(long, default_value = "fp32")]
+    /// Variant to run: a folder under the model (e.g. `int4-kd`) or a scheme derived at load
+    /// from fp32 (`int8`, `int4-g64`, ...). `fp32` is the slow reference; `int8` is what the
+    /// server serves by default.
+    #[arg(long, default_value = "int8")]
     pub variant: String,
 }
 
@@ -36,11 +38,17 @@ pub struct Common {
 pub struct ClassifyArgs {
     #[command(flatten)]
     pub common: Common,
+    /// The classifier (a folder of the model repository).
     #[arg(long, default_value = "sentiment")]
     pub model: String,
     /// Truncate inputs longer than the model's limit instead of failing.
     #[arg(long)]
     pub truncate: bool,
+    /// One JSON object per text (`text`, `label`, `score`, `scores`) instead of tab-separated
+    /// lines.
+    #[arg(long)]
+    pub json: bool,
+    /// Texts to classify (default: one per line on stdin).
     pub texts: Vec<String>,
 }
 
@@ -48,8 +56,10 @@ pub struct ClassifyArgs {
 pub struct TranslateArgs {
     #[command(flatten)]
     pub common: Common,
+    /// Source language; with `--to` it names the model folder `<from>-<to>` (e.g. `en-pt`).
     #[arg(long, default_value = "en")]
     pub from: String,
+    /// Target language.
     #[arg(long, default_value = "pt")]
     pub to: String,
     /// Beam size (default: the model's config).
@@ -58,8 +68,13 @@ pub struct TranslateArgs {
     /// Decode over the full vocabulary instead of the lexical shortlist.
     #[arg(long)]
     pub no_shortlist: bool,
+    /// Truncate inputs longer than the model's limit instead of failing.
     #[arg(long)]
     pub truncate: bool,
+    /// One JSON object per text (`text`, `translation`) instead of plain lines.
+    #[arg(long)]
+    pub json: bool,
+    /// Texts to translate (default: one per line on stdin).
     pub texts: Vec<String>,
 }
 
@@ -155,8 +170,9 @@ fn search_options(
     }
 }
 
-/// `quantserve classify`: one line per text, `label<TAB>score<TAB>text`.
+/// `quantserve classify`: one line per text, `label<TAB>score<TAB>text` (or JSON).
 pub fn classify(args: ClassifyArgs) -> Result<()> {
+    require_model(&args.common.models, &args.model, &args.common.variant)?;
     let texts = inputs(args.texts)?;
     let pool = thread_pool(args.common.threads)?;
     let clf = repo::load_classifier(&args.common.models, &args.model, &args.common.variant)?;
@@ -166,26 +182,93 @@ pub fn classify(args: ClassifyArgs) -> Result<()> {
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
     let results = pool.install(|| clf.classify(&refs, overflow(args.truncate)))?;
     for (text, r) in texts.iter().zip(results) {
-        println!(
-            "{}\t{:.4}\t{}",
-            clf.labels[r.label], r.scores[r.label], text
-        );
+        let label = &clf.labels[r.label];
+        if args.json {
+            let scores: serde_json::Map<String, serde_json::Value> = clf
+                .labels
+                .iter()
+                .cloned()
+                .zip(r.scores.iter().map(|&s| s.into()))
+                .collect();
+            let line = serde_json::json!({
+                "text": text, "label": label, "score": r.scores[r.label], "scores": scores,
+            });
+            print(&line.to_string())?;
+        } else {
+            print(&format!("{label}\t{:.4}\t{text}", r.scores[r.label]))?;
+        }
     }
     Ok(())
 }
 
-/// `quantserve translate`: one translation per line.
+/// `quantserve translate`: one translation per line (or JSON).
 pub fn translate(args: TranslateArgs) -> Result<()> {
+    let model = format!("{}-{}", args.from, args.to);
+    require_model(&args.common.models, &model, &args.common.variant)?;
     let texts = inputs(args.texts)?;
     let pool = thread_pool(args.common.threads)?;
-    let model = format!("{}-{}", args.from, args.to);
     let tr = repo::load_translator(&args.common.models, &model, &args.common.variant)?;
     let opts = search_options(&tr.defaults, args.beam_size, args.no_shortlist);
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-    for out in pool.install(|| tr.translate(&refs, &opts, overflow(args.truncate)))? {
-        println!("{out}");
+    let outputs = pool.install(|| tr.translate(&refs, &opts, overflow(args.truncate)))?;
+    for (text, out) in texts.iter().zip(outputs) {
+        if args.json {
+            print(&serde_json::json!({ "text": text, "translation": out }).to_string())?;
+        } else {
+            print(&out)?;
+        }
     }
     Ok(())
+}
+
+/// One line to stdout. A closed stdout (`... | head -n1`) is an `io::Error` of kind
+/// `BrokenPipe` that `main` ends on quietly, where `println!` would panic.
+pub fn print(line: &str) -> Result<()> {
+    use std::io::Write;
+    writeln!(std::io::stdout().lock(), "{line}")?;
+    Ok(())
+}
+
+/// Whether `e` comes from writing to a closed pipe.
+pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+/// The offline commands never download on their own (the server and `quantserve fetch` do): a
+/// model missing from the repository is an error that says where it looked and what to do.
+pub fn require_model(root: &Path, model: &str, variant: &str) -> Result<()> {
+    let fp32 = repo::fetch::fp32_dir(root, model);
+    let folder = root.join(model).join(variant);
+    // A variant folder runs on its own when it has its tokenizer; else it needs the fp32 one
+    // (as does a variant derived at load).
+    let present = fp32.is_dir() || (folder.is_dir() && folder.join("tokenizer.json").exists());
+    if present {
+        return Ok(());
+    }
+    let here = if root.is_dir() {
+        format!("the model repository {}", root.display())
+    } else {
+        format!("{} (no such folder)", root.display())
+    };
+    let fetchable = repo::fetch::PACKAGED_MODELS.iter().any(|p| p.name == model);
+    let get = if fetchable {
+        format!(
+            "download it with `quantserve fetch --models {}`",
+            root.display()
+        )
+    } else {
+        "register a Marian model folder with `quantserve fetch PATH`".to_string()
+    };
+    bail!(
+        "model `{model}` (variant `{variant}`) is not in {here}: looked for {} and {}.\n\
+         Run from the folder that holds `models/`, point --models (or QUANTSERVE_MODELS) at the \
+         model repository, or {get}.",
+        folder.display(),
+        fp32.display()
+    )
 }
 
 /// `quantserve quantize`: writes the variant folder and reports what it did.
@@ -214,9 +297,9 @@ pub fn quantize(args: QuantizeArgs) -> Result<()> {
     };
     let r = convert::quantize_dir_with(&args.model, &args.scheme, &options, &args.out)?;
     for note in &r.notes {
-        println!("{note}");
+        print(note)?;
     }
-    println!(
+    print(&format!(
         "{}: scheme {} ({} bits, {}), {} tensors quantized, {:.2} bits/weight on average, {:.1} MB",
         args.out.display(),
         r.info.scheme,
@@ -225,6 +308,6 @@ pub fn quantize(args: QuantizeArgs) -> Result<()> {
         r.quantized_tensors,
         r.avg_bits,
         r.bytes as f64 / 1e6
-    );
+    ))?;
     Ok(())
 }

@@ -44,6 +44,7 @@ pub struct VmapArgs {
     /// Leave the first N pairs out of the map (the `--eval` sentences).
     #[arg(long, default_value_t = 0)]
     pub skip: usize,
+    /// Intra-op threads for the `--eval` translations (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,
 }
@@ -97,14 +98,14 @@ pub fn run(args: VmapArgs) -> Result<()> {
         .clone()
         .unwrap_or_else(|| args.model.join(VMAP_FILE));
     std::fs::write(&out, &map.text).with_context(|| format!("writing {}", out.display()))?;
-    println!(
+    super::print(&format!(
         "{}: {} source tokens, {} pairs, {} always allowed, from {} sentence pairs",
         out.display(),
         map.keys,
         map.pairs,
         opts.always,
         sources.len()
-    );
+    ))?;
     if let Some(n) = args.eval {
         evaluate(&args, &src, &tgt, n.min(src.len()))?;
     }
@@ -133,11 +134,11 @@ fn evaluate(args: &VmapArgs, src: &[String], tgt: &[String], n: usize) -> Result
         let out = pool.install(|| model.translate(&texts, &opts, Overflow::Truncate))?;
         let secs = started.elapsed().as_secs_f64();
         let bleu = corpus_bleu(&out, &refs).score;
-        println!(
+        super::print(&format!(
             "{:<13} BLEU {bleu:6.2}  {:7.1} sentences/s",
             if shortlist { "with vmap" } else { "full vocab" },
             n as f64 / secs
-        );
+        ))?;
         runs.push((out, secs));
     }
     let agreement = corpus_bleu(&runs[1].0, &[runs[0].0.clone()]).score;
@@ -147,9 +148,9 @@ fn evaluate(args: &VmapArgs, src: &[String], tgt: &[String], n: usize) -> Result
         .zip(&runs[0].0)
         .filter(|(a, b)| a == b)
         .count();
-    println!(
+    super::print(&format!(
         "vmap vs full vocab: BLEU {agreement:.2}, identical outputs {same}/{n}, speed {:.2}x",
         runs[0].1 / runs[1].1
-    );
+    ))?;
     Ok(())
 }

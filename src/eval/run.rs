@@ -38,7 +38,8 @@ pub fn accuracy(
 ) -> Result<AccuracyReport> {
     let start = Instant::now();
     let mut correct = 0;
-    for (i, chunk) in data.chunks(batch.max(1)).enumerate() {
+    let progress = crate::progress::bar(data.len() as u64, "eval: texts classified");
+    for chunk in data.chunks(batch.max(1)) {
         let texts: Vec<&str> = chunk.iter().map(|d| d.text.as_str()).collect();
         for (r, d) in model
             .classify(&texts, Overflow::Truncate)?
@@ -47,11 +48,9 @@ pub fn accuracy(
         {
             correct += usize::from(model.labels[r.label] == d.label);
         }
-        let done = ((i + 1) * batch).min(data.len());
-        if i % 8 == 7 || done == data.len() {
-            eprintln!("eval: {done}/{} classified", data.len());
-        }
+        progress.inc(chunk.len() as u64);
     }
+    progress.finish_and_clear();
     let total = data.len();
     Ok(AccuracyReport {
         correct,
@@ -74,15 +73,13 @@ pub fn translation(
 ) -> Result<TranslationReport> {
     let start = Instant::now();
     let mut hypotheses = Vec::with_capacity(data.sources.len());
+    let progress = crate::progress::bar(data.sources.len() as u64, "eval: sentences translated");
     for chunk in data.sources.chunks(batch.max(1)) {
         let texts: Vec<&str> = chunk.iter().map(String::as_str).collect();
         hypotheses.extend(model.translate(&texts, opts, Overflow::Truncate)?);
-        eprintln!(
-            "eval: {}/{} translated",
-            hypotheses.len(),
-            data.sources.len()
-        );
+        progress.inc(chunk.len() as u64);
     }
+    progress.finish_and_clear();
     let refs = [data.references.as_slice()];
     Ok(TranslationReport {
         sentences: hypotheses.len(),

@@ -129,13 +129,16 @@ fn observe_all(layers: Vec<&mut Linear>) -> Vec<std::sync::Arc<UnitMaxima>> {
 /// `model` keeps its observers afterwards: load one for calibration only.
 pub fn calibrate_bert(model: &mut BertClassifier, sentences: &[String]) -> Result<LayerMaxima> {
     let observers = observe_all(model.ffn_inputs_mut());
+    let progress = crate::progress::bar(sentences.len() as u64, "calibration: sentences");
     for chunk in sentences.chunks(BATCH) {
         let ids = chunk
             .iter()
             .map(|s| model.tokenize(s, Overflow::Truncate))
             .collect::<Result<Vec<_>>>()?;
         model.classify_ids(&ids)?;
+        progress.inc(chunk.len() as u64);
     }
+    progress.finish_and_clear();
     Ok(observers.iter().map(|o| o.get()).collect())
 }
 
@@ -155,9 +158,12 @@ pub fn calibrate_marian(
         .iter()
         .map(|s| model.tokenize(s, Overflow::Truncate))
         .collect::<Result<Vec<_>>>()?;
+    let progress = crate::progress::bar(sources.len() as u64, "calibration: sentences");
     for chunk in sources.chunks(BATCH) {
         model.translate_ids(chunk, &opts)?;
+        progress.inc(chunk.len() as u64);
     }
+    progress.finish_and_clear();
     let get = |o: &[std::sync::Arc<UnitMaxima>]| o.iter().map(|o| o.get()).collect();
     Ok((get(&enc), get(&dec)))
 }

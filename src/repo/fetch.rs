@@ -156,7 +156,9 @@ fn extract(archive: &Path, member_dir: &str, dest: &Path) -> Result<usize> {
     }
     std::fs::create_dir_all(&tmp)?;
     let mut count = 0;
+    let progress = crate::progress::bar(zip.len() as u64, "fetch: unpacking");
     for i in 0..zip.len() {
+        progress.inc(1);
         let mut entry = zip.by_index(i)?;
         let name = entry.name().to_string();
         let Some(rest) = name.strip_prefix(member_dir) else {
@@ -169,6 +171,7 @@ fn extract(archive: &Path, member_dir: &str, dest: &Path) -> Result<usize> {
         std::io::copy(&mut entry, &mut out)?;
         count += 1;
     }
+    progress.finish_and_clear();
     ensure!(
         count > 0,
         "{} has no files under {member_dir}",

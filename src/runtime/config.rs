@@ -1,6 +1,7 @@
-//! Server configuration: `config/quantserve.toml`, then `QUANTSERVE_*` environment variables,
-//! then command-line flags, each overriding the one before. Every field has a default, so an
-//! empty file (or none) is a valid configuration.
+//! Server configuration: `config/quantserve.toml`, then `QUANTSERVE_*` environment variables
+//! (`config_sources.rs`: `QUANTSERVE_SECTION__KEY` for any key), then command-line flags, each
+//! overriding the one before. Every field has a default, so an empty file (or none) is a valid
+//! configuration.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -23,6 +24,8 @@ pub struct Config {
     pub translation: TranslationConfig,
     pub libretranslate: LibreTranslateConfig,
     pub defaults: Defaults,
+    pub log: LogConfig,
+    pub cors: CorsConfig,
     /// Served models by name (the folder under `models_dir`).
     pub models: BTreeMap<String, ModelConfig>,
     /// Where this configuration came from, so SIGHUP and `/admin/reload` can read it again.
@@ -197,6 +200,43 @@ impl Default for LibreTranslateConfig {
     }
 }
 
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// `text` (one human-readable line per event) or `json` (one JSON object per line, for log
+    /// collectors). The filter is `QUANTSERVE_LOG` / `RUST_LOG`.
+    pub format: LogFormat,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+impl std::str::FromStr for LogFormat {
+    type Err = anyhow::Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "text" => Ok(Self::Text),
+            "json" => Ok(Self::Json),
+            _ => anyhow::bail!("log format {s:?} is neither `text` nor `json`"),
+        }
+    }
+}
+
+/// Cross-origin requests from browser front ends served elsewhere. Off (no CORS headers, OPTIONS
+/// is 405) until origins are listed.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CorsConfig {
+    /// Origins allowed to call the API, e.g. `["https://app.example.com"]`; `["*"]` allows any.
+    pub allowed_origins: Vec<String>,
+}
+
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelConfig {
@@ -288,31 +328,29 @@ pub struct Overrides {
     pub http_addr: Option<String>,
     pub grpc_addr: Option<String>,
     pub models_dir: Option<PathBuf>,
+    pub log_format: Option<LogFormat>,
 }
 
 impl Config {
     /// The built-in model list: the sentiment classifier, both translation directions and the
     /// embedder; LibreTranslate compatibility on, as in the shipped configuration file.
     pub fn with_default_models() -> Self {
-        let mut cfg = Self::default();
-        for name in ["sentiment", "en-pt", "pt-en", "minilm"] {
-            cfg.models.insert(name.into(), ModelConfig::fp32());
-        }
-        cfg.libretranslate.enabled = true;
-        cfg
+        Self::from_toml(super::config_sources::BUILT_IN).expect("the built-in configuration parses")
     }
 
     /// Reads a TOML file (or the built-in defaults when `path` is `None`), applies environment
     /// and command-line overrides, and validates the result.
     pub fn load(path: Option<&Path>, overrides: &Overrides) -> Result<Self> {
-        let mut cfg = match path {
-            Some(p) => Self::from_toml(
-                &std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?,
-            )
-            .with_context(|| format!("in {}", p.display()))?,
-            None => Self::with_default_models(),
-        };
-        cfg.apply_env(|k| std::env::var(k).ok())?;
+        Self::load_with_env(path, overrides, std::env::vars())
+    }
+
+    /// `load` with the environment given (so tests need not touch the process's).
+    pub fn load_with_env(
+        path: Option<&Path>,
+        overrides: &Overrides,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self> {
+        let mut cfg = super::config_sources::extract(path, env)?;
         cfg.source = path.map(|p| (p.to_path_buf(), overrides.clone()));
         if let Some(a) = &overrides.http_addr {
             cfg.server.http_addr = a.clone();
@@ -323,53 +361,15 @@ impl Config {
         if let Some(m) = &overrides.models_dir {
             cfg.server.models_dir = m.clone();
         }
+        if let Some(f) = overrides.log_format {
+            cfg.log.format = f;
+        }
         cfg.validate()?;
         Ok(cfg)
     }
 
     pub fn from_toml(text: &str) -> Result<Self> {
         toml::from_str(text).context("parsing the configuration")
-    }
-
-    /// `QUANTSERVE_HTTP_ADDR`, `QUANTSERVE_GRPC_ADDR`, `QUANTSERVE_MODELS`, `QUANTSERVE_API_KEY`,
-    /// `QUANTSERVE_ADMIN_KEY`, `QUANTSERVE_WORKERS`,
-    /// `QUANTSERVE_THREADS`, `QUANTSERVE_TIMEOUT_MS`. `env` is a parameter so tests need not touch
-    /// the process environment.
-    pub fn apply_env(&mut self, env: impl Fn(&str) -> Option<String>) -> Result<()> {
-        let number = |key: &str| -> Result<Option<u64>> {
-            env(key)
-                .map(|v| {
-                    v.trim()
-                        .parse()
-                        .with_context(|| format!("{key}={v:?} is not a number"))
-                })
-                .transpose()
-        };
-        if let Some(v) = env("QUANTSERVE_HTTP_ADDR") {
-            self.server.http_addr = v;
-        }
-        if let Some(v) = env("QUANTSERVE_GRPC_ADDR") {
-            self.server.grpc_addr = Some(v);
-        }
-        if let Some(v) = env("QUANTSERVE_MODELS") {
-            self.server.models_dir = v.into();
-        }
-        if let Some(v) = env("QUANTSERVE_API_KEY") {
-            self.server.api_key = Some(v);
-        }
-        if let Some(v) = env("QUANTSERVE_ADMIN_KEY") {
-            self.server.admin_key = Some(v);
-        }
-        if let Some(v) = number("QUANTSERVE_WORKERS")? {
-            self.workers.count = v as usize;
-        }
-        if let Some(v) = number("QUANTSERVE_THREADS")? {
-            self.workers.threads = v as usize;
-        }
-        if let Some(v) = number("QUANTSERVE_TIMEOUT_MS")? {
-            self.server.timeout_ms = v;
-        }
-        Ok(())
     }
 
     pub fn validate(&self) -> Result<()> {
@@ -414,6 +414,12 @@ impl Config {
                 r.validate()
                     .map_err(|e| anyhow::anyhow!("models.{name}.routing: {e}"))?;
             }
+        }
+        for o in &self.cors.allowed_origins {
+            ensure!(
+                !o.is_empty() && o.bytes().all(|b| b.is_ascii_graphic()),
+                "cors.allowed_origins: {o:?} is not an origin (like https://app.example.com) or *"
+            );
         }
         if let Some(k) = &self.server.api_key {
             ensure!(
@@ -482,25 +488,6 @@ mod tests {
         assert!(cfg.models.contains_key(&cfg.defaults.embed_model));
         assert_eq!(cfg.models["minilm"].default_variant, "int8");
         assert!(cfg.libretranslate.enabled);
-    }
-
-    #[test]
-    fn env_overrides_file() {
-        let mut cfg = Config::from_toml("[server]\nhttp_addr = \"0.0.0.0:1\"\n").unwrap();
-        cfg.apply_env(|k| match k {
-            "QUANTSERVE_HTTP_ADDR" => Some("127.0.0.1:9".into()),
-            "QUANTSERVE_GRPC_ADDR" => Some("127.0.0.1:10".into()),
-            "QUANTSERVE_THREADS" => Some("3".into()),
-            _ => None,
-        })
-        .unwrap();
-        assert_eq!(cfg.server.http_addr, "127.0.0.1:9");
-        assert_eq!(cfg.server.grpc_addr.as_deref(), Some("127.0.0.1:10"));
-        assert_eq!(cfg.workers.threads, 3);
-        assert!(
-            cfg.apply_env(|k| (k == "QUANTSERVE_WORKERS").then(|| "many".into()))
-                .is_err()
-        );
     }
 
     #[test]

@@ -7,6 +7,7 @@ pub mod abtest;
 pub mod batcher;
 pub mod compare;
 pub mod config;
+mod config_sources;
 pub mod detect;
 mod embed;
 pub mod error;

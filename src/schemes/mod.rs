@@ -150,7 +150,8 @@ pub fn quantize_store(
     scheme_for: impl Fn(&str) -> SchemeRef,
     role_of: impl Fn(&str, &[usize]) -> Option<Role>,
 ) -> Result<()> {
-    store.convert(|name, t| {
+    let progress = crate::progress::counter("quantize: tensors");
+    let result = store.convert(|name, t| {
         let Some(role) = role_of(name, &t.shape) else {
             return Ok(None);
         };
@@ -160,8 +161,11 @@ pub fn quantize_store(
         }
         anyhow::ensure!(t.shape.len() == 2, "only matrices are quantized");
         ensure_finite(&t.data)?;
+        progress.inc(1);
         Ok(Some(scheme.quantize(&t.data, t.shape[0], t.shape[1], role)))
-    })
+    });
+    progress.finish_and_clear();
+    result
 }
 
 /// A NaN or infinite weight cannot be quantized (it would silently become 0 or poison a scale):
