@@ -275,8 +275,9 @@ fn self_check_refuses_a_broken_variant_and_admin_errors_are_clear() {
             "POST",
             "/admin/models/sentiment/variants/int3:load",
             json!({}),
-            422,
-            "load_failed",
+            // Neither a folder nor a scheme: nothing to load, and no entry left behind.
+            404,
+            "unknown_variant",
         ),
         (
             "POST",
@@ -332,8 +333,9 @@ fn self_check_refuses_a_broken_variant_and_admin_errors_are_clear() {
             "GET",
             "/admin/models/nope/disagreements",
             json!({}),
-            404,
-            "unknown_model",
+            // Other users' inputs: never without server.admin_key (tests/admin_lockdown.rs).
+            403,
+            "admin_key_required",
         ),
     ];
     for (method, path, body, status, code) in cases {
@@ -496,7 +498,9 @@ fn shadow_metrics_feedback_and_report_on_a_variant_made_to_disagree() {
         }),
         ..ModelConfig::fp32()
     };
-    let server = start(config(&[("sentiment", model), ("en-pt", translation)]));
+    let mut cfg = config(&[("sentiment", model), ("en-pt", translation)]);
+    cfg.server.admin_key = Some("admin-k".into());
+    let server = start(cfg);
     let addr = server.addr();
     let labels = "model=\"sentiment\",variant=\"flipped\",reference=\"fp32\"";
 
@@ -557,7 +561,14 @@ fn shadow_metrics_feedback_and_report_on_a_variant_made_to_disagree() {
     );
 
     // The disagreements are kept for reading, newest first.
-    let log = get(addr, "/admin/models/sentiment/disagreements").json();
+    let log = request(
+        addr,
+        "GET",
+        "/admin/models/sentiment/disagreements",
+        &[("authorization", "Bearer admin-k")],
+        b"",
+    )
+    .json();
     let items = log["disagreements"].as_array().unwrap();
     assert_eq!(items.len(), TEXTS.len());
     assert_eq!(items[0]["input"], TEXTS[TEXTS.len() - 1]);

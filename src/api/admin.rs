@@ -2,6 +2,7 @@
 //! shadow disagreements), the A/B report and the feedback endpoint. Parse, call the runtime,
 //! format; the admin calls that load run on the blocking pool, never on the executor.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
@@ -17,6 +18,7 @@ use serde_json::{Value, json};
 use super::auth::bearer_matches;
 use super::errors::ApiError;
 use super::http::json_response;
+use crate::runtime::config::ServerConfig;
 use crate::runtime::registry::{ModelView, VariantStatus};
 use crate::runtime::routing::Routing;
 use crate::runtime::{Runtime, RuntimeError};
@@ -36,16 +38,73 @@ pub fn router(runtime: Arc<Runtime>) -> Router<Arc<Runtime>> {
         )
         .route("/admin/models/{model}/disagreements", get(disagreements))
         .route("/admin/reload", post(reload))
+        .route_layer(middleware::from_fn(super::http::require_json))
         .route_layer(middleware::from_fn_with_state(runtime, require_admin_key))
+}
+
+/// Whether `/admin` is refused outright: it would be reachable on a non-loopback address with
+/// no `admin_key` (an `api_key` is shared with every API client, so it does not count).
+pub fn admin_disabled(server: &ServerConfig) -> bool {
+    let addr = server.admin_addr.as_deref().unwrap_or(&server.http_addr);
+    server.admin_key.is_none() && !is_loopback(addr)
+}
+
+/// `host:port` on a loopback address (`localhost` counts; anything unparsable does not).
+fn is_loopback(addr: &str) -> bool {
+    if let Ok(a) = addr.parse::<SocketAddr>() {
+        return a.ip().is_loopback();
+    }
+    addr.rsplit_once(':')
+        .is_some_and(|(host, _)| host.eq_ignore_ascii_case("localhost"))
+}
+
+/// Logs, once at start, that `/admin` is off and why.
+pub fn warn_if_disabled(server: &ServerConfig) {
+    if admin_disabled(server) {
+        let addr = server.admin_addr.as_deref().unwrap_or(&server.http_addr);
+        tracing::warn!(
+            "THE ADMIN API IS DISABLED: it would be served on {addr}, not a loopback address, \
+             without server.admin_key; set admin_key (QUANTSERVE_ADMIN_KEY) or admin_addr to a \
+             loopback address to enable it"
+        );
+    }
 }
 
 async fn require_admin_key(State(rt): AppState, req: Request, next: Next) -> Response {
     let server = &rt.config.server;
-    let key = server.admin_key.as_deref().or(server.api_key.as_deref());
+    if admin_disabled(server) {
+        return ApiError::new(
+            StatusCode::FORBIDDEN,
+            "admin_disabled",
+            "the admin API is disabled: the server listens on a non-loopback address without \
+             server.admin_key",
+        )
+        .into_response();
+    }
     let given = req
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
+    // Recent disagreements hold other users' inputs: only the admin key itself opens them.
+    if req.uri().path().ends_with("/disagreements") {
+        if server.admin_key.is_none() {
+            return ApiError::new(
+                StatusCode::FORBIDDEN,
+                "admin_key_required",
+                "shadow disagreements hold users' inputs: set server.admin_key to read them",
+            )
+            .into_response();
+        }
+        if !bearer_matches(server.admin_key.as_deref(), given) {
+            return ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "the admin API needs `Authorization: Bearer <admin key>`",
+            )
+            .into_response();
+        }
+    }
+    let key = server.admin_key.as_deref().or(server.api_key.as_deref());
     if !bearer_matches(key, given) {
         return ApiError::new(
             StatusCode::UNAUTHORIZED,
@@ -179,12 +238,20 @@ async fn put_routing(
         Ok(b) => b,
         Err(e) => return ApiError::from_body_rejection(e).into_response(),
     };
-    let routing: Routing = match serde_json::from_slice(&body) {
+    let mut routing: Routing = match serde_json::from_slice(&body) {
         Ok(r) => r,
         Err(e) => {
             return ApiError::bad_request(format!("invalid routing: {e}")).into_response();
         }
     };
+    // A body without "shadow" keeps the configured shadow (a split change must not silently
+    // end the comparison); `"shadow": null` removes it.
+    let names_shadow = serde_json::from_slice::<Value>(&body)
+        .ok()
+        .is_some_and(|v| v.get("shadow").is_some());
+    if !names_shadow {
+        routing.shadow = rt.registry.routing(&model).ok().and_then(|r| r.shadow);
+    }
     result_json(
         rt.set_routing(&model, routing)
             .and_then(|()| rt.registry.routing(&model))

@@ -71,6 +71,7 @@ impl From<RuntimeError> for ApiError {
             RuntimeError::Unsupported(_) => (StatusCode::UNPROCESSABLE_ENTITY, "unsupported"),
             RuntimeError::QueueFull(_) => (StatusCode::TOO_MANY_REQUESTS, "queue_full"),
             RuntimeError::NotReady(_) => (StatusCode::SERVICE_UNAVAILABLE, "not_ready"),
+            RuntimeError::VariantFailed(_) => (StatusCode::CONFLICT, "variant_failed"),
             RuntimeError::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "shutting_down"),
             RuntimeError::DeadlineExceeded => (StatusCode::GATEWAY_TIMEOUT, "deadline_exceeded"),
             RuntimeError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),

@@ -40,8 +40,8 @@ const GRPC_STATUS: &str = "grpc-status";
 pub fn router(rt: Arc<Runtime>, health: HealthServer<DrainingHealth>) -> Result<Router> {
     // The same cap on a request's size as HTTP's body limit.
     let max_message = rt.config.limits.max_body_bytes;
-    let inference =
-        InferenceServer::new(InferenceApi { rt }).max_decoding_message_size(max_message);
+    let inference = InferenceServer::new(InferenceApi { rt: rt.clone() })
+        .max_decoding_message_size(max_message);
     let reflection = || {
         tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
@@ -60,25 +60,60 @@ pub fn router(rt: Arc<Runtime>, health: HealthServer<DrainingHealth>) -> Result<
         .add_service(v1alpha)
         .prepare()
         .into_axum_router()
-        .layer(middleware::map_response(too_large_is_exhausted)))
+        .layer(middleware::from_fn_with_state(rt, refusals)))
 }
 
-/// tonic refuses a message over `max_decoding_message_size` with OUT_OF_RANGE before any handler
-/// runs; HTTP answers 413 to the same request, so here it becomes RESOURCE_EXHAUSTED like every
-/// other 413. Handlers never return OUT_OF_RANGE, so nothing else is rewritten. Such refusals
-/// come with no header but the status (trailers-only), which is where this looks.
-async fn too_large_is_exhausted(mut resp: axum::response::Response) -> axum::response::Response {
+/// Requests tonic refuses before any handler runs, made to match HTTP and counted in
+/// `quantserve_requests_total` like every other answer: a message over
+/// `max_decoding_message_size` (OUT_OF_RANGE from tonic) becomes RESOURCE_EXHAUSTED like every
+/// other 413, and a body that is not the method's protobuf (INTERNAL from tonic, whose message
+/// is prost's "failed to decode ...") becomes INVALID_ARGUMENT like HTTP's 400. Handlers never
+/// return OUT_OF_RANGE, nor INTERNAL with that message, so nothing else is rewritten. Such
+/// refusals come with no header but the status (trailers-only), which is where this looks.
+async fn refusals(
+    axum::extract::State(rt): axum::extract::State<Arc<Runtime>>,
+    req: Request,
+    next: middleware::Next,
+) -> axum::response::Response {
+    let endpoint = match req.uri().path().rsplit('/').next() {
+        Some("Classify") => Some("grpc_classify"),
+        Some("Translate") => Some("grpc_translate"),
+        Some("ListModels") => Some("grpc_list_models"),
+        _ => None,
+    };
+    let started = std::time::Instant::now();
+    let mut resp = next.run(req).await;
     let headers = resp.headers_mut();
-    let out_of_range = (Code::OutOfRange as i32).to_string();
-    if headers
-        .get(GRPC_STATUS)
-        .is_some_and(|v| v.as_bytes() == out_of_range.as_bytes())
-    {
-        let exhausted = (Code::ResourceExhausted as i32).to_string();
-        if let Ok(v) = HeaderValue::from_str(&exhausted) {
+    let status_is = |code: Code| {
+        headers
+            .get(GRPC_STATUS)
+            .is_some_and(|v| v.as_bytes() == (code as i32).to_string().as_bytes())
+    };
+    let decode_failed = status_is(Code::Internal)
+        && headers
+            .get("grpc-message")
+            .is_some_and(|m| m.as_bytes().starts_with(b"failed%20to%20decode"));
+    let refused = if status_is(Code::OutOfRange) {
+        Some((Code::ResourceExhausted, "payload_too_large", "413"))
+    } else if decode_failed {
+        Some((Code::InvalidArgument, "bad_request", "400"))
+    } else {
+        None
+    };
+    if let Some((code, kind, http_status)) = refused {
+        if let Ok(v) = HeaderValue::from_str(&(code as i32).to_string()) {
             headers.insert(GRPC_STATUS, v);
         }
-        headers.insert(X_ERROR, HeaderValue::from_static("payload_too_large"));
+        headers.insert(X_ERROR, HeaderValue::from_static(kind));
+        if let Some(endpoint) = endpoint {
+            let m = &rt.metrics;
+            m.requests_total
+                .with_label_values(&["unknown", "unknown", endpoint, http_status])
+                .inc();
+            m.request_duration
+                .with_label_values(&["unknown", "unknown"])
+                .observe(started.elapsed().as_secs_f64());
+        }
     }
     resp
 }

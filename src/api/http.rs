@@ -40,6 +40,7 @@ pub fn router(runtime: Arc<Runtime>) -> Router {
         .route("/v1/models/{model}", get(admin::model_detail))
         .route("/v1/models/{model}/ab", get(admin::ab_report))
         .route("/v1/feedback", post(admin::feedback))
+        .route_layer(middleware::from_fn(require_json))
         .route_layer(middleware::from_fn_with_state(
             runtime.clone(),
             require_api_key,
@@ -49,10 +50,12 @@ pub fn router(runtime: Arc<Runtime>) -> Router {
         .route("/translate", post(libretranslate::translate::translate))
         .route("/v1/translate", post(libretranslate::translate::translate));
     let cors = runtime.config.cors.clone();
-    let app = Router::new()
-        .merge(protected)
-        .merge(libretranslate)
-        .merge(admin::router(runtime.clone()))
+    let mut app = Router::new().merge(protected).merge(libretranslate);
+    // With a listener of its own (`admin_router`), /admin is not served here.
+    if runtime.config.server.admin_addr.is_none() {
+        app = app.merge(admin::router(runtime.clone()));
+    }
+    let app = app
         .route("/health", get(tei::health))
         .route("/health/live", get(live))
         .route("/health/ready", get(ready))
@@ -67,6 +70,18 @@ pub fn router(runtime: Arc<Runtime>) -> Router {
         ))
         .with_state(runtime);
     super::middleware::wrap(app, &cors)
+}
+
+/// The admin API alone, for `server.admin_addr`.
+pub fn admin_router(runtime: Arc<Runtime>) -> Router {
+    let app = Router::new()
+        .merge(admin::router(runtime.clone()))
+        .route("/health/live", get(live))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(runtime.config.limits.max_body_bytes))
+        .with_state(runtime.clone());
+    super::middleware::wrap(app, &runtime.config.cors)
 }
 
 pub fn json_response(status: StatusCode, body: &Value) -> Response {
@@ -86,6 +101,43 @@ pub fn json_response(status: StatusCode, body: &Value) -> Response {
 /// `middleware.rs`.
 #[derive(Clone, Debug)]
 pub struct RequestId(pub String);
+
+/// A body on a JSON endpoint must say it is JSON: `application/json` (or `+json`), or a form
+/// type (what `curl -d` sends; such bodies are still read as JSON). A missing or other type
+/// (`text/plain`) is a 415 instead of being parsed as JSON regardless.
+pub(crate) async fn require_json(req: Request, next: Next) -> Response {
+    let headers = req.headers();
+    let has_body = headers.contains_key(header::TRANSFER_ENCODING)
+        || headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim() != "0");
+    let mime = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        });
+    let json = mime.as_deref().is_some_and(|m| {
+        m == "application/json" || m.ends_with("+json") || m == "application/x-www-form-urlencoded"
+    });
+    if has_body && !json {
+        return ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            format!(
+                "the body must be JSON with `content-type: application/json` (got {})",
+                mime.as_deref().unwrap_or("no content-type")
+            ),
+        )
+        .into_response();
+    }
+    next.run(req).await
+}
 
 async fn require_api_key(State(rt): AppState, req: Request, next: Next) -> Response {
     let given = req

@@ -2,7 +2,6 @@
 //! (one listener for both, or one each), and the graceful shutdown of both together (stop
 //! accepting, drain within `drain_seconds`, stop the workers).
 
-use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -12,6 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, anyhow};
 use tokio::sync::{oneshot, watch};
 
+use super::listener;
 use crate::metrics::Metrics;
 use crate::runtime::Runtime;
 use crate::runtime::config::{Config, LogFormat, Overrides};
@@ -63,6 +63,8 @@ pub struct Server {
     addr: SocketAddr,
     /// `addr` when gRPC shares the HTTP port.
     grpc_addr: SocketAddr,
+    /// The admin API's own listener, when configured.
+    admin_addr: Option<SocketAddr>,
     runtime: Arc<Runtime>,
     trigger: watch::Sender<bool>,
     thread: JoinHandle<Result<()>>,
@@ -75,21 +77,25 @@ impl Server {
         // Bound here, before any thread starts, so a taken port fails `start` itself.
         let http = bind(&config.server.http_addr)?;
         let grpc = config.server.grpc_addr.as_deref().map(bind).transpose()?;
+        let admin = config.server.admin_addr.as_deref().map(bind).transpose()?;
+        let admin_addr = admin.as_ref().map(|l| l.local_addr()).transpose()?;
         let addr = http.local_addr()?;
         let grpc_addr = match &grpc {
             Some(l) => l.local_addr()?,
             None => addr,
         };
+        super::admin::warn_if_disabled(&config.server);
         let runtime = Runtime::start(config, Arc::new(Metrics::new()))?;
         let (trigger, triggered) = watch::channel(false);
         let rt = runtime.clone();
         let thread = std::thread::Builder::new()
             .name("qs-http".into())
-            .spawn(move || run_servers(rt, http, grpc, triggered, handle_signals))
+            .spawn(move || run_servers(rt, http, grpc, admin, triggered, handle_signals))
             .context("starting the HTTP thread")?;
         Ok(Self {
             addr,
             grpc_addr,
+            admin_addr,
             runtime,
             trigger,
             thread,
@@ -103,6 +109,10 @@ impl Server {
     /// Where gRPC is served: its own listener's address, or the HTTP one's when shared.
     pub fn grpc_addr(&self) -> SocketAddr {
         self.grpc_addr
+    }
+
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_addr
     }
 
     pub fn runtime(&self) -> &Arc<Runtime> {
@@ -137,6 +147,7 @@ fn run_servers(
     runtime: Arc<Runtime>,
     http: std::net::TcpListener,
     grpc: Option<std::net::TcpListener>,
+    admin: Option<std::net::TcpListener>,
     triggered: watch::Receiver<bool>,
     handle_signals: bool,
 ) -> Result<()> {
@@ -152,10 +163,12 @@ fn run_servers(
     let drain = Duration::from_secs(runtime.config.server.drain_seconds);
     let (began_tx, began_rx) = oneshot::channel::<Instant>();
     let rt = runtime.clone();
+    let shared = connection_limits(&runtime);
     let result = executor.block_on(async move {
         let http = tokio::net::TcpListener::from_std(http)?;
         let grpc = grpc.map(tokio::net::TcpListener::from_std).transpose()?;
-        // Turns true when the shutdown begins: both listeners stop accepting and drain.
+        let admin = admin.map(tokio::net::TcpListener::from_std).transpose()?;
+        // Turns true when the shutdown begins: every listener stops accepting and drains.
         let (stopping_tx, stopping) = watch::channel(false);
         let (health, health_service) = super::grpc::health::Health::new().await;
         tokio::spawn(health.follow(rt.clone(), stopping.clone()));
@@ -167,33 +180,54 @@ fn run_servers(
         let (http_app, grpc) = match grpc {
             Some(listener) => {
                 let elsewhere = super::grpc::elsewhere(listener.local_addr()?);
-                (super::grpc::shared_port(http_app, elsewhere), Some((listener, grpc_app)))
+                (
+                    super::grpc::shared_port(http_app, elsewhere),
+                    Some((listener, grpc_app)),
+                )
             }
             None => (super::grpc::shared_port(http_app, grpc_app), None),
         };
-        let serve_http = axum::serve(http, http_app)
-            .with_graceful_shutdown(stopped(stopping.clone()))
-            .into_future();
+        let serve = |listener, name, app| {
+            listener::serve(listener, name, app, shared.clone(), stopping.clone())
+        };
+        let serve_http = serve(http, "http", http_app);
         let serve_grpc = async {
             match grpc {
-                Some((listener, app)) => axum::serve(listener, app)
-                    .with_graceful_shutdown(stopped(stopping.clone()))
-                    .await,
+                Some((listener, app)) => serve(listener, "grpc", app).await,
                 None => Ok(()),
             }
         };
+        let admin_app = super::http::admin_router(rt.clone());
+        let serve_admin = async {
+            match admin {
+                Some(listener) => serve(listener, "admin", admin_app).await,
+                None => Ok(()),
+            }
+        };
+        let open = shared.clone();
+        let rt_at_deadline = rt.clone();
         tokio::spawn(async move {
             wait_for_shutdown(triggered, handle_signals).await;
-            tracing::info!(drain_seconds = drain.as_secs(), in_flight = rt.in_flight(), "shutting down: draining");
+            tracing::info!(
+                drain_seconds = drain.as_secs(),
+                in_flight = rt.in_flight(),
+                connections = open.open(),
+                "shutting down: draining (connections with no request in progress close now)"
+            );
             rt.begin_drain();
             let _ = stopping_tx.send(true);
             let _ = began_tx.send(Instant::now());
         });
         tokio::select! {
-            r = async { tokio::try_join!(serve_http, serve_grpc) } => {
+            r = async { tokio::try_join!(serve_http, serve_grpc, serve_admin) } => {
                 r.context("serving HTTP and gRPC")?;
+                tracing::info!("drained: every connection closed");
             }
-            _ = drain_deadline(began_rx, drain) => tracing::warn!("drain time over: exiting with requests in flight"),
+            _ = drain_deadline(began_rx, drain) => tracing::warn!(
+                in_flight = rt_at_deadline.in_flight(),
+                connections = shared.open(),
+                "drain time over: closing the connections still open"
+            ),
         }
         anyhow::Ok(())
     });
@@ -207,9 +241,36 @@ fn run_servers(
     result
 }
 
-/// Resolves once `stopping` turns true (or its sender is gone).
-async fn stopped(mut stopping: watch::Receiver<bool>) {
-    let _ = stopping.wait_for(|s| *s).await;
+/// The `[server]` connection limits, `max_connections` lowered to fit the open-file limit
+/// (model files, the listeners and the log need descriptors too).
+fn connection_limits(rt: &Runtime) -> listener::Shared {
+    let s = &rt.config.server;
+    let mut max = s.max_connections;
+    if let Some(files) = open_file_limit() {
+        let fit = files.saturating_sub(128).max(16) as usize;
+        if fit < max {
+            tracing::warn!(
+                max_connections = max,
+                open_file_limit = files,
+                "server.max_connections lowered to {fit} to fit the open-file limit (raise it with ulimit -n)"
+            );
+            max = fit;
+        }
+    }
+    let limits = listener::ConnLimits {
+        header_read_timeout: Duration::from_millis(s.header_read_timeout_ms),
+        idle_timeout: Duration::from_secs(s.idle_timeout_seconds),
+        linger: Duration::from_secs(2),
+        linger_bytes: (rt.config.limits.max_body_bytes as u64).saturating_mul(16),
+    };
+    listener::Shared::new(max, limits, rt.metrics.clone())
+}
+
+/// The soft limit on open files, from `/proc/self/limits` (Linux); `None` elsewhere.
+fn open_file_limit() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = text.lines().find(|l| l.starts_with("Max open files"))?;
+    line.split_whitespace().nth(3)?.parse().ok()
 }
 
 /// Resolves `drain` after the shutdown began; never if it does not.

@@ -53,6 +53,14 @@ pub struct Metrics {
     pub feedback_total: IntCounterVec,
     /// The counters of A/B experiments' verdicts (`ab.rs`).
     pub ab: ab::AbMetrics,
+    /// {listener}: connections open now.
+    pub open_connections: IntGaugeVec,
+    /// {listener}: connections refused because `server.max_connections` were open.
+    pub connections_refused_total: IntCounterVec,
+    /// {listener}: failed `accept` calls (out of file descriptors, ...).
+    pub accept_errors_total: IntCounterVec,
+    /// {reason}: connections closed for a slow request head (`header`) or idleness (`idle`).
+    pub connections_timed_out_total: IntCounterVec,
 }
 
 const MV: &[&str] = &["model", "variant"];
@@ -200,6 +208,26 @@ impl Metrics {
                 &["model", "variant", "correct"],
             ),
             ab: ab::AbMetrics::register(&registry),
+            open_connections: gauge(
+                "quantserve_open_connections",
+                "Client connections open now, by listener.",
+                &["listener"],
+            ),
+            connections_refused_total: counter(
+                "quantserve_connections_refused_total",
+                "Connections refused because server.max_connections were open.",
+                &["listener"],
+            ),
+            accept_errors_total: counter(
+                "quantserve_accept_errors_total",
+                "Failed accepts of new connections (e.g. out of file descriptors).",
+                &["listener"],
+            ),
+            connections_timed_out_total: counter(
+                "quantserve_connections_timed_out_total",
+                "Connections closed for a request head not received in time or idleness.",
+                &["reason"],
+            ),
             registry,
         };
         metrics.register_process_collector();

@@ -54,6 +54,18 @@ pub struct ServerConfig {
     pub drain_seconds: u64,
     /// Threads of the async executor that parses HTTP and JSON (inference never runs there).
     pub http_threads: usize,
+    /// Connections open at once over every listener; more are answered 503 and closed (capped
+    /// below the process's open-file limit at start).
+    pub max_connections: usize,
+    /// An HTTP/1 request head must arrive within this long of the server waiting for it (so
+    /// also the longest an HTTP/1 keep-alive connection may sit idle).
+    pub header_read_timeout_ms: u64,
+    /// Any connection (HTTP/2 and gRPC too) with no request in progress this long is closed.
+    pub idle_timeout_seconds: u64,
+    /// The `/admin` API on a listener of its own (then not on `http_addr`).
+    pub admin_addr: Option<String>,
+    /// Variants (loaded, loading or failed) a model may have at once; more loads are refused.
+    pub max_variants_per_model: usize,
 }
 
 impl Default for ServerConfig {
@@ -68,6 +80,11 @@ impl Default for ServerConfig {
             max_timeout_ms: 300_000,
             drain_seconds: 30,
             http_threads: 2,
+            max_connections: 4096,
+            header_read_timeout_ms: 10_000,
+            idle_timeout_seconds: 60,
+            admin_addr: None,
+            max_variants_per_model: 8,
         }
     }
 }
@@ -394,6 +411,15 @@ impl Config {
         ensure!(
             self.server.http_threads > 0,
             "server.http_threads must be at least 1"
+        );
+        let s = &self.server;
+        ensure!(
+            s.max_connections > 0
+                && s.header_read_timeout_ms > 0
+                && s.idle_timeout_seconds > 0
+                && s.max_variants_per_model > 0,
+            "server.max_connections, header_read_timeout_ms, idle_timeout_seconds and \
+             max_variants_per_model must be positive"
         );
         for (name, m) in &self.models {
             ensure!(

@@ -22,9 +22,12 @@ pub enum RuntimeError {
     Unsupported(String),
     #[error("the queue of {0} is full; retry later")]
     QueueFull(String),
-    /// The model is still loading, or failed to load.
+    /// The model is still loading.
     #[error("{0}")]
     NotReady(String),
+    /// The named variant failed to load: permanent until it is loaded again.
+    #[error("{0}")]
+    VariantFailed(String),
     #[error("the server is shutting down")]
     ShuttingDown,
     #[error("the request's deadline passed before its results were ready")]

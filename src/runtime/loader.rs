@@ -65,8 +65,24 @@ impl Runtime {
                 "{variant:?} is not a variant name"
             )));
         }
+        if !self.registry.has_model(model) {
+            return Err(RuntimeError::UnknownModel(model.into()));
+        }
+        // A name that is neither a folder nor a scheme would only leave a failed entry behind.
+        let root = &self.config.server.models_dir;
+        let exists = self.registry.has_variant(model, variant)
+            || variant == "fp32"
+            || root.join(model).join(variant).is_dir()
+            || crate::schemes::parse(variant).is_ok();
+        if !exists {
+            return Err(RuntimeError::UnknownVariant {
+                model: model.into(),
+                variant: variant.into(),
+            });
+        }
         let swapped = self.registry.resolve(model, variant).is_ok();
-        self.registry.begin_load(model, variant)?;
+        let cap = self.config.server.max_variants_per_model;
+        self.registry.begin_load(model, variant, cap)?;
         let started = Instant::now();
         // A panic anywhere in reading, packing or warming up ends this load as a failure: the
         // slot must not stay `loading`, and the start-up loader thread must go on to the next.

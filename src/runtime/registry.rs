@@ -247,6 +247,13 @@ impl Registry {
             .ok_or_else(|| RuntimeError::UnknownModel(model.into()))
     }
 
+    /// Whether `model` has an entry (loaded, loading or failed) for `variant`.
+    pub fn has_variant(&self, model: &str, variant: &str) -> bool {
+        self.read()
+            .get(model)
+            .is_some_and(|s| s.slots.contains_key(variant))
+    }
+
     /// The serving entry of `model`'s `variant`.
     pub fn resolve(&self, model: &str, variant: &str) -> Result<Arc<ModelEntry>, RuntimeError> {
         let models = self.read();
@@ -262,8 +269,8 @@ impl Registry {
             })?;
         match (&slot.serving, &slot.status) {
             (Some(e), _) => Ok(e.clone()),
-            (None, VariantStatus::Failed(msg)) => Err(RuntimeError::NotReady(format!(
-                "{model}/{variant} failed to load: {msg}"
+            (None, VariantStatus::Failed(msg)) => Err(RuntimeError::VariantFailed(format!(
+                "{model}/{variant} failed to load (load it again, or unload it): {msg}"
             ))),
             (None, _) => Err(RuntimeError::NotReady(format!(
                 "{model}/{variant} is still loading"
@@ -339,12 +346,25 @@ impl Registry {
         self.read().get(model).map(ModelState::experiment_setup)
     }
 
-    /// Marks a load of `variant` as started; refused while another load of it runs.
-    pub fn begin_load(&self, model: &str, variant: &str) -> Result<(), RuntimeError> {
+    /// Marks a load of `variant` as started; refused while another load of it runs, and for a
+    /// new variant when the model already has `max_variants` (loaded, loading or failed).
+    pub fn begin_load(
+        &self,
+        model: &str,
+        variant: &str,
+        max_variants: usize,
+    ) -> Result<(), RuntimeError> {
         let mut models = self.write();
         let state = models
             .get_mut(model)
             .ok_or_else(|| RuntimeError::UnknownModel(model.into()))?;
+        if !state.slots.contains_key(variant) && state.slots.len() >= max_variants {
+            return Err(RuntimeError::Conflict(format!(
+                "{model} has {} variants, the most server.max_variants_per_model allows; \
+                 unload one first",
+                state.slots.len()
+            )));
+        }
         let slot = state.slots.entry(variant.into()).or_insert(Slot {
             serving: None,
             status: VariantStatus::Loading,
@@ -403,6 +423,11 @@ impl Registry {
             return Err(RuntimeError::Conflict(format!(
                 "{model}/{variant} is being loaded; unload it once that finished"
             )));
+        }
+        // A failed entry serves nothing: removing it never leaves a request without a variant.
+        if slot.serving.is_none() {
+            state.slots.remove(variant);
+            return Ok(());
         }
         if state.routing.live_variants().any(|v| v == variant) {
             return Err(RuntimeError::Conflict(format!(
