@@ -40,6 +40,7 @@ pub fn router(runtime: Arc<Runtime>) -> Router {
         .route("/v1/models/{model}", get(admin::model_detail))
         .route("/v1/models/{model}/ab", get(admin::ab_report))
         .route("/v1/feedback", post(admin::feedback))
+        .route("/v1/compare", post(super::compare::compare))
         .route_layer(middleware::from_fn_with_state(
             runtime.clone(),
             require_api_key,
@@ -52,6 +53,7 @@ pub fn router(runtime: Arc<Runtime>) -> Router {
         .merge(protected)
         .merge(libretranslate)
         .merge(admin::router(runtime.clone()))
+        .merge(super::console::router())
         .route("/health", get(tei::health))
         .route("/health/live", get(live))
         .route("/health/ready", get(ready))

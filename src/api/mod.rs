@@ -2,6 +2,8 @@
 
 pub mod admin;
 pub mod auth;
+pub mod compare;
+pub mod console;
 pub mod errors;
 pub mod grpc;
 pub mod http;

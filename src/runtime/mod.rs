@@ -5,6 +5,7 @@
 pub mod abtest;
 pub mod batcher;
 pub mod compare;
+pub mod compare_request;
 pub mod config;
 pub mod detect;
 mod embed;
