@@ -5,7 +5,7 @@
 
 const Charts = (() => {
   const NS = "http://www.w3.org/2000/svg";
-  const W = 480;
+  const W = 360;
 
   function el(name, attrs, parent) {
     const e = document.createElementNS(NS, name);
@@ -56,7 +56,7 @@ const Charts = (() => {
     const label = opts.label;
     const all = groups.flatMap((g) => g.values).filter((v) => v != null);
     if (!all.length) return empty(label, opts.emptyText);
-    const H = 220, left = 46, right = 8, top = 10, bottom = 36;
+    const H = 200, left = 40, right = 8, top = 10, bottom = 36;
     const s = svg(H, label);
     const max = niceMax(Math.max(...all));
     const y = (v) => top + (H - top - bottom) * (1 - v / max);
@@ -65,7 +65,6 @@ const Charts = (() => {
       el("line", { x1: left, x2: W - right, y1: y(v), y2: y(v), class: "grid" }, s);
       text(s, left - 4, y(v) + 4, fmt(v), "end");
     }
-    if (opts.unit) text(s, 2, top + 8, opts.unit);
     const gw = (W - left - right) / groups.length;
     const bw = Math.min(28, (gw * 0.8) / series.length);
     groups.forEach((g, gi) => {
@@ -74,7 +73,7 @@ const Charts = (() => {
         if (v == null) return;
         const r = el("rect", {
           x: x0 + si * bw, y: y(v), width: bw - 2, height: Math.max(0, y(0) - y(v)),
-          class: `bar f${si % 6}`, "data-value": v,
+          class: `col f${si % 6}`, "data-value": v,
         }, s);
         tip(r, `${g.label} ${series[si]}: ${fmt(v)}${opts.unit ? " " + opts.unit : ""}`);
       });
@@ -89,7 +88,7 @@ const Charts = (() => {
     const label = opts.label;
     const shown = items.filter((it) => it.value != null);
     if (!shown.length) return empty(label, opts.emptyText);
-    const row = 30, left = 90, right = 16, top = 8, bottom = 26;
+    const row = 28, left = 70, right = 16, top = 8, bottom = 26;
     const H = top + bottom + row * items.length;
     const s = svg(H, label);
     const lo = Math.min(opts.min != null ? opts.min : 1, ...shown.map((it) => it.lo));
@@ -120,8 +119,9 @@ const Charts = (() => {
   function lines(series, opts) {
     const label = opts.label;
     const pts = series.flatMap((se) => se.points).filter((p) => p.v != null);
-    if (pts.length < 2) return empty(label, opts.emptyText || "collecting: needs two samples");
-    const H = 200, left = 46, right = 8, top = 10, bottom = 26;
+    const longest = Math.max(0, ...series.map((se) => se.points.filter((p) => p.v != null).length));
+    if (longest < 2) return empty(label, opts.emptyText || "collecting: needs two samples");
+    const H = 180, left = 40, right = 8, top = 10, bottom = 26;
     const s = svg(H, label);
     const t0 = Math.min(...pts.map((p) => p.t)), t1 = Math.max(...pts.map((p) => p.t));
     const max = niceMax(Math.max(...pts.map((p) => p.v)));
@@ -132,14 +132,13 @@ const Charts = (() => {
       el("line", { x1: left, x2: W - right, y1: y(v), y2: y(v), class: "grid" }, s);
       text(s, left - 4, y(v) + 4, fmt(v), "end");
     }
-    if (opts.unit) text(s, 2, top + 8, opts.unit);
     text(s, left, H - 8, `${Math.round((t1 - t0) / 1000)} s of history`);
     text(s, W - right, H - 8, "now", "end");
     series.forEach((se, i) => {
       const p = se.points.filter((q) => q.v != null);
       if (!p.length) return;
       const d = p.map((q, j) => `${j ? "L" : "M"}${x(q.t).toFixed(1)},${y(q.v).toFixed(1)}`).join(" ");
-      const path = el("path", { d, class: `line k${i % 6}`, "data-points": p.length }, s);
+      const path = el("path", { d, class: `line k${i % 6}`, "data-points": p.length, "data-max": Math.max(...p.map((q) => q.v)) }, s);
       tip(path, `${se.name}: last ${fmt(p[p.length - 1].v)}${opts.unit ? " " + opts.unit : ""}`);
     });
     return s;

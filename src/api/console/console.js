@@ -118,7 +118,8 @@
         m.variants.forEach((v) => seen.add(v.name));
       }
       fillModelSelects();
-      if ($("status").textContent.startsWith("Loading the model list")) status("");
+      const shown = $("status").textContent;
+      if (shown.startsWith("Loading the model list") || shown.startsWith("Could not list")) status("");
     } catch (e) {
       status("Could not list the models: " + e.message, true);
     }
@@ -199,7 +200,7 @@
       } else {
         throw new Error(`model ${m.name} has no task yet (still loading?)`);
       }
-      const served = result.meta.headers.get("x-variant") || "?";
+      const served = result.meta.headers.get("x-quantserve-variant") || "?";
       out.replaceChildren(
         h("div", { class: "result" },
           h("p", { class: "hint" }, `${m.name} / ${served} · ${result.meta.elapsed.toFixed(1)} ms round trip`),
