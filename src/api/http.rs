@@ -40,6 +40,7 @@ pub fn router(runtime: Arc<Runtime>) -> Router {
         .route("/v1/models/{model}", get(admin::model_detail))
         .route("/v1/models/{model}/ab", get(admin::ab_report))
         .route("/v1/feedback", post(admin::feedback))
+        .route("/v1/compare", post(super::compare::compare))
         .route_layer(middleware::from_fn(require_json))
         .route_layer(middleware::from_fn_with_state(
             runtime.clone(),
@@ -56,6 +57,7 @@ pub fn router(runtime: Arc<Runtime>) -> Router {
         app = app.merge(admin::router(runtime.clone()));
     }
     let app = app
+        .merge(super::console::router())
         .route("/health", get(tei::health))
         .route("/health/live", get(live))
         .route("/health/ready", get(ready))

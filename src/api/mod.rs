@@ -4,6 +4,8 @@ pub mod ab;
 pub mod admin;
 pub mod auth;
 mod conn_io;
+pub mod compare;
+pub mod console;
 pub mod errors;
 pub mod grpc;
 pub mod http;

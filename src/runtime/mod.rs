@@ -6,6 +6,7 @@ pub mod ab;
 pub mod abtest;
 pub mod batcher;
 pub mod compare;
+pub mod compare_request;
 pub mod config;
 mod config_sources;
 pub mod detect;
