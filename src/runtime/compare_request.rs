@@ -16,7 +16,7 @@ use super::Runtime;
 use super::compare::{Comparison, compare};
 use super::error::RuntimeError;
 use super::registry::ModelEntry;
-use super::request::{ClassifyRequest, EmbedRequest, TranslateRequest};
+use super::request::{ClassifyRequest, EmbedRequest, RouteHeaders, TranslateRequest};
 use crate::models::{LabelScore, Output, Task, Translation};
 
 /// Leading components of an embedding shown in an answer (the whole vector is hundreds long).
@@ -173,6 +173,9 @@ impl Runtime {
     ) -> Result<Output, RuntimeError> {
         let (model, variant) = (Some(req.model.clone()), Some(entry.key.variant.clone()));
         let inputs = vec![req.input.clone()];
+        // A comparison names its variants: an override, left out of the model's experiment.
+        let (_, ticket) =
+            self.route_ticketed(&req.model, variant.as_deref(), &RouteHeaders::default())?;
         match task {
             Task::Classify => {
                 let r = ClassifyRequest {
@@ -183,7 +186,7 @@ impl Runtime {
                     timeout: req.timeout,
                     ..ClassifyRequest::default()
                 };
-                let mut resp = self.classify_on(entry, r).await?;
+                let mut resp = self.classify_on(entry, ticket, r).await?;
                 Ok(Output::Classes(resp.results.pop().unwrap_or_default()))
             }
             Task::Translate => {
@@ -195,7 +198,7 @@ impl Runtime {
                     timeout: req.timeout,
                     ..TranslateRequest::default()
                 };
-                let mut resp = self.translate_on(entry, r).await?;
+                let mut resp = self.translate_on(entry, ticket, r).await?;
                 Ok(Output::Translation(Translation {
                     text: resp.outputs.pop().unwrap_or_default(),
                     tokens: 0,
@@ -211,7 +214,7 @@ impl Runtime {
                     timeout: req.timeout,
                     ..EmbedRequest::default()
                 };
-                let mut resp = self.embed_on(entry, r).await?;
+                let mut resp = self.embed_on(entry, ticket, r).await?;
                 Ok(Output::Embedding(resp.vectors.pop().unwrap_or_default()))
             }
         }
