@@ -3,15 +3,15 @@
 pub mod ab;
 pub mod admin;
 pub mod auth;
-mod conn_io;
 pub mod compare;
+mod conn_io;
 pub mod console;
 pub mod errors;
 pub mod grpc;
 pub mod http;
 pub mod libretranslate;
-pub mod middleware;
 pub mod listener;
+pub mod middleware;
 pub mod openai;
 pub mod openapi;
 pub mod request_id;

@@ -27,6 +27,7 @@ pub struct AbReportArgs {
     /// Prometheus base URL, http://HOST:PORT (plain HTTP).
     #[arg(long)]
     pub prometheus: String,
+    /// The model whose experiment to report (as named in the server's configuration).
     #[arg(long)]
     pub model: String,
     /// Experiment id (default: the one whose latest period started last).

@@ -123,6 +123,8 @@ pub(crate) fn usable() -> bool {
 }
 
 fn check() -> Result<(), AmxUnavailable> {
+    // Presence first: a CPU without AMX (and without AVX-512) must not be told AMX is present.
+    amx_int8()?;
     if !Isa::Avx512Vnni.is_available() {
         return Err(AmxUnavailable::Refused(
             "avx512f/avx512bw/avx512vnni, which the amx path needs for its epilogue and its \
@@ -130,7 +132,6 @@ fn check() -> Result<(), AmxUnavailable> {
                 .into(),
         ));
     }
-    amx_int8()?;
     // SAFETY: AVX-512 VNNI is available (checked above) and AMX-TILE/INT8 are present and
     // permitted for this process (`amx_int8`), which is all `self_test::<Asm>` needs.
     unsafe { self_test::<Asm>() }.map_err(AmxUnavailable::Refused)
