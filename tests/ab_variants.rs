@@ -245,7 +245,8 @@ fn self_check_refuses_a_broken_variant_and_admin_errors_are_clear() {
             .to_string()
             .as_bytes(),
     );
-    expect(&r, 503, "not_ready");
+    // A failed load is permanent until the variant is loaded again or unloaded: not retryable.
+    expect(&r, 409, "variant_failed");
     assert_eq!(classify(addr, TEXTS[0], &[]).status, 200);
 
     // Bad admin input.
