@@ -112,7 +112,7 @@ impl MarianBin {
                         .chunks_exact(4)
                         .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
                         .collect();
-                    crate::schemes::ensure_finite(&data).with_context(|| format!("`{name}`"))?;
+                    super::ensure_finite(&data).with_context(|| format!("`{name}`"))?;
                     tensors.insert(name, Tensor { shape, data });
                 }
                 TYPE_INT8 => {

@@ -28,3 +28,15 @@ pub const TRAINING_FILE: &str = "training.json";
 
 /// Metadata key holding a Marian model's `model.yml`.
 pub const MARIAN_YML_KEY: &str = "marian.model_yml";
+
+/// A NaN or infinite weight cannot be quantized (it would silently become 0 or poison a scale):
+/// the caller names the tensor.
+pub fn ensure_finite(w: &[f32]) -> anyhow::Result<()> {
+    if let Some(i) = w.iter().position(|v| !v.is_finite()) {
+        anyhow::bail!(
+            "weight {i} is {} (NaN or infinite weights cannot be used)",
+            w[i]
+        );
+    }
+    Ok(())
+}

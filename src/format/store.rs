@@ -197,7 +197,7 @@ impl TensorStore {
                     path.display()
                 ),
             };
-            if let Err(e) = crate::schemes::ensure_finite(&data) {
+            if let Err(e) = super::ensure_finite(&data) {
                 bail!("{}: tensor `{name}`: {e}", path.display());
             }
             store.insert(

@@ -160,22 +160,10 @@ pub fn quantize_store(
             return Ok(None);
         }
         anyhow::ensure!(t.shape.len() == 2, "only matrices are quantized");
-        ensure_finite(&t.data)?;
+        crate::format::ensure_finite(&t.data)?;
         progress.inc(1);
         Ok(Some(scheme.quantize(&t.data, t.shape[0], t.shape[1], role)))
     });
     progress.finish_and_clear();
     result
-}
-
-/// A NaN or infinite weight cannot be quantized (it would silently become 0 or poison a scale):
-/// the caller names the tensor.
-pub fn ensure_finite(w: &[f32]) -> Result<()> {
-    if let Some(i) = w.iter().position(|v| !v.is_finite()) {
-        bail!(
-            "weight {i} is {} (NaN or infinite weights cannot be used)",
-            w[i]
-        );
-    }
-    Ok(())
 }
