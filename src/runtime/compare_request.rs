@@ -4,8 +4,8 @@
 //! and probability difference, chrF, cosine).
 //!
 //! The variants run one after another, not at once, so each latency is that variant's alone and
-//! not a share of the cores with the others. Each run is an ordinary request on its variant (it
-//! counts in the variant's A/B statistics like any request that names its variant).
+//! not a share of the cores with the others. Each run is an ordinary request on its variant that
+//! names it: an override, so the model's experiment leaves it out of its analysis.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
