@@ -208,12 +208,16 @@ async fn reload(State(rt): AppState) -> Response {
     result_json(result.map(|report| json!(report)))
 }
 
-#[derive(Deserialize)]
+/// Exactly one of `label` and `correct` (the document's `oneOf`).
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct FeedbackBody {
+pub(crate) struct FeedbackBody {
     request_id: String,
+    #[schema(nullable = false)]
     label: Option<String>,
+    #[schema(nullable = false)]
     correct: Option<bool>,
+    #[schema(nullable = false, default = 0)]
     index: Option<usize>,
 }
 

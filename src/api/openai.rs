@@ -24,11 +24,14 @@ use super::tei::{dimensions, embed_inputs};
 use crate::runtime::Runtime;
 use crate::runtime::request::EmbedRequest;
 
-#[derive(Deserialize)]
-struct EmbeddingsBody {
+#[derive(Deserialize, utoipa::ToSchema)]
+pub(crate) struct EmbeddingsBody {
+    #[schema(value_type = crate::api::openapi::schemas::NonEmptyTexts, required = true)]
     input: Option<Value>,
     model: Option<String>,
+    #[schema(schema_with = crate::api::openapi::schemas::encoding_format)]
     encoding_format: Option<String>,
+    #[schema(minimum = 1)]
     dimensions: Option<u64>,
     #[allow(dead_code)]
     user: Option<String>,

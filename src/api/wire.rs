@@ -13,13 +13,18 @@ use crate::runtime::request::{
     ClassifyRequest, ClassifyResponse, TranslateRequest, TranslateResponse,
 };
 
-#[derive(Deserialize)]
-struct ClassifyBody {
+/// `POST /classify`'s body (its schema is in the OpenAPI document).
+#[derive(Deserialize, utoipa::ToSchema)]
+pub(crate) struct ClassifyBody {
+    #[schema(value_type = crate::api::openapi::schemas::NonBlankTexts, required = true)]
     inputs: Option<Value>,
     model: Option<String>,
     variant: Option<String>,
+    #[schema(default = false)]
     truncate: Option<bool>,
+    #[schema(minimum = 1)]
     top_k: Option<u64>,
+    #[schema(minimum = 1)]
     timeout_ms: Option<u64>,
 }
 
