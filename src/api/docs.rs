@@ -33,11 +33,7 @@ window.ui = SwaggerUIBundle({ url: "openapi.json", dom_id: "#swagger-ui", deepLi
 
 /// `GET /docs`: the page (its links are relative, so it works behind a path prefix too).
 pub async fn index() -> Response {
-    (
-        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
-        INDEX,
-    )
-        .into_response()
+    ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], INDEX).into_response()
 }
 
 /// `GET /docs/{asset}`: the script or the style sheet.

@@ -36,8 +36,7 @@ fn split_schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
     let v = serde_json::json!({"type": "object", "minProperties": 1,
         "additionalProperties": {"type": "integer", "minimum": 0, "maximum": u32::MAX},
         "example": {"int8": 90, "fp32": 10}});
-    serde_json::from_value(v)
-        .unwrap_or_else(|_| utoipa::openapi::RefOr::T(Default::default()))
+    serde_json::from_value(v).unwrap_or_else(|_| utoipa::openapi::RefOr::T(Default::default()))
 }
 
 impl Default for Routing {

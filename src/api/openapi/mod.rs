@@ -27,9 +27,10 @@ use crate::runtime::Runtime;
         paths::model_detail, paths::ab_report, paths::feedback, paths::variant_action,
         paths::get_routing, paths::put_routing, paths::disagreements, paths::reload,
     ),
-    components(responses(
-        schemas::Error, schemas::TeiError, schemas::LtError, schemas::OpenAiError
-    )),
+    components(
+        responses(schemas::Error, schemas::TeiError, schemas::LtError, schemas::OpenAiError),
+        schemas(schemas::TeiErrorType, schemas::OpenAiErrorDetail)
+    ),
     tags(
         (name = "quantserve", description = "quantserve's own API"),
         (name = "libretranslate", description = "LibreTranslate 1.9 compatible"),
@@ -126,7 +127,11 @@ fn add_security(doc: &mut Value, rt: &Runtime) {
     let Some(paths) = doc["paths"].as_object_mut() else {
         return;
     };
-    for op in paths.values_mut().filter_map(Value::as_object_mut).flat_map(|m| m.values_mut()) {
+    for op in paths
+        .values_mut()
+        .filter_map(Value::as_object_mut)
+        .flat_map(|m| m.values_mut())
+    {
         let Some(reqs) = op.get_mut("security").and_then(Value::as_array_mut) else {
             continue;
         };
@@ -158,7 +163,12 @@ fn set_on(schema: &mut Value, ty: &str, key: &str, value: &Value) {
 fn add_limits(doc: &mut Value, rt: &Runtime) {
     let limits = &rt.config.limits;
     let schemas = &mut doc["components"]["schemas"];
-    for name in ["NonBlankTexts", "SomeTexts", "NonEmptyTexts", "PredictInputs"] {
+    for name in [
+        "NonBlankTexts",
+        "SomeTexts",
+        "NonEmptyTexts",
+        "PredictInputs",
+    ] {
         let s = &mut schemas[name];
         set_on(s, "string", "maxLength", &json!(limits.max_input_chars));
         // The lists of texts (not TEI's pairs, which have their own maxItems).
@@ -186,7 +196,8 @@ fn add_limits(doc: &mut Value, rt: &Runtime) {
             "source": {"const": s}, "target": {"const": t}}}));
     }
     if compat {
-        let targets: std::collections::BTreeSet<&String> = pairs.iter().map(|(_, p)| &p.1).collect();
+        let targets: std::collections::BTreeSet<&String> =
+            pairs.iter().map(|(_, p)| &p.1).collect();
         choices.push(json!({"required": ["source", "target"], "properties": {
             "source": {"const": "auto"}, "target": {"enum": targets}}}));
     }

@@ -4,7 +4,6 @@
 //! in `mod.rs`. Request schemas are the handlers' own serde structs.
 #![allow(dead_code)]
 
-
 use super::schemas::*;
 use crate::api::admin::FeedbackBody;
 use crate::api::openai::EmbeddingsBody;

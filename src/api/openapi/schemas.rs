@@ -148,11 +148,13 @@ pub struct TranslateFileBody {
 
 /// quantserve's error body (every route but the compatible APIs' own).
 #[derive(ToSchema, ToResponse)]
-#[response(description = "quantserve's error: `code` is the stable kind (bad_request, \
+#[response(
+    description = "quantserve's error: `code` is the stable kind (bad_request, \
     unauthorized, forbidden, not_found, unknown_model, unknown_variant, conflict, \
     payload_too_large, input_too_long, unsupported, load_failed, self_check_failed, queue_full \
     (with Retry-After), not_ready, shutting_down, deadline_exceeded, internal, \
-    method_not_allowed)")]
+    method_not_allowed)"
+)]
 #[allow(dead_code)]
 pub struct Error {
     error: String,
@@ -164,8 +166,10 @@ pub struct Error {
 
 /// TEI's error body.
 #[derive(ToSchema, ToResponse)]
-#[response(description = "TEI's error: 400 Empty, 403/404/413/422 Validation, 424 Backend, \
-    429 Overloaded, 503 Unhealthy")]
+#[response(
+    description = "TEI's error: 400 Empty, 403/404/413/422 Validation, 424 Backend, \
+    429 Overloaded, 503 Unhealthy"
+)]
 #[allow(dead_code)]
 pub struct TeiError {
     error: String,
@@ -402,4 +406,3 @@ pub fn only_null() -> RefOr<Schema> {
 pub fn encoding_format() -> RefOr<Schema> {
     literal(json!({"type": "string", "enum": ["float", "base64"], "default": "float"}))
 }
-

@@ -43,7 +43,9 @@ fn every_operation_has_a_unique_id_and_documented_responses() {
     let mut ids = BTreeSet::new();
     for (path, item) in doc["paths"].as_object().unwrap() {
         for (method, op) in item.as_object().unwrap() {
-            let id = op["operationId"].as_str().unwrap_or_else(|| panic!("{method} {path}"));
+            let id = op["operationId"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{method} {path}"));
             assert!(ids.insert(id.to_string()), "{id} twice");
             for (status, r) in op["responses"].as_object().unwrap() {
                 assert!(
