@@ -44,20 +44,32 @@ pub async fn ticket_header(State(rt): AppState, req: Request, next: Next) -> Res
     resp
 }
 
-#[derive(Deserialize)]
+/// Exactly one of `label` and `correct` (the document's `oneOf`).
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct FeedbackBody {
+pub(crate) struct FeedbackBody {
     request_id: String,
+    #[schema(nullable = false)]
     label: Option<String>,
+    #[schema(nullable = false)]
     correct: Option<bool>,
+    #[schema(nullable = false, default = 0)]
     index: Option<usize>,
     /// For requests served by another replica: the response's `x-quantserve-ab-ticket`...
+    #[schema(
+        nullable = false,
+        pattern = "^v1/[^/]+/[^/]+/[0-9]{1,9}/[^/]+/[^/]+/[0-9]{1,9}/[rfo]$"
+    )]
     ticket: Option<String>,
     /// ... or the model and variant that served it (and the sticky key's value, for its bucket).
+    #[schema(nullable = false)]
     model: Option<String>,
+    #[schema(nullable = false)]
     variant: Option<String>,
+    #[schema(nullable = false)]
     user: Option<String>,
     /// The label the request was answered with (with `label`, when not served here).
+    #[schema(nullable = false)]
     predicted: Option<String>,
 }
 
@@ -130,7 +142,7 @@ pub async fn feedback(State(rt): AppState, body: Result<Bytes, BytesRejection>) 
         Ok(b) => b,
         Err(e) => return ApiError::from_body_rejection(e).into_response(),
     };
-    let parsed: FeedbackBody = match serde_json::from_slice(&body) {
+    let parsed: FeedbackBody = match super::json_body::parse(&body) {
         Ok(b) => b,
         Err(e) => {
             return ApiError::bad_request(format!("invalid feedback: {e}")).into_response();

@@ -238,7 +238,7 @@ async fn put_routing(
         Ok(b) => b,
         Err(e) => return ApiError::from_body_rejection(e).into_response(),
     };
-    let mut routing: Routing = match serde_json::from_slice(&body) {
+    let mut routing: Routing = match super::json_body::parse(&body) {
         Ok(r) => r,
         Err(e) => {
             return ApiError::bad_request(format!("invalid routing: {e}")).into_response();

@@ -16,16 +16,23 @@ use super::http::{header_timeout, json_response};
 use crate::runtime::Runtime;
 use crate::runtime::compare_request::CompareRequest;
 
-#[derive(Deserialize)]
+/// `POST /v1/compare`'s body (its schema is in the OpenAPI document).
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct CompareBody {
+pub(crate) struct CompareBody {
+    /// A served model.
     model: String,
+    /// The one input every variant answers.
+    #[schema(value_type = crate::api::openapi::schemas::NonBlankText)]
     input: String,
+    /// The variants to run (default: every ready variant).
     #[serde(default)]
     variants: Vec<String>,
+    /// The variant the others are measured against (default: the model's reference).
     reference: Option<String>,
     #[serde(default)]
     truncate: bool,
+    #[schema(minimum = 1)]
     timeout_ms: Option<u64>,
 }
 
@@ -36,7 +43,7 @@ pub async fn compare(
 ) -> Response {
     let result = async {
         let body = body.map_err(ApiError::from_body_rejection)?;
-        let b: CompareBody = serde_json::from_slice(&body)
+        let b: CompareBody = super::json_body::parse(&body)
             .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?;
         let timeout = b
             .timeout_ms

@@ -184,6 +184,12 @@ impl Inference for InferenceApi {
         let result = async {
             let timeout = call.admit()?;
             let mut req = convert::translate_request(request.into_inner(), timeout);
+            // gRPC's contract: input with nothing to translate is INVALID_ARGUMENT.
+            if req.inputs.iter().all(|t| t.trim().is_empty()) {
+                return Err(ApiError::bad_request(
+                    "nothing to translate: the input is empty",
+                ));
+            }
             req.request_id = Some(call.request_id().to_string());
             req.headers = call.headers().clone();
             let served = self.rt.translate(req).await;

@@ -63,6 +63,8 @@ pub fn router(runtime: Arc<Runtime>) -> Router {
         .route("/health/ready", get(ready))
         .route("/metrics", get(metrics))
         .route("/openapi.json", get(openapi))
+        .route("/docs", get(super::docs::index))
+        .route("/docs/{asset}", get(super::docs::asset))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(runtime.config.limits.max_body_bytes))
@@ -168,8 +170,11 @@ pub(crate) fn header_timeout(headers: &HeaderMap) -> Result<Option<Duration>, Ap
             .to_str()
             .ok()
             .and_then(|s| s.trim().parse::<u64>().ok())
+            .filter(|&ms| ms >= 1)
             .map(|ms| Some(Duration::from_millis(ms)))
-            .ok_or_else(|| ApiError::bad_request("x-timeout-ms must be a number of milliseconds")),
+            .ok_or_else(|| {
+                ApiError::bad_request("x-timeout-ms must be a number of milliseconds (at least 1)")
+            }),
     }
 }
 
@@ -279,12 +284,9 @@ async fn metrics(State(rt): AppState) -> Response {
         .into_response()
 }
 
-async fn openapi() -> Response {
-    (
-        [(header::CONTENT_TYPE, "application/json")],
-        super::openapi::OPENAPI_JSON,
-    )
-        .into_response()
+/// Made per request: it shows the keys, limits and language pairs in force.
+async fn openapi(State(rt): AppState) -> Response {
+    json_response(StatusCode::OK, &super::openapi::document(&rt))
 }
 
 async fn not_found() -> Response {

@@ -24,11 +24,14 @@ use super::tei::{dimensions, embed_inputs};
 use crate::runtime::Runtime;
 use crate::runtime::request::EmbedRequest;
 
-#[derive(Deserialize)]
-struct EmbeddingsBody {
+#[derive(Deserialize, utoipa::ToSchema)]
+pub(crate) struct EmbeddingsBody {
+    #[schema(value_type = crate::api::openapi::schemas::NonEmptyTexts, required = true)]
     input: Option<Value>,
     model: Option<String>,
+    #[schema(schema_with = crate::api::openapi::schemas::encoding_format)]
     encoding_format: Option<String>,
+    #[schema(minimum = 1)]
     dimensions: Option<u64>,
     #[allow(dead_code)]
     user: Option<String>,
@@ -58,7 +61,7 @@ pub async fn embeddings(
     let mut target = None;
     let result: Result<Response, ApiError> = async {
         let body = body.map_err(ApiError::from_body_rejection)?;
-        let b: EmbeddingsBody = serde_json::from_slice(&body)
+        let b: EmbeddingsBody = super::json_body::parse(&body)
             .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?;
         let base64 = match b.encoding_format.as_deref() {
             None | Some("float") => false,

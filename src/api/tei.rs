@@ -97,7 +97,7 @@ impl From<ApiError> for TeiError {
 }
 
 fn parse<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, TeiError> {
-    serde_json::from_slice(body)
+    super::json_body::parse(body)
         .map_err(|e| TeiError::validation(format!("invalid JSON body: {e}")))
 }
 
@@ -138,10 +138,13 @@ fn sort_and_shape(scores: &[crate::models::LabelScore]) -> Value {
     )
 }
 
-#[derive(Deserialize)]
-struct PredictBody {
+#[derive(Deserialize, utoipa::ToSchema)]
+pub(crate) struct PredictBody {
+    #[schema(value_type = crate::api::openapi::schemas::PredictInputs, required = true)]
     inputs: Option<Value>,
+    #[schema(default = true)]
     truncate: Option<bool>,
+    #[schema(schema_with = crate::api::openapi::schemas::truncation_direction)]
     truncation_direction: Option<String>,
     #[serde(default)]
     raw_scores: bool,
@@ -246,14 +249,20 @@ pub async fn predict(
     )
 }
 
-#[derive(Deserialize)]
-struct EmbedBody {
+#[derive(Deserialize, utoipa::ToSchema)]
+pub(crate) struct EmbedBody {
+    #[schema(value_type = crate::api::openapi::schemas::NonEmptyTexts, required = true)]
     inputs: Option<Value>,
     #[serde(default = "yes")]
+    #[schema(default = true)]
     normalize: bool,
+    #[schema(default = true)]
     truncate: Option<bool>,
+    #[schema(schema_with = crate::api::openapi::schemas::truncation_direction)]
     truncation_direction: Option<String>,
+    #[schema(schema_with = crate::api::openapi::schemas::only_null)]
     prompt_name: Option<String>,
+    #[schema(minimum = 1)]
     dimensions: Option<u64>,
     model: Option<String>,
     variant: Option<String>,
@@ -336,19 +345,24 @@ pub async fn embed(
     )
 }
 
-#[derive(Deserialize)]
-struct TokenizeBody {
+#[derive(Deserialize, utoipa::ToSchema)]
+pub(crate) struct TokenizeBody {
+    #[schema(value_type = crate::api::openapi::schemas::TokenizeTexts, required = true)]
     inputs: Option<Value>,
     #[serde(default = "yes")]
+    #[schema(default = true)]
     add_special_tokens: bool,
+    #[schema(schema_with = crate::api::openapi::schemas::only_null)]
     prompt_name: Option<String>,
     model: Option<String>,
 }
 
-#[derive(Deserialize)]
-struct DecodeBody {
+#[derive(Deserialize, utoipa::ToSchema)]
+pub(crate) struct DecodeBody {
+    #[schema(value_type = crate::api::openapi::schemas::TokenIds, required = true)]
     ids: Option<Value>,
     #[serde(default = "yes")]
+    #[schema(default = true)]
     skip_special_tokens: bool,
     model: Option<String>,
 }

@@ -13,13 +13,18 @@ use crate::runtime::request::{
     ClassifyRequest, ClassifyResponse, TranslateRequest, TranslateResponse,
 };
 
-#[derive(Deserialize)]
-struct ClassifyBody {
+/// `POST /classify`'s body (its schema is in the OpenAPI document).
+#[derive(Deserialize, utoipa::ToSchema)]
+pub(crate) struct ClassifyBody {
+    #[schema(value_type = crate::api::openapi::schemas::NonBlankTexts, required = true)]
     inputs: Option<Value>,
     model: Option<String>,
     variant: Option<String>,
+    #[schema(default = false)]
     truncate: Option<bool>,
+    #[schema(minimum = 1)]
     top_k: Option<u64>,
+    #[schema(minimum = 1)]
     timeout_ms: Option<u64>,
 }
 
@@ -35,9 +40,8 @@ pub struct Translate {
     pub batched: bool,
 }
 
-fn parse<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, ApiError> {
-    // serde_json checks UTF-8 and limits nesting depth, so hostile bodies fail here cleanly.
-    serde_json::from_slice(body)
+fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    super::json_body::parse(body)
         .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
 }
 

@@ -204,6 +204,9 @@ impl Model for SentenceEmbedder {
         )
     }
 
+    fn vocab_size(&self) -> Option<usize> {
+        Some(self.tokenizer.vocab_size())
+    }
     fn max_input_tokens(&self) -> usize {
         self.max_tokens
     }

@@ -165,6 +165,10 @@ pub trait Model: Send + Sync {
     fn embedding_dim(&self) -> Option<usize> {
         None
     }
+    /// Token ids `decode` takes are below this (models that decode ids).
+    fn vocab_size(&self) -> Option<usize> {
+        None
+    }
     fn default_params(&self) -> RunParams;
     /// Runs one batch; one output per sequence, in order.
     fn run(&self, batch: &[Vec<u32>], params: RunParams) -> Result<Vec<Output>, ModelError>;

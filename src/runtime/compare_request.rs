@@ -70,6 +70,12 @@ impl Runtime {
         if req.input.trim().is_empty() {
             return Err(RuntimeError::BadRequest("`input` is empty".into()));
         }
+        self.check_inputs(std::slice::from_ref(&req.input))?;
+        if req.timeout.is_some_and(|t| t.is_zero()) {
+            return Err(RuntimeError::BadRequest(
+                "timeout_ms must be at least 1".into(),
+            ));
+        }
         let view = self
             .registry
             .views(|_| 0)

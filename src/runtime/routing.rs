@@ -15,16 +15,19 @@ use super::experiment::assignment::{Assignment, assign, assign_random};
 
 /// A model's routing, as configured (`[models.NAME.routing]`) or set with
 /// `PUT /admin/models/{model}/routing`.
-#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct Routing {
     /// Variant → weight. Empty: everything goes to the model's default variant.
+    #[schema(schema_with = split_schema, required = true)]
     pub split: BTreeMap<String, u32>,
     /// Request header whose value picks the variant by hash (same value, same variant); requests
     /// without it are assigned at random.
+    #[schema(pattern = "^[A-Za-z0-9_-]+$")]
     pub sticky_key: Option<String>,
     /// Whether a request may name its variant (`"variant": "fp32"`).
     #[serde(default = "yes")]
+    #[schema(default = true)]
     pub allow_override: bool,
     pub shadow: Option<Shadow>,
     /// The experiment this split runs: name (hashing salt), margin, alpha, power, buckets.
@@ -33,6 +36,15 @@ pub struct Routing {
 
 fn yes() -> bool {
     true
+}
+
+/// The OpenAPI schema of `split`: what `validate` asks (a variant with a positive weight).
+fn split_schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    // At least one variant (and not every weight 0: added in `api::openapi`).
+    let v = serde_json::json!({"type": "object", "minProperties": 1,
+        "additionalProperties": {"type": "integer", "minimum": 0, "maximum": u32::MAX},
+        "example": {"int8": 90, "fp32": 10}});
+    serde_json::from_value(v).unwrap_or_else(|_| utoipa::openapi::RefOr::T(Default::default()))
 }
 
 impl Default for Routing {
@@ -49,10 +61,11 @@ impl Default for Routing {
 }
 
 /// A sampled fraction of requests is re-run on `reference` at low priority and compared.
-#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Shadow {
     pub reference: String,
+    #[schema(minimum = 0, maximum = 1)]
     pub sample_rate: f64,
 }
 

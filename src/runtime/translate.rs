@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use super::Runtime;
 use super::ab::ticket::Ticket;
+use super::config::Limits;
 use super::detect::base_language;
 use super::error::RuntimeError;
 use super::html;
@@ -79,18 +80,53 @@ impl Translate {
     }
 }
 
+/// The decoding settings asked for, against the configured limits (whatever the model).
+fn check_decoding(
+    limits: &Limits,
+    beam_size: Option<usize>,
+    max_length: Option<usize>,
+    alternatives: usize,
+) -> Result<(), RuntimeError> {
+    if let Some(b) = beam_size
+        && (b == 0 || b > limits.max_beam_size)
+    {
+        return Err(RuntimeError::BadRequest(format!(
+            "beam_size must be between 1 and {}",
+            limits.max_beam_size
+        )));
+    }
+    match max_length {
+        Some(0) => {
+            return Err(RuntimeError::BadRequest(
+                "max_length must be at least 1".into(),
+            ));
+        }
+        Some(n) if n > limits.max_output_tokens => {
+            return Err(RuntimeError::BadRequest(format!(
+                "max_length must be at most {}",
+                limits.max_output_tokens
+            )));
+        }
+        _ => {}
+    }
+    if alternatives >= limits.max_beam_size {
+        return Err(RuntimeError::BadRequest(format!(
+            "alternatives must be at most {}",
+            limits.max_beam_size.saturating_sub(1)
+        )));
+    }
+    Ok(())
+}
+
 impl TaskPlan for Translate {
     const TASK: Task = Task::Translate;
     /// Per input text, its parts' sentences and the whitespace between them.
     type Layout = Vec<Document>;
     type Item = Translation;
 
-    fn check(&self, inputs: &[String]) -> Result<(), RuntimeError> {
-        if inputs.iter().all(|t| t.trim().is_empty()) {
-            return Err(RuntimeError::BadRequest(
-                "nothing to translate: the input is empty".into(),
-            ));
-        }
+    /// Blank texts come back as they are, even when all are (LibreTranslate answers a list of
+    /// blank texts so); an API that wants blank input refused says so itself.
+    fn check(&self, _inputs: &[String]) -> Result<(), RuntimeError> {
         Ok(())
     }
 
@@ -98,27 +134,8 @@ impl TaskPlan for Translate {
         let limits = &rt.config.limits;
         let defaults = model.default_params();
         let beam_size = self.beam_size.unwrap_or(defaults.beam_size);
-        if beam_size == 0 || beam_size > limits.max_beam_size {
-            return Err(RuntimeError::BadRequest(format!(
-                "beam_size must be between 1 and {}",
-                limits.max_beam_size
-            )));
-        }
-        let max_length = match self.max_length {
-            Some(0) => {
-                return Err(RuntimeError::BadRequest(
-                    "max_length must be at least 1".into(),
-                ));
-            }
-            Some(n) if n > limits.max_output_tokens => {
-                return Err(RuntimeError::BadRequest(format!(
-                    "max_length must be at most {}",
-                    limits.max_output_tokens
-                )));
-            }
-            Some(n) => Some(n),
-            None => defaults.max_length,
-        };
+        check_decoding(limits, Some(beam_size), self.max_length, self.alternatives)?;
+        let max_length = self.max_length.or(defaults.max_length);
         // n alternatives need a beam of at least n + 1 hypotheses (as LibreTranslate's argos
         // asks for num_hypotheses = alternatives + 1).
         let beam_size = if self.alternatives > 0 {
@@ -128,12 +145,6 @@ impl TaskPlan for Translate {
         } else {
             beam_size
         };
-        if self.alternatives >= limits.max_beam_size {
-            return Err(RuntimeError::BadRequest(format!(
-                "alternatives must be at most {}",
-                limits.max_beam_size.saturating_sub(1)
-            )));
-        }
         Ok(RunParams {
             beam_size,
             max_length,
@@ -207,6 +218,24 @@ impl Runtime {
         };
         let result = self.translate_on(entry.clone(), ticket, req).await;
         Served::on(&entry, result)
+    }
+
+    /// What a translate request is checked against before any model runs (input and decoding
+    /// limits), for answers given without one: LibreTranslate's identity translation is held to
+    /// the same limits as a real one.
+    pub fn check_translate_request(&self, req: &TranslateRequest) -> Result<(), RuntimeError> {
+        self.check_inputs(&req.inputs)?;
+        if req.timeout.is_some_and(|t| t.is_zero()) {
+            return Err(RuntimeError::BadRequest(
+                "timeout_ms must be at least 1".into(),
+            ));
+        }
+        check_decoding(
+            &self.config.limits,
+            req.beam_size,
+            req.max_length,
+            req.alternatives,
+        )
     }
 
     pub async fn translate_on(

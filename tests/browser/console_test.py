@@ -162,14 +162,18 @@ def main():
             classify(f"Request {i}: a sharp, funny and moving film.")
             time.sleep(0.25)
         time.sleep(4.5)  # two more polls after the traffic
-        report["ab"] = {
-            "bars": len(d.find_elements(By.CSS_SELECTOR, "#ab-charts rect.col")),
-            "points": len(d.find_elements(By.CSS_SELECTOR, "#ab-charts circle.point")),
-            "lines": [p.get_attribute("data-points") for p in d.find_elements(By.CSS_SELECTOR, "#ab-charts path.line")],
-            "line_max": [float(p.get_attribute("data-max")) for p in d.find_elements(By.CSS_SELECTOR, "#ab-charts path.line")],
-            "empty_charts": len(d.find_elements(By.CSS_SELECTOR, "#ab-charts svg.no-data")),
-            "table": d.find_element(By.CSS_SELECTOR, "#ab-body table").text,
-        }
+        # One script reads the charts at one instant: the page redraws them on every poll, and
+        # elements found before a redraw are gone after it (stale references).
+        report["ab"] = d.execute_script("""
+            const q = (s) => Array.from(document.querySelectorAll(s));
+            return {
+              bars: q('#ab-charts rect.col').length,
+              points: q('#ab-charts circle.point').length,
+              lines: q('#ab-charts path.line').map((p) => p.getAttribute('data-points')),
+              line_max: q('#ab-charts path.line').map((p) => parseFloat(p.getAttribute('data-max'))),
+              empty_charts: q('#ab-charts svg.no-data').length,
+              table: document.querySelector('#ab-body table').innerText,
+            };""")
         shot(d, "5-ab.png")
 
         # A phone: the compare view at 390 px wide, without sideways scrolling.

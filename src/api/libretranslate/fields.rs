@@ -66,7 +66,7 @@ fn mime(headers: &HeaderMap) -> String {
 }
 
 fn json_object(body: &[u8]) -> Result<Map<String, Value>, FieldError> {
-    match serde_json::from_slice::<Value>(body) {
+    match crate::api::json_body::parse::<Value>(body) {
         Ok(Value::Object(m)) => Ok(m),
         Ok(_) => Err(FieldError(
             "Invalid JSON format: the body must be a JSON object".into(),
@@ -155,13 +155,11 @@ impl Fields {
         self.json_field(name).is_some() || !self.form_values(name).is_empty()
     }
 
-    /// A string field (a JSON number or boolean is taken as its text; a form's first value).
+    /// A string field (JSON: a string, as the OpenAPI document says; a form's first value).
     pub fn text(&self, name: &str) -> Result<Option<String>, FieldError> {
         if let Some(v) = self.json_field(name) {
             return match v {
                 Value::String(s) => Ok(Some(s.clone())),
-                Value::Number(n) => Ok(Some(n.to_string())),
-                Value::Bool(b) => Ok(Some(b.to_string())),
                 _ => Err(FieldError(format!("`{name}` must be a string"))),
             };
         }
@@ -190,13 +188,12 @@ impl Fields {
         })
     }
 
-    /// A non-negative integer (a JSON number, or digits in a string or form field).
+    /// A non-negative integer (a JSON number, or digits in a form field).
     pub fn uint(&self, name: &str) -> Result<Option<u64>, FieldError> {
         let wrong = || FieldError(format!("`{name}` must be a non-negative integer"));
         if let Some(v) = self.json_field(name) {
             return match v {
                 Value::Number(n) => n.as_u64().map(Some).ok_or_else(wrong),
-                Value::String(s) => s.trim().parse().map(Some).map_err(|_| wrong()),
                 _ => Err(wrong()),
             };
         }

@@ -157,7 +157,8 @@ async fn detect_route(
         return Err(LtError(StatusCode::FORBIDDEN, "Invalid API key".into()));
     }
     let texts = match fields.texts("q").map_err(|e| LtError::bad(e.0))? {
-        Some((t, _)) if t.iter().any(|s| !s.trim().is_empty()) => t,
+        // A list may hold only blank texts (their language is unknown: confidence 0).
+        Some((t, list)) if (list && !t.is_empty()) || t.iter().any(|s| !s.trim().is_empty()) => t,
         _ => return Err(LtError::bad("Invalid request: missing q parameter")),
     };
     let limit = rt.config.limits.max_input_chars;

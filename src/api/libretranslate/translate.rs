@@ -50,6 +50,12 @@ pub fn translate_call(
         .texts("q")
         .map_err(bad)?
         .ok_or_else(|| ApiError::bad_request("`q` is required"))?;
+    // As LibreTranslate: a blank text is refused, a list of blank texts comes back blank.
+    if !batched && inputs.iter().all(|t| t.trim().is_empty()) {
+        return Err(ApiError::bad_request(
+            "nothing to translate: the input is empty",
+        ));
+    }
     let format = match fields.text("format").map_err(bad)?.as_deref() {
         None | Some("text") => TextFormat::Text,
         Some("html") if compat => TextFormat::Html,
@@ -165,7 +171,12 @@ pub async fn translate(
                 // Text without letters, or a language into itself, comes back as it was (as
                 // LibreTranslate's identity translation).
                 let nothing = detected.as_ref().is_some_and(|d| d.confidence == 0.0);
+                // Even then the target must be one this server translates into.
+                if nothing && !rt.registry.pairs().iter().any(|(_, p)| p.1 == t) {
+                    return Err(pair_error(&rt, &s, &t));
+                }
                 if nothing || (s == t && rt.registry.pairs().iter().any(|(_, p)| p.0 == s)) {
+                    rt.check_translate_request(&call.request)?;
                     let n = call.request.inputs.len();
                     let inputs = std::mem::take(&mut call.request.inputs);
                     let b =

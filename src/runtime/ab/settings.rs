@@ -11,19 +11,24 @@ use crate::runtime::experiment::verdict;
 /// Prometheus series stay bounded (variants × 2 metrics × 64 per period).
 pub const DEFAULT_BUCKETS: u32 = 64;
 
-#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct ExperimentSettings {
     /// The experiment's id and hashing salt; default: the model's name. A new name is a new
     /// experiment: every user is drawn afresh and the periods start again at 1.
+    #[schema(pattern = "^[A-Za-z0-9_.-]+$")]
     pub name: Option<String>,
     /// Non-inferiority margin on the rate scale (0.01 = one percentage point).
+    #[schema(minimum = 0, exclusive_maximum = 0.5, default = 0.01)]
     pub margin: f64,
     /// Chance of any wrong verdict, over all variants and all looks.
+    #[schema(exclusive_minimum = 0, exclusive_maximum = 0.5, default = 0.05)]
     pub alpha: f64,
     /// Power the "trials needed" figures are for.
+    #[schema(exclusive_minimum = 0.5, exclusive_maximum = 1, default = 0.8)]
     pub power: f64,
     /// Cluster buckets of users (used only with a sticky key).
+    #[schema(minimum = 1, maximum = 1024, default = 64)]
     pub buckets: u32,
 }
 
