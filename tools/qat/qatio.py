@@ -66,7 +66,9 @@ def write_bert(out: str, tensors: dict, src: str, metadata: dict | None = None):
     os.makedirs(out, exist_ok=True)
     for f in os.listdir(src):
         p = os.path.join(src, f)
-        if os.path.isfile(p) and f not in ("model.safetensors", "README.md"):
+        # Not SHA256SUMS: it records the source's weights, not the latent ones written here
+        # (quantserve refuses a folder whose files differ from their recorded sums).
+        if os.path.isfile(p) and f not in ("model.safetensors", "README.md", "SHA256SUMS"):
             shutil.copy(p, os.path.join(out, f))
     arrays = {k: v.detach().float().contiguous().numpy() for k, v in tensors.items()}
     meta = {k: (v if isinstance(v, str) else json.dumps(v)) for k, v in (metadata or {}).items()}
@@ -198,7 +200,7 @@ def write_marian(out: str, tensors: dict, model_yml: str, src: str, qat_json: di
     model = marian_model_file(src)
     for f in os.listdir(src):
         p = os.path.join(src, f)
-        if os.path.isfile(p) and p != model:
+        if os.path.isfile(p) and p != model and f != "SHA256SUMS":
             shutil.copy(p, os.path.join(out, f))
     write_marian_bin(os.path.join(out, os.path.basename(model)), tensors, model_yml, qat_json)
 
