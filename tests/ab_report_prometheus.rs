@@ -135,6 +135,8 @@ fn ab_report_from_prometheus_matches_the_servers_verdict() {
     }
     let mine = get(addr, "/v1/models/sentiment/ab?format=json").json();
     assert!(mine["comparisons"][0]["trials"].as_u64().unwrap() > 0);
+    // How representative the shadow sample is, beside the per-variant drop rates.
+    assert_eq!(mine["shadow_min_share"], 0.05);
 
     let prom_addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let Some(_prom) = start_prometheus(addr, prom_addr) else {

@@ -158,6 +158,14 @@ variants = ["int8", "fp32"]
     for t in threads: t.join()
     for s in idle: s.close()
     rss_end = rss_mb(proc.pid)
+    # Shadow comparison under that load: compared vs dropped copies (the minimum shadow share
+    # keeps it from starving at saturation).
+    shadow = {"quantserve_shadow_comparisons_total": 0.0, "quantserve_shadow_dropped_total": 0.0}
+    st, metrics = call(port, "GET", "/metrics")
+    for line in (metrics.decode() if isinstance(metrics, bytes) else str(metrics)).splitlines():
+        name = line.split("{")[0].split(" ")[0]
+        if name in shadow: shadow[name] += float(line.rsplit(" ", 1)[1])
+    compared, dropped = shadow["quantserve_shadow_comparisons_total"], shadow["quantserve_shadow_dropped_total"]
 
     # SIGTERM with requests in flight: every one accepted gets its answer.
     inflight = {"ok": 0, "other": []}
@@ -189,6 +197,8 @@ variants = ["int8", "fp32"]
     print(f"  idle connections held: {args.idle}; slowloris cut after {slow_cut[0]:.1f} s")
     print(f"  RSS: ready {rss_ready:.0f} MB, peak {rss_peak[0]:.0f} MB, end {rss_end:.0f} MB (bound {bound:.0f} MB)")
     print(f"  SIGTERM: {inflight['ok']} in-flight answered 200, others {inflight['other']}, exit {code} after {shutdown_s:.1f} s")
+    print(f"  shadow copies: {compared:.0f} compared, {dropped:.0f} dropped")
+    if dropped > 100 and compared == 0: failures.append(f"shadow comparison starved: {dropped:.0f} dropped, none compared")
     if statuses.get(200, 0) == 0: failures.append("no request answered 200")
     if rss_peak[0] > bound: failures.append(f"RSS peak {rss_peak[0]:.0f} MB over {bound:.0f} MB")
     if slow_cut[0] is None or slow_cut[0] > 20: failures.append(f"slowloris not cut off ({slow_cut[0]})")

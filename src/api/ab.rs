@@ -256,6 +256,9 @@ pub async fn ab_report(
         let mut v = json!(report);
         v["routing"] = json!(view.routing);
         v["reference_variant"] = json!(view.reference);
+        // How representative the shadow sample is: per variant `shadow_compared` and
+        // `shadow_drop_rate`; the share of batches shadow copies are guaranteed under load.
+        v["shadow_min_share"] = json!(rt.config.batching.shadow_min_share);
         if let Some(e) = &experiment
             && let Value::Object(extra) = experiment_json(e)
         {

@@ -128,6 +128,9 @@ pub struct BatchingConfig {
     pub queue_capacity: usize,
     /// Items a variant's shadow queue holds; shadow copies beyond it are dropped (and counted).
     pub shadow_queue_capacity: usize,
+    /// Share of batches shadow copies get while they wait, however busy live traffic is (0:
+    /// only when no live request waits). Live traffic keeps the rest.
+    pub shadow_min_share: f64,
 }
 
 impl Default for BatchingConfig {
@@ -139,6 +142,7 @@ impl Default for BatchingConfig {
             age_bound_ms: 200,
             queue_capacity: 1024,
             shadow_queue_capacity: 64,
+            shadow_min_share: 0.05,
         }
     }
 }
@@ -405,6 +409,11 @@ impl Config {
             "batching limits must be positive"
         );
         ensure!(
+            (0.0..=0.5).contains(&b.shadow_min_share),
+            "batching.shadow_min_share must be between 0 and 0.5, not {}",
+            b.shadow_min_share
+        );
+        ensure!(
             self.server.timeout_ms > 0 && self.server.max_timeout_ms >= self.server.timeout_ms,
             "bad timeouts"
         );
@@ -521,6 +530,11 @@ mod tests {
         assert!(Config::from_toml("[server]\nhttp_adr = \"x\"\n").is_err());
         let cfg = Config::from_toml("[models.\"../etc\"]\n").unwrap();
         assert!(cfg.validate().is_err());
+        // Shadow copies may not take more than half the batches.
+        let cfg = Config::from_toml("[batching]\nshadow_min_share = 0.6\n").unwrap();
+        assert!(cfg.validate().is_err());
+        let cfg = Config::from_toml("[batching]\nshadow_min_share = 0.1\n").unwrap();
+        cfg.validate().unwrap();
     }
 
     #[test]

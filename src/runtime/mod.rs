@@ -77,6 +77,7 @@ impl Runtime {
             max_wait: Duration::from_millis(b.max_wait_ms),
             queue_capacity: b.queue_capacity,
             low_priority_capacity: b.shadow_queue_capacity,
+            low_priority_min_share: b.shadow_min_share,
         };
         tracing::info!(
             workers,

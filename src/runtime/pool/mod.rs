@@ -72,6 +72,9 @@ pub struct PoolSettings {
     pub queue_capacity: usize,
     /// Items a low-priority (shadow) queue holds; more are dropped by `submit`'s caller.
     pub low_priority_capacity: usize,
+    /// Share of batches low-priority work gets while it waits, however busy the live queues
+    /// are (0: only when they are idle). Without it, shadow comparison starves at saturation.
+    pub low_priority_min_share: f64,
 }
 
 /// Names one queue of the pool. A (model, variant) gets a new queue each time it is loaded, so a
@@ -93,6 +96,8 @@ struct State {
     next_id: QueueId,
     /// Set by `close`: workers finish what is queued, then exit.
     closing: bool,
+    /// Live batches taken since the last low-priority one while low-priority work waited.
+    live_while_low_waits: u64,
 }
 
 struct Shared {
@@ -150,6 +155,7 @@ impl WorkerPool {
                 queues: BTreeMap::new(),
                 next_id: 0,
                 closing: false,
+                live_while_low_waits: 0,
             }),
             work: Condvar::new(),
             settings,
@@ -314,7 +320,7 @@ impl Shared {
             let now = Instant::now();
             self.drop_dead_items(&mut state, now);
             // The queue whose oldest item has waited longest goes first, across models; shadow
-            // queues only when no live request waits.
+            // queues when no live request waits, or when their minimum share is due.
             let oldest = |low: bool| {
                 state
                     .queues
@@ -323,7 +329,17 @@ impl Shared {
                     .filter_map(|(id, q)| q.items.front().map(|i| (i.enqueued, *id)))
                     .min_by_key(|(t, _)| *t)
             };
-            let Some((_, id)) = oldest(false).or_else(|| oldest(true)) else {
+            let low_waits = oldest(true).is_some();
+            let share = self.settings.low_priority_min_share;
+            // One low-priority batch in every ceil(1 / share) batches while it waits.
+            let low_due =
+                share > 0.0 && (state.live_while_low_waits + 1) as f64 * share >= 1.0 - 1e-9;
+            let pick = if low_due {
+                oldest(true).or_else(|| oldest(false))
+            } else {
+                oldest(false).or_else(|| oldest(true))
+            };
+            let Some((_, id)) = pick else {
                 if state.closing {
                     return None;
                 }
@@ -331,6 +347,7 @@ impl Shared {
                 continue;
             };
             let closing = state.closing;
+            let is_low = state.queues.get(&id).is_some_and(|q| q.low_priority);
             let queue = state.queues.get_mut(&id).expect("queue exists");
             let head_params = queue.items[0].params;
             let candidates: Vec<Candidate> = queue
@@ -353,6 +370,11 @@ impl Shared {
                     .0;
                 continue;
             }
+            state.live_while_low_waits = match (is_low, low_waits) {
+                (false, true) => state.live_while_low_waits + 1,
+                _ => 0,
+            };
+            let queue = state.queues.get_mut(&id).expect("queue exists");
             let mut picked = plan.picks.clone();
             picked.sort_unstable_by(|a, b| b.cmp(a));
             let mut taken: Vec<(usize, WorkItem)> = picked

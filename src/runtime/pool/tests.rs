@@ -56,6 +56,14 @@ fn pool(capacity: usize) -> (WorkerPool, QueueHandle, Arc<FakeModel>) {
 }
 
 fn pool_waiting(capacity: usize, max_wait: Duration) -> (WorkerPool, QueueHandle, Arc<FakeModel>) {
+    pool_with(capacity, max_wait, 0.0)
+}
+
+fn pool_with(
+    capacity: usize,
+    max_wait: Duration,
+    low_priority_min_share: f64,
+) -> (WorkerPool, QueueHandle, Arc<FakeModel>) {
     let settings = PoolSettings {
         workers: 1,
         threads_per_worker: 1,
@@ -68,6 +76,7 @@ fn pool_waiting(capacity: usize, max_wait: Duration) -> (WorkerPool, QueueHandle
         max_wait,
         queue_capacity: capacity,
         low_priority_capacity: 2,
+        low_priority_min_share,
     };
     let p = WorkerPool::start(settings, Arc::new(Metrics::new())).unwrap();
     let key = QueueKey::new("fake", "fp32");
@@ -227,6 +236,41 @@ fn low_priority_runs_only_when_live_queues_are_idle() {
     // A full shadow queue refuses rather than growing.
     let (a, _a) = items(&[vec![1], vec![1], vec![1]], LONG);
     assert!(p.submit(&shadow, a).is_err());
+}
+
+#[test]
+fn low_priority_gets_its_minimum_share_under_saturation() {
+    // One low-priority batch in every 4 while it waits, with live work always queued.
+    let (p, live, engine) = pool_with(64, Duration::ZERO, 0.25);
+    let shadow = p.open_queue(QueueKey::new("fake", "fp32"), engine.clone(), true);
+    let (busy, busy_rx) = items(&[vec![777]], LONG);
+    p.submit(&live, busy).unwrap();
+    while p.queue_depth(&live) > 0 {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    // 8 live items of 600 tokens (one per batch under the 1,000-token budget, 200 ms each),
+    // then one shadow item.
+    let slow_long: Vec<u32> = std::iter::once(777)
+        .chain(std::iter::repeat_n(1, 599))
+        .collect();
+    let mut live_rx: Vec<_> = (0..8)
+        .map(|_| {
+            let (it, rx) = items(std::slice::from_ref(&slow_long), LONG);
+            p.submit(&live, it).unwrap();
+            rx
+        })
+        .collect();
+    let (low, low_rx) = items(&[vec![777]], LONG);
+    p.submit(&shadow, low).unwrap();
+    assert!(busy_rx.blocking_recv().unwrap().is_ok());
+    assert!(low_rx.blocking_recv().unwrap().is_ok());
+    let live_done = live_rx
+        .iter_mut()
+        .map(|rx| rx.try_recv().is_ok())
+        .filter(|done| *done)
+        .count();
+    // 3 live batches, then the shadow one (without the share it would wait for all 8).
+    assert_eq!(live_done, 3, "live batches before the shadow batch");
 }
 
 #[test]
