@@ -226,6 +226,14 @@ fn console_works_in_a_real_browser() {
     // over time with more than one point.
     let ab = &report["ab"];
     assert!(ab["bars"].as_u64().unwrap() >= 3, "{ab}");
+    // The experiment's verdicts: a table of comparisons, or the sentence saying none yet.
+    assert!(ab["verdicts"].is_u64(), "{ab}");
+    let verdict_text = ab["verdict_text"].as_str().unwrap();
+    assert!(
+        ab["verdicts"].as_u64() > Some(0) && verdict_text.contains("vs")
+            || verdict_text.starts_with("Verdicts: none yet"),
+        "{ab}"
+    );
     assert!(ab["points"].as_u64().unwrap() >= 2, "{ab}");
     assert!(
         ab["lines"]

@@ -172,7 +172,13 @@ def main():
               lines: q('#ab-charts path.line').map((p) => p.getAttribute('data-points')),
               line_max: q('#ab-charts path.line').map((p) => parseFloat(p.getAttribute('data-max'))),
               empty_charts: q('#ab-charts svg.no-data').length,
-              table: document.querySelector('#ab-body table').innerText,
+              table: document.querySelector('#ab-body table.ab:not(#ab-verdicts)').innerText,
+              verdicts: (() => {
+                const el = document.getElementById('ab-verdicts');
+                if (!el) return null;
+                return el.tagName === 'TABLE' ? el.querySelectorAll('tbody tr').length : 0;
+              })(),
+              verdict_text: (document.getElementById('ab-verdicts') || {}).innerText || null,
             };""")
         shot(d, "5-ab.png")
 

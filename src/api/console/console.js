@@ -109,9 +109,13 @@
   }
 
   // ---------- the model listing ----------
+  // Whether the last listing was refused for want of a key: polling stops until one is typed.
+  let needsKey = false;
+
   async function loadModels() {
     try {
       const { body } = await api("/v1/models");
+      needsKey = false;
       state.models = body.models || [];
       for (const m of state.models) {
         const seen = (state.seen[m.name] = state.seen[m.name] || new Set());
@@ -121,6 +125,7 @@
       const shown = $("status").textContent;
       if (shown.startsWith("Loading the model list") || shown.startsWith("Could not list")) status("");
     } catch (e) {
+      needsKey = e.status === 401;
       status("Could not list the models: " + e.message, true);
     }
   }
@@ -543,6 +548,7 @@
         figure("Online accuracy (95% CI)", accuracy, null),
         figure("p50 latency over time (ms)", Charts.lines(p50, { label: "p50 latency over time per variant", unit: "ms" }), legendNames),
         figure("Requests per second over time", Charts.lines(rate, { label: "Requests per second per variant", unit: "req/s" }), legendNames)),
+      verdicts(report.comparisons || []),
       h("div", { class: "table-wrap" },
         h("table", { class: "cards ab" },
           h("thead", {}, h("tr", {}, ...["variant", "requests", "errors", "p50 ms", "p95 ms", "p99 ms", "shadow agreement", "online accuracy"].map((t) => h("th", {}, t)))),
@@ -556,6 +562,29 @@
             h("td", { "data-label": "online accuracy" }, propText(v.online_accuracy))))))));
   }
 
+  // The experiment's verdicts: each variant against the reference (non-inferiority within the
+  // margin, always-valid intervals, Holm-adjusted), as /ab computes them.
+  function verdicts(comparisons) {
+    if (!comparisons.length) {
+      return h("p", { class: "hint", id: "ab-verdicts" },
+        "Verdicts: none yet (they need shadow comparisons or feedback on two variants).");
+    }
+    const pct = (x) => (100 * x).toFixed(2);
+    return h("div", { class: "table-wrap" },
+      h("table", { class: "cards ab", id: "ab-verdicts" },
+        h("caption", {}, "Verdicts against the reference"),
+        h("thead", {}, h("tr", {}, ...["variant", "metric", "difference (pp)", "interval (pp)", "margin (pp)", "trials", "verdict"].map((t) => h("th", {}, t)))),
+        h("tbody", {}, ...comparisons.map((c) => h("tr", {},
+          h("td", { "data-label": "variant" }, `${c.variant} vs ${c.reference}`),
+          h("td", { "data-label": "metric" }, String(c.metric)),
+          // A withheld verdict's estimate is not worth reading (too little data).
+          h("td", { "data-label": "difference (pp)", class: "num" }, c.withheld ? "–" : pct(c.difference)),
+          h("td", { "data-label": "interval (pp)", class: "num" }, c.withheld ? "–" : `[${pct(c.ci_low)}, ${pct(c.ci_high)}]`),
+          h("td", { "data-label": "margin (pp)", class: "num" }, pct(c.margin)),
+          h("td", { "data-label": "trials", class: "num" }, `${c.trials} / ${c.reference_trials}`),
+          h("td", { "data-label": "verdict" }, c.withheld ? `${c.verdict} (withheld: ${c.withheld})` : String(c.verdict)))))));
+  }
+
   function propText(p) {
     return p ? `${p.value.toFixed(3)} [${p.ci95[0].toFixed(3)}, ${p.ci95[1].toFixed(3)}] n=${p.n}` : "–";
   }
@@ -565,11 +594,12 @@
   loadModels();
   $("api-key").addEventListener("change", () => loadModels());
   // Models load in the background after start: refresh the listing until every one settled.
+  // (Not while the server wants a key nobody typed: the key's change event lists them again.)
   const settle = setInterval(async () => {
     if (state.models.length && state.models.every((m) => m.variants.every((v) => v.status !== "loading"))) {
       clearInterval(settle);
       return;
     }
-    await loadModels();
+    if (!needsKey) await loadModels();
   }, 3000);
 })();
