@@ -71,11 +71,7 @@ impl Runtime {
             return Err(RuntimeError::BadRequest("`input` is empty".into()));
         }
         self.check_inputs(std::slice::from_ref(&req.input))?;
-        if req.timeout.is_some_and(|t| t.is_zero()) {
-            return Err(RuntimeError::BadRequest(
-                "timeout_ms must be at least 1".into(),
-            ));
-        }
+        super::service::check_timeout(req.timeout)?;
         let view = self
             .registry
             .views(|_| 0)

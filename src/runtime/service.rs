@@ -131,6 +131,16 @@ impl TaskPlan for Classify {
     }
 }
 
+/// A requested timeout of 0 is refused (the deadline would pass before any work).
+pub(super) fn check_timeout(timeout: Option<Duration>) -> Result<(), RuntimeError> {
+    if timeout.is_some_and(|t| t.is_zero()) {
+        return Err(RuntimeError::BadRequest(
+            "timeout_ms must be at least 1".into(),
+        ));
+    }
+    Ok(())
+}
+
 impl Runtime {
     /// The variant a classify request goes to (the one it names, or the routing's
     /// assignment) and its experiment ticket.
@@ -303,11 +313,7 @@ impl Runtime {
 
     fn deadline(&self, timeout: Option<Duration>) -> Result<Instant, RuntimeError> {
         let timeout = timeout.unwrap_or_else(|| self.config.default_timeout());
-        if timeout.is_zero() {
-            return Err(RuntimeError::BadRequest(
-                "timeout_ms must be at least 1".into(),
-            ));
-        }
+        check_timeout(Some(timeout))?;
         Ok(Instant::now() + timeout.min(self.config.max_timeout()))
     }
 

@@ -225,11 +225,7 @@ impl Runtime {
     /// the same limits as a real one.
     pub fn check_translate_request(&self, req: &TranslateRequest) -> Result<(), RuntimeError> {
         self.check_inputs(&req.inputs)?;
-        if req.timeout.is_some_and(|t| t.is_zero()) {
-            return Err(RuntimeError::BadRequest(
-                "timeout_ms must be at least 1".into(),
-            ));
-        }
+        super::service::check_timeout(req.timeout)?;
         check_decoding(
             &self.config.limits,
             req.beam_size,
