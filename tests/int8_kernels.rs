@@ -82,6 +82,17 @@ impl Case {
         }
     }
 
+    /// The codes the quantizer makes (±127): −128 becomes −127. The AVX2 path computes these by
+    /// a faster route than full-range codes, so both must be tested.
+    fn with_quantizer_codes(mut self, yes: bool) -> Self {
+        if yes {
+            for v in &mut self.w {
+                *v = (*v).max(-127);
+            }
+        }
+        self
+    }
+
     fn quantized(&self) -> QuantizedActivations {
         let mut q = QuantizedActivations::new();
         quantize_activations(Isa::Scalar, &self.x, self.m, self.k, &mut q);
@@ -233,8 +244,9 @@ proptest! {
     fn every_isa_matches_the_references(
         m in dim_m(), n in dim_n(), k in dim_k(), seed in any::<u64>(),
         bias in any::<bool>(), residual in any::<bool>(), act in 0usize..3,
+        quantizer_codes in any::<bool>(),
     ) {
-        let case = Case::new(m, n, k, seed);
+        let case = Case::new(m, n, k, seed).with_quantizer_codes(quantizer_codes);
         let a = case.quantized();
         let w = case.packed();
         let reference = gemm_s32_reference(&a, &case.w, n);
@@ -266,8 +278,9 @@ proptest! {
     #[test]
     fn rows_do_not_depend_on_their_batch(
         m in 2usize..40, n in dim_n(), k in dim_k(), seed in any::<u64>(), act in 0usize..3,
+        quantizer_codes in any::<bool>(),
     ) {
-        let case = Case::new(m, n, k, seed);
+        let case = Case::new(m, n, k, seed).with_quantizer_codes(quantizer_codes);
         let w = case.packed();
         let epi = Epilogue { bias: Some(&case.bias), activation: ACTIVATIONS[act], residual: None };
         for isa in Isa::available() {
@@ -545,32 +558,34 @@ fn large_shapes_match_on_every_isa_and_thread_count() {
         (300, 200, 769),
         (520, 97, 64),
     ] {
-        let case = Case::new(m, n, k, (m * n * k) as u64);
-        let a = case.quantized();
-        let w = case.packed();
-        let reference = gemm_s32_reference(&a, &case.w, n);
-        let epi = case.epilogue(true, Activation::Gelu, true);
-        let scalar = run_f32(Isa::Scalar, &a, &w, &epi, case.out_stride);
-        for threads in [1, 2, 3] {
-            let pool = rayon::ThreadPoolBuilder::new()
-                .num_threads(threads)
-                .build()
-                .unwrap();
-            pool.install(|| {
-                for isa in Isa::available() {
-                    assert_eq!(
-                        first_difference_i32(&run_s32(isa, &a, &w), &reference),
-                        None,
-                        "{m}×{n}×{k} s32 {isa} {threads} threads"
-                    );
-                    let out = run_f32(isa, &a, &w, &epi, case.out_stride);
-                    assert_eq!(
-                        first_difference(&out, &scalar),
-                        None,
-                        "{m}×{n}×{k} f32 {isa} {threads} threads"
-                    );
-                }
-            });
+        for quantizer_codes in [false, true] {
+            let case = Case::new(m, n, k, (m * n * k) as u64).with_quantizer_codes(quantizer_codes);
+            let a = case.quantized();
+            let w = case.packed();
+            let reference = gemm_s32_reference(&a, &case.w, n);
+            let epi = case.epilogue(true, Activation::Gelu, true);
+            let scalar = run_f32(Isa::Scalar, &a, &w, &epi, case.out_stride);
+            for threads in [1, 2, 3] {
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .unwrap();
+                pool.install(|| {
+                    for isa in Isa::available() {
+                        assert_eq!(
+                            first_difference_i32(&run_s32(isa, &a, &w), &reference),
+                            None,
+                            "{m}×{n}×{k} s32 {isa} {threads} threads"
+                        );
+                        let out = run_f32(isa, &a, &w, &epi, case.out_stride);
+                        assert_eq!(
+                            first_difference(&out, &scalar),
+                            None,
+                            "{m}×{n}×{k} f32 {isa} {threads} threads"
+                        );
+                    }
+                });
+            }
         }
     }
 }

@@ -49,7 +49,17 @@ pub fn extract(
                 std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
             TomlSource::parse(
                 &text,
-                Metadata::from("TOML file", Source::File(p.to_path_buf())),
+                // The path as given (made absolute), not figment's cwd-relative rendering of a
+                // `Source::File`, which turns /tmp/x.toml into ../../tmp/x.toml.
+                Metadata::from(
+                    "TOML file",
+                    Source::Custom(
+                        std::path::absolute(p)
+                            .unwrap_or_else(|_| p.to_path_buf())
+                            .display()
+                            .to_string(),
+                    ),
+                ),
             )
             .with_context(|| format!("in {}", p.display()))?
         }

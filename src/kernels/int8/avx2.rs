@@ -1,9 +1,14 @@
-//! AVX2 path (no VNNI): `vpmaddubsw` + `vpmaddwd`, one row × 48 columns per tile.
+//! AVX2 path (no VNNI): `vpmaddubsw` + `vpmaddwd`, 2 rows × 48 columns per tile.
 //!
-//! `vpmaddubsw` adds two u8·s8 products into a saturating s16: 255·127·2 > 32767, so full u8
-//! activations could clip. The activations are therefore split into their low and high nibbles
-//! (x = 16·hi + lo, both ≤ 15): each pair sum is then ≤ 2·15·128 and exact, and
-//! `Σ lo·w + 16·Σ hi·w` equals the VNNI sum bit for bit (wrapping i32 arithmetic is a ring).
+//! `vpmaddubsw` adds two u8·s8 products into a saturating s16, so the operands must be kept
+//! small enough for every pair sum to be exact. The fast route uses the sign trick: with the
+//! signed activation `a = x − 128`, `a·w = |a| · (sign(a)·w)` (`vpabsb`, `vpsignb`), and
+//! `|a| ≤ 128`, `|w| ≤ 127` bound a pair sum by 2·128·127 = 32512 < 32767. It accumulates
+//! `Σ a·w` directly, which already includes the `−128·colsum` correction, so it starts from zero.
+//! A code of −128 (never made by the quantizer, accepted by `pack`) would break `|w| ≤ 127`;
+//! such matrices take the exact nibble route: x = 16·hi + lo (both ≤ 15), each pair sum ≤
+//! 2·15·128, and `Σ lo·w + 16·Σ hi·w` plus the compensation. Both equal the VNNI sum bit for bit
+//! (wrapping i32 arithmetic is a ring).
 //!
 //! Also home of the 256-bit epilogue shared with the AVX-VNNI path.
 
@@ -11,12 +16,11 @@ use std::arch::x86_64::*;
 use std::ops::Range;
 
 use super::store::store_scalar;
-use super::{Job, NR, Out};
+use super::{GEMV_MAX_ROWS, Job, NR, Out, QUAD_BYTES, accumulate_quads, quad_weights};
 use crate::kernels::simd::avx2::activate;
 
 /// ymm vectors per panel row (8 i32 lanes each).
 pub(super) const VECS: usize = NR / 8;
-use super::QUAD_BYTES;
 
 /// Computes output rows `rows` × the columns of `panels`.
 ///
@@ -25,19 +29,96 @@ use super::QUAD_BYTES;
 /// columns, and no other thread may access them meanwhile.
 #[target_feature(enable = "avx2,fma")]
 pub(crate) unsafe fn run(job: &Job, rows: Range<usize>, panels: Range<usize>) {
+    if job.w.has_min_code() {
+        for panel in panels {
+            for m in rows.clone() {
+                // SAFETY: row m and the panel belong to this unit; features per the contract.
+                unsafe { nibble_tile(job, m, panel) };
+            }
+        }
+        return;
+    }
+    // Few rows: the weights stream from memory once, so prefetch them.
+    let streaming = rows.len() <= GEMV_MAX_ROWS;
     for panel in panels {
-        for m in rows.clone() {
-            // SAFETY: row m and the panel belong to this unit; features per the contract.
-            unsafe { tile(job, m, panel) };
+        let mut m = rows.start;
+        while m < rows.end {
+            // SAFETY: rows m..m + 2 (or m) and the panel belong to this unit; features and
+            // output per the contract.
+            unsafe {
+                match (rows.end - m >= 2, streaming) {
+                    (true, true) => sign_tile::<2, true>(job, m, panel),
+                    (true, false) => sign_tile::<2, false>(job, m, panel),
+                    (false, true) => sign_tile::<1, true>(job, m, panel),
+                    (false, false) => sign_tile::<1, false>(job, m, panel),
+                }
+            }
+            m += 2;
         }
     }
 }
 
 /// # Safety
+/// As [`run`], for rows `m0..m0 + ROWS` and panel `panel`; no weight code may be −128.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn sign_tile<const ROWS: usize, const PREFETCH: bool>(job: &Job, m0: usize, panel: usize) {
+    let t = job.tile_operands(m0, ROWS, panel);
+    let mut acc = [[_mm256_setzero_si256(); VECS]; ROWS];
+    let mut unused = [[_mm256_setzero_si256(); VECS]; ROWS];
+    accumulate_quads!(t, false, sign_step::<ROWS, PREFETCH>, acc, unused);
+    for (r, row) in acc.iter().enumerate() {
+        // SAFETY: row m0 + r and the panel belong to this unit per the contract.
+        unsafe { store_row(job, m0 + r, panel, *row) };
+    }
+}
+
+/// One K-quad for `ROWS` rows by the sign trick: each weight vector is loaded once and used by
+/// all rows.
+///
+/// # Safety
+/// `a` must be readable for `ROWS` rows of `a_stride ≥ 4·quad + 4` bytes, `b` for
+/// `(quad + 1) · QUAD_BYTES` bytes; the CPU must support avx2.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn sign_step<const ROWS: usize, const PREFETCH: bool>(
+    acc: &mut [[__m256i; VECS]; ROWS],
+    a: *const u8,
+    a_stride: usize,
+    b: *const i8,
+    quad: usize,
+) {
+    let ones = _mm256_set1_epi16(1);
+    let flip = _mm256_set1_epi8(i8::MIN);
+    // SAFETY: in bounds per the contract; prefetches never fault and use wrapping_add.
+    unsafe {
+        let bq = quad_weights::<PREFETCH>(b, quad);
+        // The signed activations (x − 128 is x with its top bit flipped) and their magnitudes.
+        let signed: [__m256i; ROWS] = std::array::from_fn(|r| {
+            let x4 = a
+                .add(r * a_stride + 4 * quad)
+                .cast::<i32>()
+                .read_unaligned();
+            _mm256_xor_si256(_mm256_set1_epi32(x4), flip)
+        });
+        let magnitude: [__m256i; ROWS] = std::array::from_fn(|r| _mm256_abs_epi8(signed[r]));
+        for j in 0..VECS {
+            let w = _mm256_loadu_si256(bq.add(32 * j).cast());
+            for r in 0..ROWS {
+                let pairs = _mm256_maddubs_epi16(magnitude[r], _mm256_sign_epi8(w, signed[r]));
+                acc[r][j] = _mm256_add_epi32(acc[r][j], _mm256_madd_epi16(pairs, ones));
+            }
+        }
+    }
+}
+
+/// One row × one panel by nibbles, for matrices holding a −128 code.
+///
+/// # Safety
 /// As [`run`], for row `m` and panel `panel`.
 #[inline]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn tile(job: &Job, m: usize, panel: usize) {
+unsafe fn nibble_tile(job: &Job, m: usize, panel: usize) {
     let t = job.tile_operands(m, 1, panel);
     let (k_quads, a, b) = (t.k_quads, t.a, t.b);
     // SAFETY: `compensation` holds NR = 6 × 8 i32.
