@@ -104,9 +104,9 @@ unsafe fn sign_step<const ROWS: usize, const PREFETCH: bool>(
         let magnitude: [__m256i; ROWS] = std::array::from_fn(|r| _mm256_abs_epi8(signed[r]));
         for j in 0..VECS {
             let w = _mm256_loadu_si256(bq.add(32 * j).cast());
-            for r in 0..ROWS {
-                let pairs = _mm256_maddubs_epi16(magnitude[r], _mm256_sign_epi8(w, signed[r]));
-                acc[r][j] = _mm256_add_epi32(acc[r][j], _mm256_madd_epi16(pairs, ones));
+            for (acc_row, (&mag, &sgn)) in acc.iter_mut().zip(magnitude.iter().zip(&signed)) {
+                let pairs = _mm256_maddubs_epi16(mag, _mm256_sign_epi8(w, sgn));
+                acc_row[j] = _mm256_add_epi32(acc_row[j], _mm256_madd_epi16(pairs, ones));
             }
         }
     }
