@@ -353,8 +353,8 @@ pub struct Overrides {
 }
 
 impl Config {
-    /// The built-in model list: the sentiment classifier, both translation directions and the
-    /// embedder; LibreTranslate compatibility on, as in the shipped configuration file.
+    /// The built-in configuration: the shipped `config/quantserve.toml` (the sentiment
+    /// classifier, both translation directions and the embedder, int8 serving).
     pub fn with_default_models() -> Self {
         Self::from_toml(super::config_sources::BUILT_IN).expect("the built-in configuration parses")
     }

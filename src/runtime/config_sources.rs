@@ -17,10 +17,10 @@ use figment::{Figment, Metadata, Profile, Provider, Source};
 
 use super::config::Config;
 
-/// `quantserve serve` without `--config`: the four default models, LibreTranslate
-/// compatibility on (as in the shipped file).
-pub const BUILT_IN: &str = "[libretranslate]\nenabled = true\n\
-    [models.sentiment]\n[models.en-pt]\n[models.pt-en]\n[models.minilm]\n";
+/// `quantserve serve` without `--config`: the shipped `config/quantserve.toml`, compiled in, so
+/// a bare `serve` serves what the README's first command does (int8, with fp32 as the loaded
+/// reference for the self-check and 5 % shadow traffic), not the code's per-key defaults (fp32).
+pub const BUILT_IN: &str = include_str!("../../config/quantserve.toml");
 
 /// The short names documented before the general rule (README, Dockerfile, Kubernetes
 /// manifests), and the key each sets. The string ones are taken as written, never as numbers.
@@ -232,8 +232,10 @@ mod tests {
         assert_eq!(cfg.server.api_key.as_deref(), Some("12345"));
         assert_eq!((cfg.workers.count, cfg.workers.threads), (1, 3));
         assert_eq!(cfg.server.timeout_ms, 5);
-        // Without a file: the built-in models.
+        // Without a file: the shipped file's models, int8 serving.
         assert!(cfg.models.contains_key("en-pt") && cfg.libretranslate.enabled);
+        assert_eq!(cfg.models["en-pt"].default_variant, "int8");
+        assert_eq!(cfg.models["sentiment"].default_variant, "int8");
     }
 
     #[test]
