@@ -44,6 +44,49 @@ fn int8_translator_agrees_with_fp32_and_is_batch_independent() {
     );
 }
 
+/// With several threads a batch is decoded as one sub-batch per thread (inline kernels); with
+/// one thread, whole with the kernels splitting nothing. Both must give the same translations,
+/// greedy and beam, for every thread count.
+#[test]
+fn translations_do_not_depend_on_the_thread_count() {
+    let root = common::path("models");
+    common::model_dir("en-pt");
+    let int8 = load_translator(&root, "en-pt", "int8").unwrap();
+    let g = common::golden("translate_enpt_shortlist.json");
+    let sources: Vec<&str> = g["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["source"].as_str().unwrap())
+        .take(24)
+        .collect();
+    for opts in [
+        SearchOptions::default(),
+        SearchOptions {
+            beam_size: 3,
+            ..SearchOptions::default()
+        },
+    ] {
+        let run = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            pool.install(|| int8.translate(&sources, &opts, Overflow::Error).unwrap())
+        };
+        let one = run(1);
+        assert!(one.iter().all(|t| !t.is_empty()));
+        for threads in [2, 3] {
+            assert_eq!(
+                run(threads),
+                one,
+                "{threads} threads, beam {}",
+                opts.beam_size
+            );
+        }
+    }
+}
+
 #[test]
 fn int8_classifier_agrees_with_fp32_and_is_batch_independent() {
     let root = common::path("models");

@@ -7,7 +7,7 @@ use gemm::Parallelism;
 
 /// Threads available to one matmul: the size of the rayon pool the caller runs in.
 fn parallelism() -> Parallelism {
-    match rayon::current_num_threads() {
+    match crate::kernels::parallel::pool_threads() {
         0 | 1 => Parallelism::None,
         n => Parallelism::Rayon(n),
     }

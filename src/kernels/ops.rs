@@ -43,7 +43,7 @@ pub fn layer_norm(x: &mut [f32], dim: usize, gamma: &[f32], beta: &[f32], eps: f
         }
     };
     let rows_per_task = (ROW_OP_MIN_VALUES / dim.max(1)).max(1);
-    if x.len() >= 2 * ROW_OP_MIN_VALUES && rayon::current_num_threads() > 1 {
+    if x.len() >= 2 * ROW_OP_MIN_VALUES && crate::kernels::parallel::pool_threads() > 1 {
         use rayon::prelude::*;
         x.par_chunks_mut(rows_per_task * dim)
             .for_each(|rows| rows.chunks_exact_mut(dim).for_each(norm_row));

@@ -23,7 +23,7 @@ use std::cell::RefCell;
 use rayon::prelude::*;
 
 use super::cpu::Isa;
-use super::parallel::{PARALLEL_MIN_MACS, SendPtr};
+use super::parallel::{PARALLEL_MIN_MACS, SendPtr, pool_threads};
 
 /// Query rows computed together (their accumulators share each loaded key vector).
 pub(crate) const ROWS: usize = 4;
@@ -235,7 +235,7 @@ pub fn attend_batch(
         });
     };
     let jobs = seqs.len() * heads.count;
-    if macs < PARALLEL_MIN_MACS || rayon::current_num_threads() <= 1 {
+    if macs < PARALLEL_MIN_MACS || pool_threads() <= 1 {
         (0..jobs).for_each(run);
     } else {
         (0..jobs).into_par_iter().with_max_len(1).for_each(run);

@@ -101,7 +101,8 @@ pub fn quantize_activations(
     let (data, scales) = (&mut out.data[..m * stride], &mut out.row_scales[..m]);
     if k == 0 {
         scales.fill(0.0);
-    } else if m * k >= PARALLEL_MIN_VALUES && m > 1 && rayon::current_num_threads() > 1 {
+    } else if m * k >= PARALLEL_MIN_VALUES && m > 1 && crate::kernels::parallel::pool_threads() > 1
+    {
         data.par_chunks_exact_mut(stride)
             .zip(scales.par_iter_mut())
             .zip(x.par_chunks_exact(k))
