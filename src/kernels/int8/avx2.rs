@@ -16,7 +16,7 @@ use std::arch::x86_64::*;
 use std::ops::Range;
 
 use super::store::store_scalar;
-use super::{GEMV_MAX_ROWS, Job, NR, Out, QUAD_BYTES, accumulate_quads, quad_weights};
+use super::{GEMV_MAX_ROWS, Job, NR, Out, QUAD_BYTES, quad_weights};
 use crate::kernels::simd::avx2::activate;
 
 /// ymm vectors per panel row (8 i32 lanes each).
@@ -64,9 +64,14 @@ pub(crate) unsafe fn run(job: &Job, rows: Range<usize>, panels: Range<usize>) {
 #[target_feature(enable = "avx2,fma")]
 unsafe fn sign_tile<const ROWS: usize, const PREFETCH: bool>(job: &Job, m0: usize, panel: usize) {
     let t = job.tile_operands(m0, ROWS, panel);
+    // Each step's chain is one `vpaddd` per accumulator: no second accumulator set is needed to
+    // hide latency, even for a single row.
     let mut acc = [[_mm256_setzero_si256(); VECS]; ROWS];
-    let mut unused = [[_mm256_setzero_si256(); VECS]; ROWS];
-    accumulate_quads!(t, false, sign_step::<ROWS, PREFETCH>, acc, unused);
+    for quad in 0..t.k_quads {
+        // SAFETY: quad < k_quads, so the A reads stay inside the tile's rows (row stride
+        // 4·k_quads) and the B reads inside the panel (k_quads × QUAD_BYTES).
+        unsafe { sign_step::<ROWS, PREFETCH>(&mut acc, t.a, t.a_stride, t.b, quad) };
+    }
     for (r, row) in acc.iter().enumerate() {
         // SAFETY: row m0 + r and the panel belong to this unit per the contract.
         unsafe { store_row(job, m0 + r, panel, *row) };
