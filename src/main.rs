@@ -43,7 +43,7 @@ enum Command {
     Classify(ClassifyArgs),
     /// Serve the models over HTTP/JSON and gRPC until SIGTERM or SIGINT.
     Serve {
-        /// Configuration file (TOML); built-in defaults when absent.
+        /// Configuration file (TOML); when absent, the shipped config/quantserve.toml (compiled in).
         #[arg(long)]
         config: Option<PathBuf>,
         /// Listen address, HOST:PORT (overrides the file and QUANTSERVE_HTTP_ADDR).
