@@ -7,6 +7,16 @@ use quantserve::models::marian::SearchOptions;
 use quantserve::models::tokenizer::Overflow;
 use quantserve::repo::{load_classifier, load_translator};
 
+/// The string `field` of every case of a golden file.
+fn case_strings<'a>(golden: &'a serde_json::Value, field: &str) -> Vec<&'a str> {
+    golden["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c[field].as_str().unwrap())
+        .collect()
+}
+
 #[test]
 fn int8_translator_agrees_with_fp32_and_is_batch_independent() {
     let root = common::path("models");
@@ -15,12 +25,7 @@ fn int8_translator_agrees_with_fp32_and_is_batch_independent() {
     let int8 = load_translator(&root, "en-pt", "int8").unwrap();
     assert!(int8.weight_bytes() < fp32.weight_bytes() / 2);
     let g = common::golden("translate_enpt_shortlist.json");
-    let sources: Vec<&str> = g["cases"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["source"].as_str().unwrap())
-        .collect();
+    let sources = case_strings(&g, "source");
     let opts = SearchOptions::default();
     let a = fp32.translate(&sources, &opts, Overflow::Error).unwrap();
     let b = int8.translate(&sources, &opts, Overflow::Error).unwrap();
@@ -53,13 +58,7 @@ fn translations_do_not_depend_on_the_thread_count() {
     common::model_dir("en-pt");
     let int8 = load_translator(&root, "en-pt", "int8").unwrap();
     let g = common::golden("translate_enpt_shortlist.json");
-    let sources: Vec<&str> = g["cases"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["source"].as_str().unwrap())
-        .take(24)
-        .collect();
+    let sources = &case_strings(&g, "source")[..24];
     for opts in [
         SearchOptions::default(),
         SearchOptions {
@@ -93,12 +92,7 @@ fn int8_classifier_agrees_with_fp32_and_is_batch_independent() {
     let fp32 = load_classifier(&root, "sentiment", "fp32").unwrap();
     let int8 = load_classifier(&root, "sentiment", "int8").unwrap();
     let g = common::golden("classifier_sentiment.json");
-    let texts: Vec<&str> = g["cases"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["text"].as_str().unwrap())
-        .collect();
+    let texts = case_strings(&g, "text");
     let a = fp32.classify(&texts, Overflow::Truncate).unwrap();
     let b = int8.classify(&texts, Overflow::Truncate).unwrap();
     let agree = a.iter().zip(&b).filter(|(x, y)| x.label == y.label).count();
