@@ -71,7 +71,7 @@ fn translations_do_not_depend_on_the_thread_count() {
                 .num_threads(threads)
                 .build()
                 .unwrap();
-            pool.install(|| int8.translate(&sources, &opts, Overflow::Error).unwrap())
+            pool.install(|| int8.translate(sources, &opts, Overflow::Error).unwrap())
         };
         let one = run(1);
         assert!(one.iter().all(|t| !t.is_empty()));
