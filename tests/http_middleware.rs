@@ -290,15 +290,29 @@ fn responses_are_compressed_when_asked() {
     assert_eq!(br.header("content-encoding"), Some("br"));
     assert!(br.body.len() * 3 < text.len());
 
-    // JSON answers too, and they still parse once decoded.
+    // JSON answers over MIN_COMPRESSED_BYTES too (a batch of 40), and they parse once decoded.
+    let batch = json!({"inputs": vec!["a fine day"; 40]}).to_string();
     let r = request(
         s.addr(),
-        "GET",
-        "/v1/models",
-        &[("accept-encoding", "gzip")],
-        b"",
+        "POST",
+        "/classify",
+        &[
+            ("content-type", "application/json"),
+            ("accept-encoding", "gzip"),
+        ],
+        batch.as_bytes(),
     );
+    assert_eq!(r.status, 200);
     assert_eq!(r.header("content-encoding"), Some("gzip"));
     let v: Value = serde_json::from_reader(flate2::read::GzDecoder::new(&r.body[..])).unwrap();
-    assert!(v["models"].is_array());
+    assert_eq!(v["results"].as_array().map(Vec::len), Some(40), "{v}");
+
+    // A one-sentence answer is under MIN_COMPRESSED_BYTES: it goes out as it is, even when the
+    // client accepts gzip (compressing it cost more time than the bytes it saved).
+    let small = classify(s.addr(), "small-1", &[("accept-encoding", "gzip, br")]);
+    assert_eq!(small.status, 200);
+    assert!(small.body.len() < 1024, "{} bytes", small.body.len());
+    assert_eq!(small.header("content-encoding"), None);
+    let v: Value = serde_json::from_slice(&small.body).unwrap();
+    assert!(v["results"].is_array(), "{v}");
 }
