@@ -143,6 +143,9 @@ fn transposed_keys_agree_with_every_path_and_the_exact_math() {
         (1, 1, 32, 1),
         (1, 37, 32, 2),
         (1, 70, 17, 3),
+        // One query over more keys and columns than one pass of the single-row kernels holds.
+        (1, 100, 64, 5),
+        (1, 48, 40, 6),
         (5, 40, 64, 4),
     ] {
         let case = Case::new(lq, lk, 3, dim, false, seed);

@@ -8,6 +8,7 @@ use super::MarianTranslator;
 use super::config::{DecoderKind, Positions};
 use crate::generate::{Hyp, StepDecoder};
 use crate::kernels::ops::{add_in_place, sigmoid};
+use crate::kernels::parallel;
 use crate::layers::Linear;
 use crate::layers::attention::{
     Operand, TransposedKeys, attention_transposed, multi_head_attention,
@@ -133,28 +134,31 @@ impl Decoding<'_> {
                     qkv.forward(&x, rows, &mut gates);
                     let (fused, heads) = (&*gates, m.heads());
                     // Rows are independent: attend in parallel, each writing its own context.
-                    states[l]
-                        .par_iter_mut()
-                        .zip(ctx.par_chunks_mut(d))
-                        .enumerate()
-                        .for_each(|(r, (cache, out))| {
-                            cache.extend_from_slice(&fused[r * 3 * d + d..(r + 1) * 3 * d]);
-                            let kv = |col| Operand {
-                                data: cache,
-                                first_row: 0,
-                                rows: cache.len() / (2 * d),
-                                stride: 2 * d,
-                                col,
-                            };
-                            let query = Operand {
-                                data: fused,
-                                first_row: r,
-                                rows: 1,
-                                stride: 3 * d,
-                                col: 0,
-                            };
-                            multi_head_attention(query, kv(0), kv(d), heads, out, d);
-                        });
+                    let attend = |(r, (cache, out)): (usize, (&mut Vec<f32>, &mut [f32]))| {
+                        cache.extend_from_slice(&fused[r * 3 * d + d..(r + 1) * 3 * d]);
+                        let kv = |col| Operand {
+                            data: cache,
+                            first_row: 0,
+                            rows: cache.len() / (2 * d),
+                            stride: 2 * d,
+                            col,
+                        };
+                        let query = Operand {
+                            data: fused,
+                            first_row: r,
+                            rows: 1,
+                            stride: 3 * d,
+                            col: 0,
+                        };
+                        multi_head_attention(query, kv(0), kv(d), heads, out, d);
+                    };
+                    if parallel::pool_threads() > 1 {
+                        let rows = states[l].par_iter_mut().zip(ctx.par_chunks_mut(d));
+                        rows.enumerate().for_each(attend);
+                    } else {
+                        let rows = states[l].iter_mut().zip(ctx.chunks_mut(d));
+                        rows.enumerate().for_each(attend);
+                    }
                     out.forward_add(&ctx, rows, &mut x);
                 }
             }
@@ -162,28 +166,36 @@ impl Decoding<'_> {
 
             layer.query.forward(&x, rows, &mut q);
             let (q, heads) = (&*q, m.heads());
-            hyps.par_iter()
-                .zip(ctx.par_chunks_mut(d))
-                .enumerate()
-                .for_each(|(r, (h, out))| {
-                    let s = &sources[h.sentence];
-                    let kv = |col| Operand {
-                        data: &cross[l],
-                        first_row: s.start,
-                        rows: s.len,
-                        stride: 2 * d,
-                        col,
-                    };
-                    let query = Operand {
-                        data: q,
-                        first_row: r,
-                        rows: 1,
-                        stride: d,
-                        col: 0,
-                    };
-                    let keys = &cross_keys[l][h.sentence];
-                    attention_transposed(query, kv(0), keys, kv(d), heads, out, d);
-                });
+            let attend = |(r, (h, out)): (usize, (&Hyp, &mut [f32]))| {
+                let s = &sources[h.sentence];
+                let kv = |col| Operand {
+                    data: &cross[l],
+                    first_row: s.start,
+                    rows: s.len,
+                    stride: 2 * d,
+                    col,
+                };
+                let query = Operand {
+                    data: q,
+                    first_row: r,
+                    rows: 1,
+                    stride: d,
+                    col: 0,
+                };
+                let keys = &cross_keys[l][h.sentence];
+                attention_transposed(query, kv(0), keys, kv(d), heads, out, d);
+            };
+            // Inside a decoder that already runs one sub-batch per thread (`parallel::inline`),
+            // forking each step's rows again only adds scheduling: they run in order there.
+            if parallel::pool_threads() > 1 {
+                let rows = hyps.par_iter().zip(ctx.par_chunks_mut(d));
+                rows.enumerate().for_each(attend);
+            } else {
+                hyps.iter()
+                    .zip(ctx.chunks_mut(d))
+                    .enumerate()
+                    .for_each(attend);
+            }
             layer.ctx_out.forward_add(&ctx, rows, &mut x);
             layer.ctx_norm.apply(&mut x, eps);
 
