@@ -186,66 +186,81 @@ unsafe fn softmax(row: &mut [f32], visible: usize) {
     }
 }
 
-/// `out[r][c] = Σ_j p[r][j] · v[j][c]` over the real keys, 8 columns per vector (the last ones
-/// masked).
+/// `out[r][c] = Σ_j p[r][j] · v[j][c]` over the real keys: passes of up to `V` whole vectors of
+/// 8 columns, then the last `d mod 8` columns in one masked vector. (A masked load is several
+/// times slower than a plain one on some cores, so only the ragged tail takes it.)
 #[inline]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn values_rows<const R: usize, const V: usize>(b: &Block, scores: &[f32]) {
-    let (d, keys, lk) = (b.job.dim, b.keys, b.job.k.rows);
+    let d = b.job.dim;
     let mut c0 = 0;
-    while c0 < d {
-        let n = (d - c0).div_ceil(8).min(V);
-        let masks: [__m256i; V] = std::array::from_fn(|t| mask8(d - c0, 8 * t));
-        let mut acc = [[_mm256_setzero_ps(); V]; R];
-        if c0 + 8 * V <= d {
-            // Every vector of the pass is whole: plain loads and no per-vector branch (the
-            // common case, heads 32 or 64 wide), the same arithmetic.
-            for j in 0..lk {
-                let v = b.value(j)[c0..c0 + 8 * V].as_ptr();
-                // SAFETY: `v` points at 8·V floats of row j.
-                let vv: [__m256; V] =
-                    std::array::from_fn(|t| unsafe { _mm256_loadu_ps(v.add(8 * t)) });
-                for (r, acc_r) in acc.iter_mut().enumerate() {
-                    let p = _mm256_set1_ps(scores[r * keys + j]);
-                    for t in 0..V {
-                        acc_r[t] = _mm256_fmadd_ps(p, vv[t], acc_r[t]);
-                    }
-                }
-            }
-            for (r, acc_r) in acc.iter().enumerate() {
-                let out = b.out_row(r).wrapping_add(c0);
-                for (t, a) in acc_r.iter().enumerate() {
-                    // SAFETY: columns c0 + 8t .. + 8 < d of an output row of this block.
-                    unsafe { _mm256_storeu_ps(out.wrapping_add(8 * t), *a) };
-                }
-            }
-            c0 += 8 * V;
-            continue;
-        }
-        for j in 0..lk {
-            let v = b.value(j)[c0..].as_ptr();
-            // SAFETY: masked lanes are not read; unmasked ones are columns < d of row j.
-            let vv: [__m256; V] = std::array::from_fn(|t| {
-                if t < n {
-                    unsafe { _mm256_maskload_ps(v.wrapping_add(8 * t), masks[t]) }
-                } else {
-                    _mm256_setzero_ps()
-                }
-            });
-            for (r, acc_r) in acc.iter_mut().enumerate() {
-                let p = _mm256_set1_ps(scores[r * keys + j]);
-                for t in 0..n {
-                    acc_r[t] = _mm256_fmadd_ps(p, vv[t], acc_r[t]);
-                }
+    while c0 + 8 <= d {
+        let whole = ((d - c0) / 8).min(V);
+        // SAFETY: forwarded contract; columns c0 .. c0 + 8·whole ≤ d.
+        unsafe {
+            match whole {
+                1 => values_whole::<R, 1>(b, scores, c0),
+                2 => values_whole::<R, 2>(b, scores, c0),
+                3 => values_whole::<R, 3>(b, scores, c0),
+                _ => values_whole::<R, 4>(b, scores, c0),
             }
         }
-        for (r, acc_r) in acc.iter().enumerate() {
-            let out = b.out_row(r).wrapping_add(c0);
-            for t in 0..n {
-                // SAFETY: unmasked lanes are columns < d of an output row of this block.
-                unsafe { _mm256_maskstore_ps(out.wrapping_add(8 * t), masks[t], acc_r[t]) };
+        c0 += 8 * whole;
+    }
+    if c0 < d {
+        // SAFETY: forwarded contract; columns c0 .. d < c0 + 8.
+        unsafe { values_tail::<R>(b, scores, c0) };
+    }
+}
+
+/// [`values_rows`] for columns `c0 .. c0 + 8·N`, every vector whole.
+///
+/// # Safety
+/// As [`block`]; `c0 + 8·N ≤ d`.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn values_whole<const R: usize, const N: usize>(b: &Block, scores: &[f32], c0: usize) {
+    let (keys, lk) = (b.keys, b.job.k.rows);
+    let mut acc = [[_mm256_setzero_ps(); N]; R];
+    for j in 0..lk {
+        let v = b.value(j)[c0..c0 + 8 * N].as_ptr();
+        // SAFETY: `v` points at 8·N floats of row j.
+        let vv: [__m256; N] = std::array::from_fn(|t| unsafe { _mm256_loadu_ps(v.add(8 * t)) });
+        for (r, acc_r) in acc.iter_mut().enumerate() {
+            let p = _mm256_set1_ps(scores[r * keys + j]);
+            for t in 0..N {
+                acc_r[t] = _mm256_fmadd_ps(p, vv[t], acc_r[t]);
             }
         }
-        c0 += 8 * n;
+    }
+    for (r, acc_r) in acc.iter().enumerate() {
+        let out = b.out_row(r).wrapping_add(c0);
+        for (t, a) in acc_r.iter().enumerate() {
+            // SAFETY: columns c0 + 8t .. + 8 ≤ d of an output row of this block.
+            unsafe { _mm256_storeu_ps(out.wrapping_add(8 * t), *a) };
+        }
+    }
+}
+
+/// [`values_rows`] for the last columns `c0 .. d`, fewer than 8: one masked vector.
+///
+/// # Safety
+/// As [`block`]; `d - 8 < c0 < d`.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn values_tail<const R: usize>(b: &Block, scores: &[f32], c0: usize) {
+    let (d, keys, lk) = (b.job.dim, b.keys, b.job.k.rows);
+    let mask = mask8(d - c0, 0);
+    let mut acc = [_mm256_setzero_ps(); R];
+    for j in 0..lk {
+        // SAFETY: masked lanes are not read; unmasked ones are columns c0.. < d of row j.
+        let vv = unsafe { _mm256_maskload_ps(b.value(j)[c0..].as_ptr(), mask) };
+        for (r, a) in acc.iter_mut().enumerate() {
+            *a = _mm256_fmadd_ps(_mm256_set1_ps(scores[r * keys + j]), vv, *a);
+        }
+    }
+    for (r, a) in acc.iter().enumerate() {
+        // SAFETY: unmasked lanes are columns < d of an output row of this block.
+        unsafe { _mm256_maskstore_ps(b.out_row(r).wrapping_add(c0), mask, *a) };
     }
 }
