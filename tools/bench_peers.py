@@ -543,6 +543,10 @@ def self_test(paths):
                    "0.50×", "ONNX Runtime x"):
         check(needle in md, f"markdown has `{needle}`")
     check(json.loads(json.dumps(report)) == report, "report JSON round-trips")
+    svg = br.svg_chart(report)
+    check(svg.startswith("<svg") and svg.rstrip().endswith("</svg>"), "chart is one SVG")
+    check(svg.count("<rect") == 1 + sum(1 + 2 for _ in report["rows"]),
+          "chart: one bar per engine that ran (quantserve + two peers per row)")
     for key in ("schema", "started", "wall_seconds", "machine", "rows", "notes"):
         check(key in report, f"report has `{key}`")
     print(f"bench_peers self-test: {len(checks)} passed, 0 failed")
@@ -567,7 +571,16 @@ def main():
     ap.add_argument("--work-dir", default=os.path.join(REPO, "target", "bench-peers"))
     ap.add_argument("--out", help="write the Markdown report to this file")
     ap.add_argument("--json", help="write the whole report as JSON to this file")
+    ap.add_argument("--svg", help="write the report as a bar chart (SVG) to this file")
+    ap.add_argument("--chart-from", metavar="REPORT_JSON",
+                    help="measure nothing: draw --svg from a report written by --json")
     args = ap.parse_args()
+    if args.chart_from:
+        if not args.svg:
+            ap.error("--chart-from needs --svg")
+        with open(args.chart_from, encoding="utf-8") as f:
+            write_outputs([(args.svg, br.svg_chart(json.load(f)))])
+        return
     if args.self_test:
         try:
             self_test(args.self_test)
@@ -586,7 +599,13 @@ def main():
     report = run_all(args)
     md = br.markdown(report)
     print(md)
-    for path, text in ((args.out, md), (args.json, json.dumps(report, indent=2) + "\n")):
+    write_outputs([(args.out, md), (args.json, json.dumps(report, indent=2) + "\n"),
+                   (args.svg, br.svg_chart(report))])
+
+
+def write_outputs(files):
+    """Writes each (path, text); a `None` path (option not given) is skipped."""
+    for path, text in files:
         if path:
             os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
             with open(path, "w", encoding="utf-8") as f:

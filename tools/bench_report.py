@@ -219,3 +219,58 @@ def markdown(report):
     if report["notes"]:
         out += [""] + [f"- {n}" for n in report["notes"]]
     return "\n".join(out) + "\n"
+
+
+def _esc(text):
+    return (str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+            .replace('"', "&quot;"))
+
+
+def svg_chart(report):
+    """The report as a bar chart (SVG, no dependencies): one group per workload, one bar per
+    engine that ran, its length the engine's speed relative to the fastest engine of that
+    workload (for latency rows, the lowest ms is the fastest), labelled with the measured value.
+    quantserve's bar is drawn first and in its own colour; the dashed line is the target."""
+    bar, gap, label_w, plot_w, value_w = 14, 3, 330, 420, 150
+    width = label_w + plot_w + value_w
+    groups = []
+    for r in report["rows"]:
+        bars = []
+        q = r["quantserve"]
+        if q.get("value"):
+            bars.append((f"quantserve {q.get('variant', '')}".strip(), q["value"], True))
+        bars += [(f"{p['engine']} {p['config']}".strip(), p["value"], False)
+                 for p in r["peers"] if p["status"] == "ok" and p.get("value")]
+        if bars:
+            groups.append((r, bars))
+    y = 46
+    body = []
+    for r, bars in groups:
+        hib = r.get("higher_is_better", r["metric"] != "ms")
+        best = max(v for _, v, _ in bars) if hib else min(v for _, v, _ in bars)
+        title = f"{r['workload']}, {r['threads']} thread{'s' if r['threads'] > 1 else ''}"
+        body.append(f'<text x="4" y="{y + 11}" font-weight="bold">{_esc(title)}</text>')
+        y += 18
+        for name, v, ours in bars:
+            rel = v / best if hib else best / v
+            w = max(1.0, rel * plot_w)
+            colour = "#1f4e79" if ours else "#9bb4cc"
+            body.append(f'<text x="{label_w - 6}" y="{y + 11}" text-anchor="end">{_esc(name)}'
+                        "</text>")
+            body.append(f'<rect x="{label_w}" y="{y}" width="{w:.1f}" height="{bar}" '
+                        f'fill="{colour}"/>')
+            body.append(f'<text x="{label_w + w + 4:.1f}" y="{y + 11}">'
+                        f"{_esc(_fmt(v, r['metric']))} {_esc(r['metric'])}</text>")
+            y += bar + gap
+        y += 10
+    when = _esc(report.get("started", ""))
+    head = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{y + 8}" '
+            f'font-family="sans-serif" font-size="11">',
+            f'<rect width="{width}" height="{y + 8}" fill="white"/>',
+            f'<text x="4" y="16" font-size="13" font-weight="bold">quantserve and its peers, '
+            f'{when}</text>',
+            f'<text x="4" y="32">bar = speed relative to the fastest engine of the workload '
+            f'(dark: quantserve); {_esc(report["machine"]["cpu_model"])}, '
+            f'{report["machine"]["cpus"]} CPUs, kernels '
+            f'{_esc(report["machine"]["quantserve_isa"] or "-")}</text>']
+    return "\n".join(head + body + ["</svg>"]) + "\n"
