@@ -153,11 +153,11 @@ impl Decoding<'_> {
                         multi_head_attention(query, kv(0), kv(d), heads, out, d);
                     };
                     if parallel::pool_threads() > 1 {
-                        let rows = states[l].par_iter_mut().zip(ctx.par_chunks_mut(d));
-                        rows.enumerate().for_each(attend);
+                        let pairs = states[l].par_iter_mut().zip(ctx.par_chunks_mut(d));
+                        pairs.enumerate().for_each(attend);
                     } else {
-                        let rows = states[l].iter_mut().zip(ctx.chunks_mut(d));
-                        rows.enumerate().for_each(attend);
+                        let pairs = states[l].iter_mut().zip(ctx.chunks_mut(d));
+                        pairs.enumerate().for_each(attend);
                     }
                     out.forward_add(&ctx, rows, &mut x);
                 }
@@ -188,8 +188,8 @@ impl Decoding<'_> {
             // Inside a decoder that already runs one sub-batch per thread (`parallel::inline`),
             // forking each step's rows again only adds scheduling: they run in order there.
             if parallel::pool_threads() > 1 {
-                let rows = hyps.par_iter().zip(ctx.par_chunks_mut(d));
-                rows.enumerate().for_each(attend);
+                let pairs = hyps.par_iter().zip(ctx.par_chunks_mut(d));
+                pairs.enumerate().for_each(attend);
             } else {
                 hyps.iter()
                     .zip(ctx.chunks_mut(d))
