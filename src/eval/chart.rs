@@ -95,18 +95,80 @@ pub fn scatter_svg(title: &str, x_label: &str, y_label: &str, points: &[Point]) 
         H / 2.0,
         escape(y_label)
     );
+    let mut placed: Vec<LabelBox> = Vec::new();
     for p in finite {
         let (x, y) = (sx(p.x), sy(p.y));
+        let label = place_label(x, y, &p.label, &placed);
         let _ = writeln!(
             s,
-            r##"<circle cx="{x:.1}" cy="{y:.1}" r="4" fill="#1f77b4"/><text x="{:.1}" y="{:.1}">{}</text>"##,
-            x + 6.0,
-            y - 6.0,
+            r##"<circle cx="{x:.1}" cy="{y:.1}" r="4" fill="#1f77b4"/><text x="{:.1}" y="{:.1}" text-anchor="{}">{}</text>"##,
+            label.anchor_x(),
+            label.baseline,
+            if label.end_anchored { "end" } else { "start" },
             escape(&p.label)
         );
+        placed.push(label);
     }
     s.push_str("</svg>\n");
     s
+}
+
+/// Where a point's label goes: its box (left, right, baseline) in SVG units.
+struct LabelBox {
+    left: f64,
+    right: f64,
+    baseline: f64,
+    end_anchored: bool,
+}
+
+/// Approximate extent of 12-px sans-serif text: enough to keep labels apart.
+const CHAR_W: f64 = 7.0;
+const LINE_H: f64 = 14.0;
+
+impl LabelBox {
+    fn anchor_x(&self) -> f64 {
+        if self.end_anchored {
+            self.right
+        } else {
+            self.left
+        }
+    }
+
+    /// The area two label boxes share (0 when apart).
+    fn overlap(&self, other: &LabelBox) -> f64 {
+        let w = self.right.min(other.right) - self.left.max(other.left);
+        let h = LINE_H - (self.baseline - other.baseline).abs();
+        w.max(0.0) * h.max(0.0)
+    }
+}
+
+/// Variants measured side by side (a trained variant and its post-training twin) often land on
+/// the same spot; the label takes the first of four places around its point (above right,
+/// below right, above left, below left) that no earlier label occupies, so both stay readable
+/// (where all four are taken, the one it shares least).
+fn place_label(x: f64, y: f64, label: &str, placed: &[LabelBox]) -> LabelBox {
+    let width = CHAR_W * label.chars().count() as f64;
+    let candidates = [(false, -6.0), (false, 16.0), (true, -6.0), (true, 16.0)].map(|(end, dy)| {
+        let (left, right) = if end {
+            (x - 6.0 - width, x - 6.0)
+        } else {
+            (x + 6.0, x + 6.0 + width)
+        };
+        LabelBox {
+            left,
+            right,
+            baseline: y + dy,
+            end_anchored: end,
+        }
+    });
+    let crowding = |c: &LabelBox| placed.iter().map(|p| c.overlap(p)).sum::<f64>();
+    let mut best = 0;
+    for (i, c) in candidates.iter().enumerate() {
+        if crowding(c) < crowding(&candidates[best]) {
+            best = i;
+        }
+    }
+    candidates.into_iter().nth(best).expect("four candidates")
 }
 
 fn fmt_num(v: f64) -> String {
@@ -145,5 +207,37 @@ mod tests {
         assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
         assert_eq!(svg.matches("<circle").count(), 2);
         assert!(svg.contains("int4&lt;g64&gt;"));
+    }
+
+    #[test]
+    fn labels_of_points_on_the_same_spot_do_not_overlap() {
+        let points: Vec<Point> = ["mixed", "mixed-kd", "int4", "int4-kd", "bcq2"]
+            .iter()
+            .map(|l| Point {
+                label: (*l).into(),
+                x: 90.0,
+                y: 84.8,
+            })
+            .collect();
+        let mut placed: Vec<LabelBox> = Vec::new();
+        for p in &points[..4] {
+            let b = place_label(300.0, 200.0, &p.label, &placed);
+            assert!(
+                placed.iter().all(|q| b.overlap(q) == 0.0),
+                "{} overlaps",
+                p.label
+            );
+            placed.push(b);
+        }
+        // A fifth has nowhere free: it takes the place it shares least (a tie here, so the
+        // first), never a panic; a longer one avoids the longest neighbour ("mixed-kd").
+        let fifth = place_label(300.0, 200.0, "bcq2", &placed);
+        assert!(!fifth.end_anchored && fifth.baseline == 194.0);
+        let long = place_label(300.0, 200.0, "a-much-longer-label", &placed);
+        assert!(long.end_anchored && long.baseline == 194.0);
+        let svg = scatter_svg("t", "speed", "quality", &points);
+        assert!(svg.contains(r#"text-anchor="start">mixed<"#), "{svg}");
+        assert!(svg.contains(r#"text-anchor="end">int4<"#), "{svg}");
+        assert_eq!(svg.matches("<circle").count(), 5);
     }
 }
