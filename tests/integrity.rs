@@ -107,6 +107,7 @@ fn every_committed_model_folder_has_a_matching_manifest() {
         "models/sentiment/fp32",
         "models/sentiment/bcq2-kd",
         "models/sentiment/int4-kd",
+        "models/sentiment/mixed-kd",
         "models/sentiment/ternary-kd",
         "models/en-pt/int4-kd",
         "models/en-pt/mixed-kd",

@@ -61,6 +61,9 @@ fn trained_variants_load_pass_or_fail_their_self_check_and_are_listed() {
         ("sentiment", "int4-kd", 4),
         ("sentiment", "ternary-kd", 2),
         ("sentiment", "bcq2-kd", 2),
+        // A recipe: BCQ-3 matrices, word-embedding rows int8 (frequent tokens) or BCQ-2; a
+        // mixed variant's `bits` is its widest code.
+        ("sentiment", "mixed-kd", 8),
         ("en-pt", "int4-kd", 4),
         ("pt-en", "int4-kd", 4),
     ] {

@@ -172,6 +172,9 @@ def main():
     ap.add_argument("--recipe")
     ap.add_argument("--freq-corpus", action="append", default=[])
     ap.add_argument("--teacher", help="default models/<pair>/fp32")
+    ap.add_argument("--init", help="start the student from these latent fp32 weights (a previous "
+                    "run's <work>/latent folder) instead of the teacher: a second stage with a "
+                    "fresh learning-rate schedule")
     ap.add_argument("--steps", type=int, default=400)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--lr", type=float, default=1e-4)
@@ -198,6 +201,16 @@ def main():
             raise qatio.BadInput(f"{teacher_dir} is not a Bergamot Marian folder")
         teacher_file = qatio.marian_model_file(teacher_dir)
         tensors, yml, _ = qatio.read_marian_bin(teacher_file)
+        init_file = qatio.marian_model_file(args.init) if args.init else None
+        if init_file and os.path.basename(init_file) != os.path.basename(teacher_file):
+            # en-pt and pt-en have the same shapes: the file name is what tells them apart.
+            raise qatio.BadInput(f"{args.init} holds {os.path.basename(init_file)}, not this "
+                                 f"model's {os.path.basename(teacher_file)}")
+        init_tensors = qatio.read_marian_bin(init_file)[0] if init_file else tensors
+        missing = [k for k in tensors if "QuantMult" not in k and k not in init_tensors]
+        if missing:
+            raise qatio.BadInput(f"{args.init} lacks {len(missing)} of the teacher's weights "
+                                 f"(e.g. {missing[0]}): not a latent folder of this model")
     except (ValueError, qatio.BadInput, FileNotFoundError, OSError) as e:
         common.fail(str(e))
     models_root = os.path.dirname(os.path.dirname(os.path.abspath(teacher_dir)))
@@ -224,6 +237,8 @@ def main():
               if k not in ("max_minutes", "work", "out", "threads")
               and not (k == "requant_every" and v == 1)}
     config["teacher_sha256"] = qatio.sha256_file(teacher_file)
+    if init_file:
+        config["init_sha256"] = qatio.sha256_file(init_file)
     ckpt = common.Checkpoint(work, config)
     try:
         state = ckpt.load()
@@ -234,7 +249,7 @@ def main():
     teacher.eval()
     for p in teacher.parameters():
         p.requires_grad_(False)
-    student = marianq.Marian(tensors, yml)
+    student = marianq.Marian(init_tensors, yml)
     student.plan = plan
     student.requant_every = args.requant_every
     n = len(cache.sources)
@@ -361,6 +376,8 @@ def main():
         "recipe": open(args.recipe, encoding="utf-8").read() if args.recipe else None,
         "teacher": common.rel(teacher_file),
         "teacher_sha256": config["teacher_sha256"],
+        "init": ({"file": common.rel(init_file), "sha256": config["init_sha256"]}
+                 if init_file else None),
         "data": common.data_record(source_files + list(args.freq_corpus)),
         "teacher_cache_sentences": n,
         "freq_corpus": [common.rel(p) for p in args.freq_corpus],
