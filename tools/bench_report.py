@@ -230,7 +230,7 @@ def svg_chart(report):
     """The report as a bar chart (SVG, no dependencies): one group per workload, one bar per
     engine that ran, its length the engine's speed relative to the fastest engine of that
     workload (for latency rows, the lowest ms is the fastest), labelled with the measured value.
-    quantserve's bar is drawn first and in its own colour; the dashed line is the target."""
+    quantserve's bar is drawn first and in its own colour (targets are in the Markdown report)."""
     bar, gap, label_w, plot_w, value_w = 14, 3, 330, 420, 150
     width = label_w + plot_w + value_w
     groups = []
