@@ -13,9 +13,6 @@
 //! threads, with the ratio (`QUANTSERVE_AMX_ONLY=1` runs only that table; without AMX it shows the
 //! VNNI column and says why AMX is missing).
 //!
-//! The AVX2 path's sign-trick route against its nibble route on the same matrices
-//! (`QUANTSERVE_AVX2_ROUTES_ONLY=1` runs only that table).
-//!
 //! `cargo bench --bench gemm_int8`; `QUANTSERVE_ISA` picks the int8 path.
 
 use std::hint::black_box;
@@ -510,59 +507,7 @@ const ENCODER_SHAPES: [(&str, usize, usize); 6] = [
     ("minilm", 384, 1536),
 ];
 
-/// The AVX2 path's two exact routes on the same matrices, one thread: the sign trick (codes in
-/// ±127, what the quantizer makes) and the nibble route it keeps for a matrix holding a −128
-/// code (the same weights with one code set to −128). GOPS from dedicated-core time.
-fn avx2_routes(one: &ThreadPool) {
-    if !Isa::Avx2.is_available() {
-        println!("\navx2 routes: skipped (no avx2 on this CPU)");
-        return;
-    }
-    println!(
-        "\nAVX2 int8 routes, 1 thread, GOPS (load average {}):",
-        load_average()
-    );
-    println!("| shape M×N×K | sign trick | nibbles | ratio |\n|---|---:|---:|---:|");
-    let budget = Duration::from_millis(400);
-    for &(m, n, k) in &[
-        (1024, 768, 768),
-        (1024, 3072, 768),
-        (1024, 768, 3072),
-        (512, 384, 384),
-        (512, 1536, 384),
-        (1, 768, 768),
-        (4, 1536, 256),
-        (32, 1536, 256),
-        (32, 32000, 256),
-    ] {
-        let x = values(m * k, 1);
-        let q = quantize_per_output_channel(&values(n * k, 2), n, k);
-        let (mut codes, scales) = (q.values, q.scales);
-        let sign = PackedI8Weights::pack(&codes, n, k, &scales);
-        codes[0] = i8::MIN;
-        let nibbles = PackedI8Weights::pack(&codes, n, k, &scales);
-        let mut a = QuantizedActivations::new();
-        quantize_activations(Isa::Avx2, &x, m, k, &mut a);
-        let mut out = vec![0.0f32; m * n];
-        let shape = Shape { model: "", m, n, k };
-        let mut gops = [0.0; 2];
-        for (g, w) in gops.iter_mut().zip([&sign, &nibbles]) {
-            let (_, cpu) = measure(
-                one,
-                || gemm(Isa::Avx2, &a, w, &Epilogue::default(), &mut out, n),
-                budget,
-            );
-            *g = ops(&shape) / cpu / 1e9;
-        }
-        println!(
-            "| {m}×{n}×{k} | {:.1} | {:.1} | {:.2}× |",
-            gops[0],
-            gops[1],
-            gops[0] / gops[1]
-        );
-    }
-}
-
+/// The 1-minute, 5-minute and 15-minute load averages, for the tables' headers.
 fn load_average() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
@@ -675,10 +620,6 @@ fn main() {
         amx_vs_vnni(&one, &two);
         return;
     }
-    if std::env::var_os("QUANTSERVE_AVX2_ROUTES_ONLY").is_some() {
-        avx2_routes(&one);
-        return;
-    }
     let mut criterion = Criterion::default()
         .sample_size(10)
         .warm_up_time(Duration::from_millis(200))
@@ -690,6 +631,5 @@ fn main() {
     summary(isa, &one, &two);
     amx_vs_vnni(&one, &two);
     gemv_from_dram(isa, &one, &two);
-    avx2_routes(&one);
     lowbit_summary(isa, &two);
 }

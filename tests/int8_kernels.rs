@@ -82,8 +82,8 @@ impl Case {
         }
     }
 
-    /// The codes the quantizer makes (±127): −128 becomes −127. The AVX2 path computes these by
-    /// a faster route than full-range codes, so both must be tested.
+    /// The codes the quantizer makes (±127): −128 becomes −127. Tested beside full-range codes:
+    /// the AVX2 path's `vpmaddubsw` pair sums reach their s16 limits at different codes.
     fn with_quantizer_codes(mut self, yes: bool) -> Self {
         if yes {
             for v in &mut self.w {
@@ -586,6 +586,59 @@ fn large_shapes_match_on_every_isa_and_thread_count() {
                     }
                 });
             }
+        }
+    }
+}
+
+/// The s16 and i32 extremes on every path: activations ±127 (u8 1 / 255) and 0 against codes
+/// −128 / 127 / −127 in runs that put the largest pair sums into `vpmaddubsw`, and K = 200 000,
+/// whose sums (and the AVX2 path's per-row start values) exceed i32 and must wrap alike.
+#[test]
+fn extreme_values_and_wrapping_sums_match_on_every_isa() {
+    for &(m, n, k) in &[(3, 50, 200_000), (5, 97, 255), (1, 48, 8)] {
+        let x: Vec<f32> = (0..m * k)
+            .map(|i| [-1.0, -1.0, 1.0, 0.0, 1.0, -1.0][(i / 5) % 6])
+            .collect();
+        // Even columns follow row 0's signs (−128 against −1, 127 against +1: the largest
+        // positive pair sums, and sums that outgrow i32); odd columns run an independent pattern.
+        let w_codes: Vec<i8> = (0..n * k)
+            .map(|i| {
+                let (col, kk) = (i / k, i % k);
+                if col % 2 == 0 {
+                    match x[kk] {
+                        v if v < 0.0 => -128,
+                        v if v > 0.0 => 127,
+                        _ => -127,
+                    }
+                } else {
+                    [-128, -128, 127, -127, 127, 0][(i / 3) % 6]
+                }
+            })
+            .collect();
+        let mut a = QuantizedActivations::new();
+        quantize_activations(Isa::Scalar, &x, m, k, &mut a);
+        assert!(
+            a.row(0)[..k]
+                .iter()
+                .all(|&b| b == 1 || b == 128 || b == 255)
+        );
+        let w = PackedI8Weights::pack(&w_codes, n, k, &vec![1.0; n]);
+        let reference = gemm_s32_reference(&a, &w_codes, n);
+        if k == 200_000 {
+            let exact: i64 = (0..k)
+                .map(|kk| (i64::from(a.row(0)[kk]) - 128) * i64::from(w_codes[kk]))
+                .sum();
+            assert!(
+                exact.abs() > i64::from(i32::MAX),
+                "K = {k} must overflow i32: {exact}"
+            );
+        }
+        for isa in Isa::available() {
+            assert_eq!(
+                first_difference_i32(&run_s32(isa, &a, &w), &reference),
+                None,
+                "{m}×{n}×{k} s32 on {isa}"
+            );
         }
     }
 }

@@ -24,8 +24,8 @@ pub enum Isa {
     Avx512Vnni,
     /// 256-bit VEX `vpdpbusd` (avxvnni + avx2 + fma).
     AvxVnni,
-    /// `vpmaddubsw` + `vpmaddwd` by the sign trick (`|a| · sign(a)·w`), or on the activations'
-    /// nibbles for a matrix holding a −128 code (avx2 + fma): exact, no s16 saturation.
+    /// `vpmaddubsw` + `vpmaddwd` on `|a|` and the weights XOR the activations' sign masks, plus
+    /// a per-row correction (avx2 + fma): exact for every code, no s16 saturation.
     Avx2,
     /// Portable Rust.
     Scalar,

@@ -1,26 +1,45 @@
-//! AVX2 path (no VNNI): `vpmaddubsw` + `vpmaddwd`, 2 rows × 48 columns per tile.
+//! AVX2 path (no VNNI): `vpmaddubsw` + `vpmaddwd`, one row × 48 columns per tile.
 //!
-//! `vpmaddubsw` adds two u8·s8 products into a saturating s16, so the operands must be kept
-//! small enough for every pair sum to be exact. The fast route uses the sign trick: with the
-//! signed activation `a = x − 128`, `a·w = |a| · (sign(a)·w)` (`vpabsb`, `vpsignb`), and
-//! `|a| ≤ 128`, `|w| ≤ 127` bound a pair sum by 2·128·127 = 32512 < 32767. It accumulates
-//! `Σ a·w` directly, which already includes the `−128·colsum` correction, so it starts from zero.
-//! A code of −128 (never made by the quantizer, accepted by `pack`) would break `|w| ≤ 127`;
-//! such matrices take the exact nibble route: x = 16·hi + lo (both ≤ 15), each pair sum ≤
-//! 2·15·128, and `Σ lo·w + 16·Σ hi·w` plus the compensation. Both equal the VNNI sum bit for bit
-//! (wrapping i32 arithmetic is a ring).
+//! `vpmaddubsw` adds two u8·s8 products into a saturating s16, so its operands must keep every
+//! pair sum in range. With the signed activation `a = x − 128` and `n = −1` where `a < 0` (else
+//! 0), `a·w = |a| · (w XOR n) + |a|·[a < 0]`: for `a < 0`, `w XOR −1 = −w − 1`. The u8 operand
+//! `|a|` is at most 128 and `w XOR n` any s8, so a pair sum lies in [2·128·(−128), 2·128·127] =
+//! [−32768, 32512]: exact for every code, −128 included. The second term does not depend on the
+//! weights: each row's `Σ_k |a_k|·[a_k < 0]` is the accumulators' start value.
+//!
+//! Why XOR and not `vpsignb` (`|a| · sign(a)·w`, the previous route): on Zen 3 `vpsignb` issues
+//! to the same two pipes as `vpmaddubsw` and `vpmaddwd` (3 multiply-pipe µops per 32 products),
+//! `vpxor` to any of the four (2 multiply-pipe µops). `|a|` and the masks are computed once per
+//! row of a work unit, not once per panel. A tile is one row: its 6 accumulators, 2 broadcast
+//! operands and the weights fit in the 16 ymm registers, where 2 rows spilled accumulators to
+//! the stack (and 2 rows in passes of part of a panel measured slower still). The sums equal
+//! the VNNI path's bit for bit (wrapping i32 arithmetic is a ring).
 //!
 //! Also home of the 256-bit epilogue shared with the AVX-VNNI path.
 
 use std::arch::x86_64::*;
+use std::cell::Cell;
 use std::ops::Range;
 
 use super::store::store_scalar;
-use super::{GEMV_MAX_ROWS, Job, NR, Out, QUAD_BYTES, quad_weights};
+use super::{GEMV_MAX_ROWS, Job, NR, Out, quad_weights};
 use crate::kernels::simd::avx2::activate;
 
 /// ymm vectors per panel row (8 i32 lanes each).
 pub(super) const VECS: usize = NR / 8;
+
+/// A work unit's rows split into the operands of the XOR route.
+#[derive(Default)]
+struct SplitRows {
+    /// Per row, `k_bytes` of `|a|` then `k_bytes` of the sign masks (0xFF where `a < 0`).
+    bytes: Vec<u8>,
+    /// Per row, `Σ_k |a_k|·[a_k < 0]`.
+    start: Vec<i32>,
+}
+
+thread_local! {
+    static SPLIT_ROWS: Cell<SplitRows> = Cell::new(SplitRows::default());
+}
 
 /// Computes output rows `rows` × the columns of `panels`.
 ///
@@ -29,132 +48,115 @@ pub(super) const VECS: usize = NR / 8;
 /// columns, and no other thread may access them meanwhile.
 #[target_feature(enable = "avx2,fma")]
 pub(crate) unsafe fn run(job: &Job, rows: Range<usize>, panels: Range<usize>) {
-    if job.w.has_min_code() {
-        for panel in panels {
-            for m in rows.clone() {
-                // SAFETY: row m and the panel belong to this unit; features per the contract.
-                unsafe { nibble_tile(job, m, panel) };
-            }
-        }
-        return;
+    let k_bytes = 4 * job.w.k_quads();
+    let a_stride = job.a.row_stride();
+    assert!(rows.end <= job.a.m() && k_bytes <= a_stride);
+    // Taken out of the thread-local for the duration of the call (a unit never nests another
+    // GEMM), so the buffers are reused without allocation once grown.
+    let mut split = SPLIT_ROWS.take();
+    split.bytes.resize(rows.len() * 2 * k_bytes, 0);
+    split.start.resize(rows.len(), 0);
+    for (i, m) in rows.clone().enumerate() {
+        let x = &job.a.data()[m * a_stride..m * a_stride + k_bytes];
+        let (mag, neg) = split.bytes[i * 2 * k_bytes..(i + 1) * 2 * k_bytes].split_at_mut(k_bytes);
+        // SAFETY: avx2 per the contract; the three slices hold k_bytes each.
+        split.start[i] = unsafe { split_row(x, mag, neg) };
     }
     // Few rows: the weights stream from memory once, so prefetch them.
     let streaming = rows.len() <= GEMV_MAX_ROWS;
     for panel in panels {
-        let mut m = rows.start;
-        while m < rows.end {
-            // SAFETY: rows m..m + 2 (or m) and the panel belong to this unit; features and
-            // output per the contract.
+        for i in 0..rows.len() {
+            // SAFETY: row i of the split exists and row rows.start + i belongs to this unit;
+            // features and output per the contract.
             unsafe {
-                match (rows.end - m >= 2, streaming) {
-                    (true, true) => sign_tile::<2, true>(job, m, panel),
-                    (true, false) => sign_tile::<2, false>(job, m, panel),
-                    (false, true) => sign_tile::<1, true>(job, m, panel),
-                    (false, false) => sign_tile::<1, false>(job, m, panel),
+                if streaming {
+                    row_tile::<true>(job, &split, k_bytes, rows.start, i, panel)
+                } else {
+                    row_tile::<false>(job, &split, k_bytes, rows.start, i, panel)
                 }
             }
-            m += 2;
         }
     }
+    SPLIT_ROWS.set(split);
 }
 
-/// # Safety
-/// As [`run`], for rows `m0..m0 + ROWS` and panel `panel`; no weight code may be −128.
-#[inline]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn sign_tile<const ROWS: usize, const PREFETCH: bool>(job: &Job, m0: usize, panel: usize) {
-    let t = job.tile_operands(m0, ROWS, panel);
-    // Each step's chain is one `vpaddd` per accumulator: no second accumulator set is needed to
-    // hide latency, even for a single row.
-    let mut acc = [[_mm256_setzero_si256(); VECS]; ROWS];
-    for quad in 0..t.k_quads {
-        // SAFETY: quad < k_quads, so the A reads stay inside the tile's rows (row stride
-        // 4·k_quads) and the B reads inside the panel (k_quads × QUAD_BYTES).
-        unsafe { sign_step::<ROWS, PREFETCH>(&mut acc, t.a, t.a_stride, t.b, quad) };
-    }
-    for (r, row) in acc.iter().enumerate() {
-        // SAFETY: row m0 + r and the panel belong to this unit per the contract.
-        unsafe { store_row(job, m0 + r, panel, *row) };
-    }
-}
-
-/// One K-quad for `ROWS` rows by the sign trick: each weight vector is loaded once and used by
-/// all rows.
+/// Writes `|a|` and the sign masks of one row of activation bytes `x` (`a = x − 128`) and
+/// returns `Σ |a|·[a < 0]`.
 ///
 /// # Safety
-/// `a` must be readable for `ROWS` rows of `a_stride ≥ 4·quad + 4` bytes, `b` for
-/// `(quad + 1) · QUAD_BYTES` bytes; the CPU must support avx2.
+/// The CPU must support avx2; `mag` and `neg` must be as long as `x`.
+#[target_feature(enable = "avx2,fma")]
+unsafe fn split_row(x: &[u8], mag: &mut [u8], neg: &mut [u8]) -> i32 {
+    assert!(mag.len() == x.len() && neg.len() == x.len());
+    let offset = _mm256_set1_epi8(i8::MIN);
+    let zero = _mm256_setzero_si256();
+    let mut sums = zero;
+    let mut i = 0;
+    while i + 32 <= x.len() {
+        // SAFETY: i + 32 ≤ len of all three slices.
+        unsafe {
+            let v = _mm256_loadu_si256(x.as_ptr().add(i).cast());
+            let signed = _mm256_xor_si256(v, offset);
+            _mm256_storeu_si256(mag.as_mut_ptr().add(i).cast(), _mm256_abs_epi8(signed));
+            _mm256_storeu_si256(
+                neg.as_mut_ptr().add(i).cast(),
+                _mm256_cmpgt_epi8(zero, signed),
+            );
+            // max(128 − x, 0) = |a| where a < 0, else 0; summed in 64-bit lanes.
+            sums = _mm256_add_epi64(sums, _mm256_sad_epu8(_mm256_subs_epu8(offset, v), zero));
+        }
+        i += 32;
+    }
+    let mut lanes = [0i64; 4];
+    // SAFETY: `lanes` is 32 writable bytes.
+    unsafe { _mm256_storeu_si256(lanes.as_mut_ptr().cast(), sums) };
+    let mut total: i64 = lanes.iter().sum();
+    for ((&x, mag), neg) in x[i..].iter().zip(&mut mag[i..]).zip(&mut neg[i..]) {
+        let a = i32::from(x) - 128;
+        *mag = a.unsigned_abs() as u8;
+        *neg = if a < 0 { 0xff } else { 0 };
+        total += i64::from(128u8.saturating_sub(x));
+    }
+    // The accumulators wrap (i32 addition is a ring), so only the value mod 2³² matters.
+    total as i32
+}
+
+/// Row `i` of the split (output row `m0 + i`) × one panel.
+///
+/// # Safety
+/// As [`run`]; row `i` within the split (of `k_bytes`-long halves), `panel` within the weights.
 #[inline]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn sign_step<const ROWS: usize, const PREFETCH: bool>(
-    acc: &mut [[__m256i; VECS]; ROWS],
-    a: *const u8,
-    a_stride: usize,
-    b: *const i8,
-    quad: usize,
+unsafe fn row_tile<const PREFETCH: bool>(
+    job: &Job,
+    split: &SplitRows,
+    k_bytes: usize,
+    m0: usize,
+    i: usize,
+    panel: usize,
 ) {
+    let b = job.w.panel_ptr(panel);
+    let row = &split.bytes[i * 2 * k_bytes..(i + 1) * 2 * k_bytes];
+    let (mag, neg) = (row.as_ptr(), row[k_bytes..].as_ptr());
     let ones = _mm256_set1_epi16(1);
-    let flip = _mm256_set1_epi8(i8::MIN);
-    // SAFETY: in bounds per the contract; prefetches never fault and use wrapping_add.
-    unsafe {
-        let bq = quad_weights::<PREFETCH>(b, quad);
-        // The signed activations (x − 128 is x with its top bit flipped) and their magnitudes.
-        let signed: [__m256i; ROWS] = std::array::from_fn(|r| {
-            let x4 = a
-                .add(r * a_stride + 4 * quad)
-                .cast::<i32>()
-                .read_unaligned();
-            _mm256_xor_si256(_mm256_set1_epi32(x4), flip)
-        });
-        let magnitude: [__m256i; ROWS] = std::array::from_fn(|r| _mm256_abs_epi8(signed[r]));
-        for j in 0..VECS {
-            let w = _mm256_loadu_si256(bq.add(32 * j).cast());
-            for (acc_row, (&mag, &sgn)) in acc.iter_mut().zip(magnitude.iter().zip(&signed)) {
-                let pairs = _mm256_maddubs_epi16(mag, _mm256_sign_epi8(w, sgn));
-                acc_row[j] = _mm256_add_epi32(acc_row[j], _mm256_madd_epi16(pairs, ones));
+    let mut acc = [_mm256_set1_epi32(split.start[i]); VECS];
+    for quad in 0..k_bytes / 4 {
+        // SAFETY: quad < k_quads: the operand reads stay inside the row's two halves (k_bytes
+        // each) and the weight reads inside the panel (k_quads × QUAD_BYTES).
+        unsafe {
+            let bq = quad_weights::<PREFETCH>(b, quad);
+            let lane =
+                |p: *const u8| _mm256_set1_epi32(p.add(4 * quad).cast::<i32>().read_unaligned());
+            let (mag, neg) = (lane(mag), lane(neg));
+            for (j, acc) in acc.iter_mut().enumerate() {
+                let w = _mm256_loadu_si256(bq.add(32 * j).cast());
+                let pairs = _mm256_maddubs_epi16(mag, _mm256_xor_si256(w, neg));
+                *acc = _mm256_add_epi32(*acc, _mm256_madd_epi16(pairs, ones));
             }
         }
     }
-}
-
-/// One row × one panel by nibbles, for matrices holding a −128 code.
-///
-/// # Safety
-/// As [`run`], for row `m` and panel `panel`.
-#[inline]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn nibble_tile(job: &Job, m: usize, panel: usize) {
-    let t = job.tile_operands(m, 1, panel);
-    let (k_quads, a, b) = (t.k_quads, t.a, t.b);
-    // SAFETY: `compensation` holds NR = 6 × 8 i32.
-    let mut acc: [__m256i; VECS] = std::array::from_fn(|j| unsafe {
-        _mm256_loadu_si256(t.compensation[8 * j..].as_ptr().cast())
-    });
-    let low_nibbles = _mm256_set1_epi8(0x0f);
-    let ones = _mm256_set1_epi16(1);
-    let sixteens = _mm256_set1_epi16(16);
-    for quad in 0..k_quads {
-        // SAFETY: quad < k_quads: inside row m (stride 4·k_quads) and inside the panel.
-        let (x4, bq) = unsafe {
-            (
-                a.add(4 * quad).cast::<i32>().read_unaligned(),
-                b.add(quad * QUAD_BYTES),
-            )
-        };
-        let x = _mm256_set1_epi32(x4);
-        let lo = _mm256_and_si256(x, low_nibbles);
-        let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(x), low_nibbles);
-        for (j, v) in acc.iter_mut().enumerate() {
-            // SAFETY: 32 bytes at offset 32·j < QUAD_BYTES of this quad.
-            let w = unsafe { _mm256_loadu_si256(bq.add(32 * j).cast()) };
-            let sum_lo = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, w), ones);
-            let sum_hi = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, w), sixteens);
-            *v = _mm256_add_epi32(*v, _mm256_add_epi32(sum_lo, sum_hi));
-        }
-    }
-    // By value, so that the accumulators never need a home in memory inside the loop.
-    // SAFETY: forwarded contract.
-    unsafe { store_row(job, m, panel, acc) };
+    // SAFETY: row m0 + i and the panel belong to this unit per the contract.
+    unsafe { store_row(job, m0 + i, panel, acc) };
 }
 
 /// Writes one row × panel of accumulators, through the epilogue for an f32 output. Full 8-column

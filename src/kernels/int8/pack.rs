@@ -24,9 +24,6 @@ pub struct PackedI8Weights {
     col_scales: Vec<f32>,
     /// `−128 · Σ_k w[n][k]` per column, padded to `panels * NR`: cancels the +128 activation shift.
     col_compensation: Vec<i32>,
-    /// Whether any code is −128. The AVX2 path's sign trick needs `|w| ≤ 127` (the quantizer never
-    /// makes −128, but `pack` accepts it); with such a code it takes its slower exact route.
-    has_min_code: bool,
     data: Vec<CacheLine>,
 }
 
@@ -59,7 +56,6 @@ impl PackedI8Weights {
             panels,
             col_scales: padded_scales,
             col_compensation,
-            has_min_code: w.contains(&i8::MIN),
             data,
         }
     }
@@ -94,8 +90,6 @@ impl PackedI8Weights {
             panels,
             col_scales,
             col_compensation,
-            // Conservative: the selected columns may not hold the −128.
-            has_min_code: self.has_min_code,
             data,
         }
     }
@@ -130,11 +124,6 @@ impl PackedI8Weights {
         assert!(col < self.n && kk < self.k);
         let offset = (((col / NR) * self.k_quads + kk / 4) * NR + col % NR) * 4 + kk % 4;
         self.data[offset / 64].0[offset % 64]
-    }
-
-    /// Whether any weight code is −128 (see the field).
-    pub(crate) fn has_min_code(&self) -> bool {
-        self.has_min_code
     }
 
     pub(crate) fn panels(&self) -> usize {
