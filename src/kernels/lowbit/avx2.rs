@@ -13,10 +13,10 @@
 //!   `q + 32`) ≤ 63, 8-bit uniform int7 `q + 64` ≤ 127, and tiles widened to bytes for batches
 //!   over [`GEMV_MAX_ROWS`] keep their 1/2/4/6-bit values. Only uniform 8-bit codes (`q + 128`,
 //!   up to 255; no serving scheme uses them) can exceed 128: a matrix holding such a code takes
-//!   a split pass (`u = 16·hi + lo`, both nibbles ≤ 15, as the int8 AVX2 kernel splits its
-//!   activations). Besides, the `vpmaddubsw` results of consecutive sub-quads are added in s16
-//!   (`vpaddw`) before one `vpmaddwd` while their sum provably fits ([`s16_run`]: 8 for 1-bit,
-//!   4 for 2-bit, 2 for 4- and 6-bit codes), which saves most of the widening work.
+//!   a split pass (`u = 16·hi + lo`, both nibbles ≤ 15). Besides, the `vpmaddubsw` results of
+//!   consecutive sub-quads are added in s16 (`vpaddw`) before one `vpmaddwd` while their sum
+//!   provably fits ([`s16_run`]: 8 for 1-bit, 4 for 2-bit, 2 for 4- and 6-bit codes), which
+//!   saves most of the widening work.
 //!
 //! Integer sums wrap identically in every order, and the f32 steps per group and per output are
 //! those of the scalar path (convert, fused multiply-add, multiply, add, activation), so the
