@@ -549,6 +549,26 @@ def self_test(paths):
           "chart: one bar per engine that ran (quantserve + two peers per row)")
     for key in ("schema", "started", "wall_seconds", "machine", "rows", "notes"):
         check(key in report, f"report has `{key}`")
+    # Three runs of the same rows, quantserve at 0.5×, 1.5× and 0.9× its value: per-run ratios
+    # 0.25 / 0.75 / 0.45 of the best peer, median 0.45; a row missing from one run stays out.
+    runs = []
+    for factor in (0.5, 1.5, 0.9):
+        run = json.loads(json.dumps(report))
+        for row in run["rows"]:
+            if row["higher_is_better"]:
+                row["quantserve"]["value"] *= factor
+            else:
+                row["quantserve"]["value"] /= factor
+            br.finish_row(row)
+        runs.append(run)
+    runs[2]["rows"] = runs[2]["rows"][1:]
+    combined = br.combine_markdown(runs)
+    first = combined.splitlines()[7]
+    check(first.count("|") == 9 and "0.25× / 0.75× / -" in first and "**0.50×**" in first,
+          f"combine: per-run ratios and the median of the runs that have the row: {first}")
+    second = combined.splitlines()[8]
+    check("0.25× / 0.75× / 0.45×" in second and "**0.45×**" in second and "**no**" in second,
+          f"combine: median of three, target judged on it: {second}")
     print(f"bench_peers self-test: {len(checks)} passed, 0 failed")
 
 
@@ -574,7 +594,22 @@ def main():
     ap.add_argument("--svg", help="write the report as a bar chart (SVG) to this file")
     ap.add_argument("--chart-from", metavar="REPORT_JSON",
                     help="measure nothing: draw --svg from a report written by --json")
+    ap.add_argument("--combine", nargs="+", metavar="REPORT_JSON",
+                    help="measure nothing: one table of several runs' reports (written by "
+                         "--json), each run's ratio and the median, to --out or stdout")
     args = ap.parse_args()
+    if args.combine:
+        try:
+            reports = []
+            for path in args.combine:
+                with open(path, encoding="utf-8") as f:
+                    reports.append(json.load(f))
+            md = br.combine_markdown(reports)
+        except (OSError, ValueError, KeyError, br.BenchFormatError) as e:
+            sys.exit(f"bench_peers --combine: {e}")
+        print(md, end="")
+        write_outputs([(args.out, md)])
+        return
     if args.chart_from:
         if not args.svg:
             ap.error("--chart-from needs --svg")

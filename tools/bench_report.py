@@ -221,6 +221,54 @@ def markdown(report):
     return "\n".join(out) + "\n"
 
 
+def combine_markdown(reports):
+    """One table over several reports of the same rows (e.g. back-to-back runs on a noisy
+    machine): each run's quantserve value, best peer and ratio, and the median ratio, against
+    which the target is judged. Rows are matched by `id`; a row missing from a run is shown as
+    `-` there and left out of its median."""
+    if not reports:
+        raise BenchFormatError("--combine needs at least one report")
+    for rep in reports:
+        if rep.get("schema") != REPORT_SCHEMA:
+            raise BenchFormatError(f"report schema {rep.get('schema')}, expected {REPORT_SCHEMA}")
+    out = [f"## Peer benchmark, {len(reports)} runs: " +
+           ", ".join(rep["started"] for rep in reports), "",
+           f"- CPU: {reports[0]['machine']['cpu_model']}; load average at start of each run: " +
+           "; ".join(" / ".join(map(str, rep["machine"]["load_average_start"] or ["?"]))
+                     for rep in reports),
+           "- ratio = quantserve ÷ the best peer of that run; the target is judged on the median",
+           "", "| workload | threads | quantserve per run | best peer per run | ratio per run | "
+           "median ratio | target | met |", "|---|---:|---:|---|---:|---:|---|---|"]
+    seen = []
+    for rep in reports:
+        seen += [r["id"] for r in rep["rows"] if r["id"] not in seen]
+    for row_id in seen:
+        runs = [next((r for r in rep["rows"] if r["id"] == row_id), None) for rep in reports]
+        first = next(r for r in runs if r)
+        values, bests, ratios = [], [], []
+        for r in runs:
+            q = r and r["quantserve"].get("value")
+            values.append(_fmt(q, first["metric"]) if q is not None else "-")
+            best = r and next((p for p in r["peers"] if r["best_peer"] and p["status"] == "ok"
+                               and f"{p['engine']} {p['config']}".strip() == r["best_peer"]),
+                              None)
+            bests.append(f"{r['best_peer']} {_fmt(best['value'], r['metric'])}" if best else "-")
+            ratio = r and r.get("ratio_to_best")
+            ratios.append(ratio)
+        measured = sorted(x for x in ratios if x is not None)
+        median = None
+        if measured:
+            mid = len(measured) // 2
+            median = (measured[mid] if len(measured) % 2
+                      else (measured[mid - 1] + measured[mid]) / 2)
+        met = "-" if median is None else ("yes" if median >= first["target_ratio"] else "**no**")
+        out.append(f"| {first['workload']} | {first['threads']} | {' / '.join(values)} "
+                   f"{first['metric']} | {'; '.join(bests)} | "
+                   f"{' / '.join(_ratio(x) for x in ratios)} | **{_ratio(median)}** | "
+                   f"{first['target']} | {met} |")
+    return "\n".join(out) + "\n"
+
+
 def _esc(text):
     return (str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
             .replace('"', "&quot;"))
