@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 import time
 
 # `quantserve bench --json` (src/eval/bench.rs `BenchReport`): the schema it declares and the
@@ -165,6 +166,12 @@ def close_report(report, t0):
     return report
 
 
+def _best_peer_entry(row):
+    """The peer entry `finish_row` named best, or None when no peer ran."""
+    return next((p for p in row["peers"] if row["best_peer"] and p["status"] == "ok"
+                 and f"{p['engine']} {p['config']}".strip() == row["best_peer"]), None)
+
+
 def _fmt(v, metric):
     if v is None:
         return "-"
@@ -194,8 +201,7 @@ def markdown(report):
         q = r["quantserve"]
         qv = (f"{_fmt(q['value'], r['metric'])} {r['metric']}" if q.get("value") is not None
               else q["status"])
-        best = next((p for p in r["peers"] if r["best_peer"] and p["status"] == "ok"
-                     and f"{p['engine']} {p['config']}".strip() == r["best_peer"]), None)
+        best = _best_peer_entry(r)
         bv = f"{r['best_peer']} {_fmt(best['value'], r['metric'])}" if best else "none measured"
         met = "-" if r["meets_target"] is None else ("yes" if r["meets_target"] else "**no**")
         out.append(f"| {r['workload']} | {r['threads']} | {qv} | {bv} | "
@@ -249,18 +255,12 @@ def combine_markdown(reports):
         for r in runs:
             q = r and r["quantserve"].get("value")
             values.append(_fmt(q, first["metric"]) if q is not None else "-")
-            best = r and next((p for p in r["peers"] if r["best_peer"] and p["status"] == "ok"
-                               and f"{p['engine']} {p['config']}".strip() == r["best_peer"]),
-                              None)
+            best = r and _best_peer_entry(r)
             bests.append(f"{r['best_peer']} {_fmt(best['value'], r['metric'])}" if best else "-")
             ratio = r and r.get("ratio_to_best")
             ratios.append(ratio)
-        measured = sorted(x for x in ratios if x is not None)
-        median = None
-        if measured:
-            mid = len(measured) // 2
-            median = (measured[mid] if len(measured) % 2
-                      else (measured[mid - 1] + measured[mid]) / 2)
+        measured = [x for x in ratios if x is not None]
+        median = statistics.median(measured) if measured else None
         met = "-" if median is None else ("yes" if median >= first["target_ratio"] else "**no**")
         out.append(f"| {first['workload']} | {first['threads']} | {' / '.join(values)} "
                    f"{first['metric']} | {'; '.join(bests)} | "
