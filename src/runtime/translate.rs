@@ -302,29 +302,9 @@ impl Runtime {
         })
     }
 
-    /// The model named by the request, or the one serving its language pair. A named model with
-    /// a `source` or `target` of another language is refused rather than silently translating
-    /// into the model's own target (`source: "auto"` is accepted).
+    /// The model named by the request, or the one serving its language pair.
     fn translation_model(&self, req: &TranslateRequest) -> Result<String, RuntimeError> {
         if let Some(m) = &req.model {
-            let pair = self
-                .registry
-                .pairs()
-                .into_iter()
-                .find(|(name, _)| name == m);
-            if let Some((_, (s, t))) = pair {
-                let differs = |given: Option<&str>, own: &str| {
-                    given.is_some_and(|g| base_language(g) != base_language(own))
-                };
-                let source = req.source.as_deref().filter(|s| *s != "auto");
-                if differs(source, &s) || differs(req.target.as_deref(), &t) {
-                    return Err(RuntimeError::BadRequest(format!(
-                        "model `{m}` translates {s}→{t}, not {}→{}",
-                        source.unwrap_or(&s),
-                        req.target.as_deref().unwrap_or(&t)
-                    )));
-                }
-            }
             return Ok(m.clone());
         }
         let (Some(source), Some(target)) = (req.source.as_deref(), req.target.as_deref()) else {
