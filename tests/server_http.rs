@@ -469,6 +469,29 @@ fn every_error_code() {
         br#"{"q": "Hi", "source": "en", "target": "pt"}"#,
     );
     expect(&r, 400, "bad_request");
+    // A named model with another language than its own: refused, never silently translated
+    // into the model's target (found by schemathesis: a garbage `target` beside `model`).
+    let r = post(
+        addr,
+        "/translate",
+        &json!({"q": "Hi", "model": "en-pt", "source": "en", "target": "de"}),
+    );
+    expect(&r, 400, "bad_request");
+    let message = r.json()["error"].as_str().unwrap_or_default().to_string();
+    assert!(
+        message.contains("translates en→pt, not en→de"),
+        "{}",
+        r.json()
+    );
+    expect(
+        &post(
+            addr,
+            "/translate",
+            &json!({"q": "Hi", "model": "en-pt", "source": "fr"}),
+        ),
+        400,
+        "bad_request",
+    );
     // 404: unknown model, variant, endpoint; 405: wrong method.
     expect(
         &post(addr, "/classify", &json!({"inputs": "a", "model": "nope"})),

@@ -302,9 +302,30 @@ impl Runtime {
         })
     }
 
-    /// The model named by the request, or the one serving its language pair.
+    /// The model named by the request, or the one serving its language pair. A named model
+    /// with a `source` or `target` of another language is refused: translating into the
+    /// model's own target instead would be silently wrong (`source: "auto"` is taken).
     fn translation_model(&self, req: &TranslateRequest) -> Result<String, RuntimeError> {
         if let Some(m) = &req.model {
+            let pair = self
+                .registry
+                .pairs()
+                .into_iter()
+                .find(|(name, _)| name == m);
+            if let Some((_, (own_source, own_target))) = pair {
+                let source = req.source.as_deref().filter(|s| *s != "auto");
+                let differs = |given: Option<&str>, own: &str| {
+                    given.is_some_and(|code| base_language(code) != base_language(own))
+                };
+                if differs(source, &own_source) || differs(req.target.as_deref(), &own_target) {
+                    return Err(RuntimeError::BadRequest(format!(
+                        "model `{m}` translates {own_source}→{own_target}, not {}→{} (leave \
+                         `source` and `target` out, or name the model of that pair)",
+                        source.unwrap_or(&own_source),
+                        req.target.as_deref().unwrap_or(&own_target)
+                    )));
+                }
+            }
             return Ok(m.clone());
         }
         let (Some(source), Some(target)) = (req.source.as_deref(), req.target.as_deref()) else {

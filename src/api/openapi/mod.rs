@@ -294,19 +294,52 @@ fn add_limits(doc: &mut Value, rt: &Runtime) {
     } else {
         t["format"]["enum"] = json!(["text", "html"]);
     }
-    // Without `model`: a served pair (or `auto` into a served target, with LibreTranslate on).
+    // Which languages a body may give (`Runtime::translation_model` and the LibreTranslate
+    // handler, as patterns: regional, upper-case and space-padded codes are taken). A named
+    // model with its own languages or none (`source` may be `auto`); a model without a known
+    // pair with any. Without `model` (absent or null): a served pair, or with LibreTranslate
+    // on, a served source into itself (given back as it is) or `auto` into a served target.
     let pairs = rt.registry.pairs();
-    let mut choices: Vec<Value> =
-        vec![json!({"required": ["model"], "properties": {"model": {"type": "string"}}})];
-    for (_, (s, t)) in &pairs {
-        choices.push(json!({"required": ["source", "target"], "properties": {
-            "source": {"const": s}, "target": {"const": t}}}));
+    let paired: Vec<&String> = pairs.iter().map(|(name, _)| name).collect();
+    let mut choices: Vec<Value> = vec![json!({"required": ["model"], "properties": {
+        "model": {"type": "string", "not": {"enum": paired}}}})];
+    for (name, (s, t)) in &pairs {
+        choices.push(json!({"required": ["model"], "properties": {
+            "model": {"const": name},
+            "source": {"anyOf": [{"const": "auto"}, {"pattern": language_pattern(s)}]},
+            "target": {"pattern": language_pattern(t)}}}));
     }
+    let no_model = json!({"type": "null"});
+    let mut unnamed: Vec<(Value, Value)> = pairs
+        .iter()
+        .map(|(_, (s, t))| {
+            (
+                json!({"pattern": language_pattern(s)}),
+                json!({"pattern": language_pattern(t)}),
+            )
+        })
+        .collect();
     if compat {
+        let sources: std::collections::BTreeSet<&String> =
+            pairs.iter().map(|(_, p)| &p.0).collect();
+        for s in sources {
+            let same = json!({"pattern": language_pattern(s)});
+            unnamed.push((same.clone(), same));
+        }
         let targets: std::collections::BTreeSet<&String> =
             pairs.iter().map(|(_, p)| &p.1).collect();
+        let any_target: Vec<Value> = targets
+            .iter()
+            .map(|t| json!({"pattern": language_pattern(t)}))
+            .collect();
+        unnamed.push((json!({"const": "auto"}), json!({"anyOf": any_target})));
+    }
+    for (mut source, mut target) in unnamed {
+        // A null `source` or `target` is an absent one: no pair.
+        source["type"] = json!("string");
+        target["type"] = json!("string");
         choices.push(json!({"required": ["source", "target"], "properties": {
-            "source": {"const": "auto"}, "target": {"enum": targets}}}));
+            "model": no_model, "source": source, "target": target}}));
     }
     schemas["TranslateBody"]["anyOf"] = Value::Array(choices);
     // `label` or `correct`, not both; `model` and `variant` together (`runtime::ab::feedback`).
@@ -314,6 +347,26 @@ fn add_limits(doc: &mut Value, rt: &Runtime) {
     schemas["FeedbackBody"]["dependentRequired"] =
         json!({"model": ["variant"], "variant": ["model"]});
     served::add_models(doc, rt);
+}
+
+/// The codes the server takes for `language` (`runtime::detect::base_language`): the language
+/// itself in any ASCII case, optionally a region after `-` or `_` (`pt-BR`, `PT_br`), white
+/// space around it ignored (Rust's `char::is_whitespace`, listed, so a validator's `\\s`
+/// cannot differ).
+fn language_pattern(language: &str) -> String {
+    let space =
+        "[\\t-\\r \\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]*";
+    let letters: String = language
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphabetic() {
+                format!("[{}{}]", c.to_ascii_lowercase(), c.to_ascii_uppercase())
+            } else {
+                format!("\\u{:04x}", u32::from(c))
+            }
+        })
+        .collect();
+    format!("^{space}{letters}{space}([-_][\\s\\S]*)?$")
 }
 
 #[cfg(test)]

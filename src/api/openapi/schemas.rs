@@ -117,7 +117,8 @@ pub struct TranslateBody {
     #[schema(value_type = SomeTexts)]
     q: Value,
     /// A code (pt, pt-BR, pt_BR, EN: regional codes fall back to the base language), or `auto`
-    /// with `[libretranslate] enabled`. Required with `target` unless `model` is given.
+    /// with `[libretranslate] enabled`. Required with `target` unless `model` is given; beside
+    /// `model`, `source` and `target` must name that model's languages (or `auto`), else 400.
     source: Option<String>,
     target: Option<String>,
     /// `html` only with `[libretranslate] enabled`.
