@@ -161,6 +161,13 @@ async fn detect_route(
         Some((t, list)) if (list && !t.is_empty()) || t.iter().any(|s| !s.trim().is_empty()) => t,
         _ => return Err(LtError::bad("Invalid request: missing q parameter")),
     };
+    let most = rt.config.limits.max_inputs;
+    if texts.len() > most {
+        return Err(LtError(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("Invalid request: {} texts, at most {most}", texts.len()),
+        ));
+    }
     let limit = rt.config.limits.max_input_chars;
     if texts.iter().any(|t| t.chars().count() > limit) {
         return Err(LtError(
