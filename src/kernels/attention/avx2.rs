@@ -7,9 +7,11 @@ use std::arch::x86_64::*;
 use super::{Block, SUM_LANES, reduce_lanes};
 use crate::kernels::simd::avx2::exp_nonpositive;
 
-/// Vectors of keys or columns per pass for several query rows (4 rows × 3: 12 accumulators of
-/// 16 registers).
-const VECS: usize = 3;
+/// Vectors of keys or columns per pass for several query rows: 4 rows × 2 = 8 accumulators, 2
+/// key or value vectors and a broadcast. (4 × 3 filled all 16 ymm registers, and the compiler
+/// kept one accumulator on the stack: a store and a reload on every FMA of its chain, most of
+/// this kernel's time in `perf annotate`.)
+const VECS: usize = 2;
 /// Per pass for a single query row (a decoder step): every accumulator is its own FMA chain, and
 /// 3 chains leave the FMA pipes idle most of the time (4-cycle latency, 2 per cycle), so one row
 /// takes 6 vectors of keys (48: a typical source sentence in one pass) and 4 of output columns (a
@@ -51,41 +53,63 @@ pub(super) unsafe fn block(b: &Block, kt: &[f32], scores: &mut [f32]) {
     }
 }
 
-/// `scores[r][j] = (Σ_c q[r][c] · kt[c][j]) · scale` for every (padded) key.
+/// `scores[r][j] = (Σ_c q[r][c] · kt[c][j]) · scale` for every (padded) key: passes of up to
+/// `V` vectors of 8 keys. Each pass has its vector count as a constant, so its accumulators stay
+/// in registers (a run-time count made the compiler keep them on the stack).
 #[inline]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn scores_rows<const R: usize, const V: usize>(b: &Block, kt: &[f32], scores: &mut [f32]) {
-    let (keys, scale) = (b.keys, _mm256_set1_ps(b.job.scale));
-    let queries: [&[f32]; R] = std::array::from_fn(|r| b.query(r));
+    let keys = b.keys;
     let mut j0 = 0;
     while j0 < keys {
         let n = ((keys - j0) / 8).min(V);
-        let mut acc = [[_mm256_setzero_ps(); V]; R];
-        for c in 0..b.job.dim {
-            let line = &kt[c * keys + j0..c * keys + j0 + 8 * n];
-            // SAFETY: `line` holds 8·n floats.
-            let kv: [__m256; V] = std::array::from_fn(|t| {
-                if t < n {
-                    unsafe { _mm256_loadu_ps(line[8 * t..].as_ptr()) }
-                } else {
-                    _mm256_setzero_ps()
-                }
-            });
-            for (acc_r, q) in acc.iter_mut().zip(&queries) {
-                let qc = _mm256_set1_ps(q[c]);
-                for t in 0..n {
-                    acc_r[t] = _mm256_fmadd_ps(qc, kv[t], acc_r[t]);
-                }
-            }
-        }
-        for (r, acc_r) in acc.iter().enumerate() {
-            for (t, a) in acc_r.iter().enumerate().take(n) {
-                let at = r * keys + j0 + 8 * t;
-                // SAFETY: `at + 8 ≤ (r + 1) · keys ≤ scores.len()`.
-                unsafe { _mm256_storeu_ps(scores[at..].as_mut_ptr(), _mm256_mul_ps(*a, scale)) };
+        // SAFETY: forwarded contract; keys j0 .. j0 + 8·n ≤ keys (a multiple of 16).
+        unsafe {
+            match n {
+                1 => scores_whole::<R, 1>(b, kt, scores, j0),
+                2 => scores_whole::<R, 2>(b, kt, scores, j0),
+                3 => scores_whole::<R, 3>(b, kt, scores, j0),
+                4 => scores_whole::<R, 4>(b, kt, scores, j0),
+                5 => scores_whole::<R, 5>(b, kt, scores, j0),
+                _ => scores_whole::<R, 6>(b, kt, scores, j0),
             }
         }
         j0 += 8 * n;
+    }
+}
+
+/// [`scores_rows`] for keys `j0 .. j0 + 8·N`.
+///
+/// # Safety
+/// As [`block`]; `j0 + 8·N ≤ keys`, `N ≤ 6`.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn scores_whole<const R: usize, const N: usize>(
+    b: &Block,
+    kt: &[f32],
+    scores: &mut [f32],
+    j0: usize,
+) {
+    let (keys, scale) = (b.keys, _mm256_set1_ps(b.job.scale));
+    let queries: [&[f32]; R] = std::array::from_fn(|r| b.query(r));
+    let mut acc = [[_mm256_setzero_ps(); N]; R];
+    for c in 0..b.job.dim {
+        let line = kt[c * keys + j0..c * keys + j0 + 8 * N].as_ptr();
+        // SAFETY: `line` points at 8·N floats.
+        let kv: [__m256; N] = std::array::from_fn(|t| unsafe { _mm256_loadu_ps(line.add(8 * t)) });
+        for (acc_r, q) in acc.iter_mut().zip(&queries) {
+            let qc = _mm256_set1_ps(q[c]);
+            for t in 0..N {
+                acc_r[t] = _mm256_fmadd_ps(qc, kv[t], acc_r[t]);
+            }
+        }
+    }
+    for (r, acc_r) in acc.iter().enumerate() {
+        for (t, a) in acc_r.iter().enumerate() {
+            let at = r * keys + j0 + 8 * t;
+            // SAFETY: `at + 8 ≤ (r + 1) · keys ≤ scores.len()`.
+            unsafe { _mm256_storeu_ps(scores[at..].as_mut_ptr(), _mm256_mul_ps(*a, scale)) };
+        }
     }
 }
 
