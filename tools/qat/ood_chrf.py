@@ -13,6 +13,7 @@ cached under target/qat/ood/.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import subprocess
 import sys
@@ -24,8 +25,24 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 QUANTSERVE = os.path.join(REPO, "target/release/quantserve")
 
 
+def folder_digest(models, pair, variant):
+    """What the cached translations were made from: the variant folder's SHA256SUMS (or its
+    files), for a variant derived at load (no folder) the fp32 folder's. Keyed by name alone, a retrained
+    folder under the same name was answered from the old folder's cache."""
+    folder = os.path.join(models, pair, variant)
+    if not os.path.isdir(folder):
+        folder = os.path.join(models, pair, "fp32")
+    h = hashlib.sha256()
+    sums = os.path.join(folder, "SHA256SUMS")
+    # A folder without SHA256SUMS (the fetched fp32 ones): every file's bytes, in name order.
+    for name in ["SHA256SUMS"] if os.path.exists(sums) else sorted(os.listdir(folder)):
+        with open(os.path.join(folder, name), "rb") as f:
+            h.update(name.encode() + b"\0" + f.read())
+    return h.hexdigest()[:12]
+
+
 def translate(models, pair, variant, texts, cache):
-    path = os.path.join(cache, f"{pair}-{variant}.txt")
+    path = os.path.join(cache, f"{pair}-{variant}-{folder_digest(models, pair, variant)}.txt")
     if os.path.exists(path):
         with open(path, encoding="utf-8") as f:
             out = f.read().split("\n")[:len(texts)]
