@@ -27,8 +27,8 @@ QUANTSERVE = os.path.join(REPO, "target/release/quantserve")
 
 def folder_digest(models, pair, variant):
     """What the cached translations were made from: the variant folder's SHA256SUMS (or its
-    files), for a variant derived at load (no folder) the fp32 folder's. Keyed by name alone, a retrained
-    folder under the same name was answered from the old folder's cache."""
+    files), for a variant derived at load (no folder) the fp32 folder's. Keyed by name alone,
+    a retrained folder under the same name was answered from the old folder's cache."""
     folder = os.path.join(models, pair, variant)
     if not os.path.isdir(folder):
         folder = os.path.join(models, pair, "fp32")
