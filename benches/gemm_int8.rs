@@ -620,6 +620,10 @@ fn main() {
         amx_vs_vnni(&one, &two);
         return;
     }
+    if std::env::var_os("QUANTSERVE_EPILOGUE_ONLY").is_some() {
+        epilogue_cost(isa, &one);
+        return;
+    }
     let mut criterion = Criterion::default()
         .sample_size(10)
         .warm_up_time(Duration::from_millis(200))
@@ -630,6 +634,35 @@ fn main() {
     criterion.final_summary();
     summary(isa, &one, &two);
     amx_vs_vnni(&one, &two);
+    epilogue_cost(isa, &one);
     gemv_from_dram(isa, &one, &two);
     lowbit_summary(isa, &two);
+}
+
+/// What the fused exact GELU adds to a GEMM: the FFN's first matmul at MiniLM (64 tokens × 8
+/// sequences) and BERT-base (128 × 8) shapes, 1 thread, with and without the activation.
+fn epilogue_cost(isa: Isa, one: &ThreadPool) {
+    let budget = Duration::from_millis(600);
+    println!("\nepilogue cost, {isa}, 1 thread (dedicated-core time per call)");
+    println!(
+        "{:<8} {:>5} {:>6} {:>5} | {:>10} {:>10} | {:>10} {:>12}",
+        "model", "M", "N", "K", "none µs", "GELU µs", "GELU ns/el", "GELU share"
+    );
+    for (model, m, n, k) in [("minilm", 512, 1536, 384), ("bert", 1024, 3072, 768)] {
+        let shape = Shape { model, m, n, k };
+        let mut operands = Operands::new(isa, &shape);
+        let (_, none) = measure(one, || operands.int8_with(isa, Activation::None), budget);
+        let (_, gelu) = measure(one, || operands.int8_with(isa, Activation::Gelu), budget);
+        println!(
+            "{:<8} {:>5} {:>6} {:>5} | {:>10.1} {:>10.1} | {:>10.2} {:>11.1}%",
+            model,
+            m,
+            n,
+            k,
+            none * 1e6,
+            gelu * 1e6,
+            (gelu - none) * 1e9 / (m * n) as f64,
+            100.0 * (gelu - none) / gelu,
+        );
+    }
 }

@@ -26,7 +26,8 @@ use std::arch::x86_64::*;
 
 use super::pack::{CacheLine, unit};
 use super::{BLOCK, GEMV_MAX_ROWS, TILE, TILE_BLOCKS, TileJob, tile_blocks, with_widened_tile};
-use crate::kernels::simd::avx2::activate;
+use crate::kernels::epilogue::Activation;
+use crate::kernels::simd::avx2::{activate, gelu_n};
 
 /// Columns (i32 lanes) per ymm vector.
 const LANES: usize = BLOCK / 2;
@@ -432,25 +433,47 @@ unsafe fn store<const MR: usize, const NV: usize>(
 ) {
     let n = job.w.n();
     let lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-    for v in 0..NV {
+    // The vectors' first columns and masks; vectors from the first one at or past N on are not
+    // stored.
+    let mut cols = [(0usize, _mm256_setzero_si256()); NV];
+    let mut live = 0;
+    for (v, col) in cols.iter_mut().enumerate() {
         let (block, h) = vector(job, v0 + v);
         let col0 = block * BLOCK + h * LANES;
         if col0 >= n {
             break;
         }
         let keep = _mm256_cmpgt_epi32(_mm256_set1_epi32((n - col0).min(LANES) as i32), lane);
-        for (r, facc) in facc.iter().enumerate() {
-            let row = r0 + r;
-            let mut y = _mm256_mul_ps(facc[v], _mm256_set1_ps(job.a.row_scale(row)));
+        *col = (col0, keep);
+        live += 1;
+    }
+    for (r, facc) in facc.iter().enumerate() {
+        let row = r0 + r;
+        let row_scale = _mm256_set1_ps(job.a.row_scale(row));
+        let mut ys = [_mm256_setzero_ps(); NV];
+        for ((y, &facc), &(col0, keep)) in ys.iter_mut().zip(facc).zip(&cols).take(live) {
+            *y = _mm256_mul_ps(facc, row_scale);
             if let Some(bias) = job.bias {
                 // SAFETY: the mask covers only columns < N, inside `bias`; masked lanes are not
                 // read.
-                y = _mm256_add_ps(y, unsafe {
+                *y = _mm256_add_ps(*y, unsafe {
                     _mm256_maskload_ps(bias.as_ptr().add(col0), keep)
                 });
             }
-            // SAFETY: this path runs with the vector width's features.
-            y = unsafe { activate(y, job.activation) };
+        }
+        // SAFETY: this path runs with the vector width's features.
+        unsafe {
+            if matches!(job.activation, Activation::Gelu) {
+                // The row's vectors at once: their GELUs' dependency chains overlap (lanes past
+                // N compute a value nobody stores).
+                gelu_n(&mut ys);
+            } else {
+                ys[..live]
+                    .iter_mut()
+                    .for_each(|y| *y = activate(*y, job.activation));
+            }
+        }
+        for (&y, &(col0, keep)) in ys.iter().zip(&cols).take(live) {
             // SAFETY: the row's columns col0.. below N belong to this tile (caller's contract);
             // masked lanes are not written.
             unsafe { _mm256_maskstore_ps(job.out.0.add(row * job.stride + col0), keep, y) };

@@ -59,43 +59,77 @@ macro_rules! vector_math {
         /// The CPU must support the width's features.
         #[inline(always)]
         pub(crate) unsafe fn gelu(x: $v) -> $v {
+            let mut x = [x];
+            // SAFETY: the caller runs with the width's features.
+            unsafe { gelu_n(&mut x) };
+            x[0]
+        }
+
+        /// [`gelu`] on `N` vectors at once, each step applied to all of them before the next:
+        /// the same operations on every lane, but `N` independent dependency chains in flight.
+        /// One vector's erf is a chain of ~25 dependent multiply-adds, which on its own leaves
+        /// the FMA pipes idle most of the time.
+        ///
+        /// # Safety
+        /// The CPU must support the width's features.
+        #[inline(always)]
+        #[allow(clippy::needless_range_loop)] // index-parallel steps over equal-length arrays
+        pub(crate) unsafe fn gelu_n<const N: usize>(x: &mut [$v; N]) {
             // SAFETY: the caller runs with the width's features.
             unsafe {
-                let e = erf($mul(x, $splat(FRAC_1_SQRT_2)));
-                let half_x = $mul(x, $splat(0.5));
-                $mul(half_x, $add($splat(1.0), e))
+                let mut e = [$zero(); N];
+                for i in 0..N {
+                    e[i] = $mul(x[i], $splat(FRAC_1_SQRT_2));
+                }
+                erf_n(&mut e);
+                for i in 0..N {
+                    let half_x = $mul(x[i], $splat(0.5));
+                    x[i] = $mul(half_x, $add($splat(1.0), e[i]));
+                }
             }
         }
 
-        /// [`super::erf`] on every lane: both branches, then a select.
+        /// [`super::erf`] on every lane of `N` vectors, in place: both branches, then a select.
         #[inline(always)]
-        unsafe fn erf(x: $v) -> $v {
+        #[allow(clippy::needless_range_loop)] // index-parallel steps over equal-length arrays
+        unsafe fn erf_n<const N: usize>(x: &mut [$v; N]) {
             // SAFETY: the caller runs with the width's features.
             unsafe {
                 let fma = |a, b, c| $fma(a, b, c);
-                let t = abs(x);
-
-                let s = $mul(x, x);
-                let r = fma($splat(ERF_S0), s, $splat(ERF_S1));
-                let r = fma(r, s, $splat(ERF_S2));
-                let r = fma(r, s, $splat(ERF_S3));
-                let r = fma(r, s, $splat(ERF_S4));
-                let r = fma(r, s, $splat(ERF_S5));
-                let small = fma(r, x, x);
-
-                let tc = $min(t, $splat(ERF_CLAMP));
-                let sc = $mul(tc, tc);
-                let r = fma($splat(ERF_L0), tc, $splat(ERF_L1));
-                let u = fma($splat(ERF_L2), tc, $splat(ERF_L3));
-                let r = fma(r, sc, u);
-                let r = fma(r, tc, $splat(ERF_L4));
-                let r = fma(r, tc, $splat(ERF_L5));
-                let r = fma(r, tc, $splat(ERF_L6));
-                let r = fma(r, tc, $sub($zero(), tc));
-                let magnitude = $sub($splat(1.0), exp_for_erf(r));
-                // copysign: the magnitude is positive, so OR-ing in the sign bit of x is exact.
-                let large = with_sign_of(magnitude, x);
-                select_gt(t, $splat(ERF_SPLIT), large, small)
+                let (mut small, mut tc, mut r, mut u) =
+                    ([$zero(); N], [$zero(); N], [$zero(); N], [$zero(); N]);
+                for i in 0..N {
+                    let s = $mul(x[i], x[i]);
+                    r[i] = fma($splat(ERF_S0), s, $splat(ERF_S1));
+                    r[i] = fma(r[i], s, $splat(ERF_S2));
+                    r[i] = fma(r[i], s, $splat(ERF_S3));
+                    r[i] = fma(r[i], s, $splat(ERF_S4));
+                    r[i] = fma(r[i], s, $splat(ERF_S5));
+                }
+                for i in 0..N {
+                    small[i] = fma(r[i], x[i], x[i]);
+                    tc[i] = $min(abs(x[i]), $splat(ERF_CLAMP));
+                }
+                for i in 0..N {
+                    let sc = $mul(tc[i], tc[i]);
+                    r[i] = fma($splat(ERF_L0), tc[i], $splat(ERF_L1));
+                    u[i] = fma($splat(ERF_L2), tc[i], $splat(ERF_L3));
+                    r[i] = fma(r[i], sc, u[i]);
+                }
+                for i in 0..N {
+                    r[i] = fma(r[i], tc[i], $splat(ERF_L4));
+                    r[i] = fma(r[i], tc[i], $splat(ERF_L5));
+                    r[i] = fma(r[i], tc[i], $splat(ERF_L6));
+                    r[i] = fma(r[i], tc[i], $sub($zero(), tc[i]));
+                }
+                exp_for_erf_n(&mut r);
+                for i in 0..N {
+                    let magnitude = $sub($splat(1.0), r[i]);
+                    // copysign: the magnitude is positive, so OR-ing in the sign bit of x is
+                    // exact.
+                    let large = with_sign_of(magnitude, x[i]);
+                    x[i] = select_gt(abs(x[i]), $splat(ERF_SPLIT), large, small[i]);
+                }
             }
         }
 
@@ -106,26 +140,37 @@ macro_rules! vector_math {
         #[inline(always)]
         pub(crate) unsafe fn exp_nonpositive(x: $v) -> $v {
             // SAFETY: the caller runs with the width's features.
-            unsafe { exp_for_erf($max($min(x, $zero()), $splat(EXP_MIN))) }
+            unsafe {
+                let mut x = [$max($min(x, $zero()), $splat(EXP_MIN))];
+                exp_for_erf_n(&mut x);
+                x[0]
+            }
         }
 
-        /// `exp` for arguments in [-87, 0], as [`super::exp_for_erf`].
+        /// `exp` for arguments in [-87, 0] on every lane of `N` vectors, in place, as
+        /// [`super::exp_for_erf`].
         #[inline(always)]
-        unsafe fn exp_for_erf(x: $v) -> $v {
+        #[allow(clippy::needless_range_loop)] // index-parallel steps over equal-length arrays
+        unsafe fn exp_for_erf_n<const N: usize>(x: &mut [$v; N]) {
             // SAFETY: the caller runs with the width's features.
             unsafe {
                 let fma = |a, b, c| $fma(a, b, c);
                 let magic = $splat(ROUND_MAGIC);
-                let k = $sub(fma(x, $splat(LOG2_E), magic), magic);
-                let f = fma(k, $splat(-LN2_HI), x);
-                let f = fma(k, $splat(-LN2_LO), f);
-                let p = fma($splat(EXP_P0), f, $splat(EXP_P1));
-                let p = fma(p, f, $splat(EXP_P2));
-                let p = fma(p, f, $splat(EXP_P3));
-                let p = fma(p, f, $splat(EXP_P4));
-                let p = fma(p, f, $splat(EXP_P5));
-                let p = $add(fma(p, $mul(f, f), f), $splat(1.0));
-                $mul(p, pow2(k))
+                let (mut k, mut f) = ([$zero(); N], [$zero(); N]);
+                for i in 0..N {
+                    k[i] = $sub(fma(x[i], $splat(LOG2_E), magic), magic);
+                    f[i] = fma(k[i], $splat(-LN2_HI), x[i]);
+                    f[i] = fma(k[i], $splat(-LN2_LO), f[i]);
+                }
+                for i in 0..N {
+                    let p = fma($splat(EXP_P0), f[i], $splat(EXP_P1));
+                    let p = fma(p, f[i], $splat(EXP_P2));
+                    let p = fma(p, f[i], $splat(EXP_P3));
+                    let p = fma(p, f[i], $splat(EXP_P4));
+                    let p = fma(p, f[i], $splat(EXP_P5));
+                    let p = $add(fma(p, $mul(f[i], f[i]), f[i]), $splat(1.0));
+                    x[i] = $mul(p, pow2(k[i]));
+                }
             }
         }
     };
