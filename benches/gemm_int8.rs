@@ -13,6 +13,9 @@
 //! threads, with the ratio (`QUANTSERVE_AMX_ONLY=1` runs only that table; without AMX it shows the
 //! VNNI column and says why AMX is missing).
 //!
+//! Then what the fused exact GELU adds to the FFN's first matmul at MiniLM and BERT-base shapes
+//! (`QUANTSERVE_EPILOGUE_ONLY=1` runs only that table).
+//!
 //! `cargo bench --bench gemm_int8`; `QUANTSERVE_ISA` picks the int8 path.
 
 use std::hint::black_box;
