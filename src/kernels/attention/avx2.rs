@@ -90,15 +90,23 @@ unsafe fn scores_whole<const R: usize, const N: usize>(
     scores: &mut [f32],
     j0: usize,
 ) {
-    let (keys, scale) = (b.keys, _mm256_set1_ps(b.job.scale));
-    let queries: [&[f32]; R] = std::array::from_fn(|r| b.query(r));
+    let (keys, scale, dim, kt_len) = (b.keys, _mm256_set1_ps(b.job.scale), b.job.dim, kt.len());
+    // Bounds checked once, here (query rows are `dim` long; the last line of `kt` read ends at
+    // `(dim − 1)·keys + j0 + 8·N`): per c, checks cost as much as the FMAs.
+    let queries: [*const f32; R] = std::array::from_fn(|r| b.query(r)[..dim].as_ptr());
+    let kt = kt[j0..].as_ptr();
     let mut acc = [[_mm256_setzero_ps(); N]; R];
-    for c in 0..b.job.dim {
-        let line = kt[c * keys + j0..c * keys + j0 + 8 * N].as_ptr();
+    if dim > 0 {
+        assert!((dim - 1) * keys + j0 + 8 * N <= kt_len);
+    }
+    for c in 0..dim {
+        // SAFETY: c < dim, per the check above.
+        let line = unsafe { kt.add(c * keys) };
         // SAFETY: `line` points at 8·N floats.
         let kv: [__m256; N] = std::array::from_fn(|t| unsafe { _mm256_loadu_ps(line.add(8 * t)) });
-        for (acc_r, q) in acc.iter_mut().zip(&queries) {
-            let qc = _mm256_set1_ps(q[c]);
+        for (acc_r, &q) in acc.iter_mut().zip(&queries) {
+            // SAFETY: c < dim, the length of the query row.
+            let qc = _mm256_set1_ps(unsafe { q.add(c).read() });
             for t in 0..N {
                 acc_r[t] = _mm256_fmadd_ps(qc, kv[t], acc_r[t]);
             }
@@ -246,14 +254,21 @@ unsafe fn values_rows<const R: usize, const V: usize>(b: &Block, scores: &[f32])
 unsafe fn values_whole<const R: usize, const N: usize>(b: &Block, scores: &[f32], c0: usize) {
     let (keys, lk) = (b.keys, b.job.k.rows);
     let mut acc = [[_mm256_setzero_ps(); N]; R];
-    for j in 0..lk {
-        let v = b.value(j)[c0..c0 + 8 * N].as_ptr();
-        // SAFETY: `v` points at 8·N floats of row j.
-        let vv: [__m256; N] = std::array::from_fn(|t| unsafe { _mm256_loadu_ps(v.add(8 * t)) });
-        for (r, acc_r) in acc.iter_mut().enumerate() {
-            let p = _mm256_set1_ps(scores[r * keys + j]);
-            for t in 0..N {
-                acc_r[t] = _mm256_fmadd_ps(p, vv[t], acc_r[t]);
+    if lk > 0 {
+        // Bounds checked once (the rows' probabilities as slices of exactly `lk`, the value rows
+        // by `value_rows`): per key, checks and re-derived row pointers cost as much as its FMAs.
+        let p: [*const f32; R] = std::array::from_fn(|r| scores[r * keys..r * keys + lk].as_ptr());
+        let (v0, stride) = b.value_rows(lk, c0, 8 * N);
+        for j in 0..lk {
+            // SAFETY: row j < lk of the value rows `value_rows` checked holds 8·N floats here.
+            let vv: [__m256; N] =
+                std::array::from_fn(|t| unsafe { _mm256_loadu_ps(v0.add(j * stride + 8 * t)) });
+            for (acc_r, &p) in acc.iter_mut().zip(&p) {
+                // SAFETY: j < lk, the length of the slice `p` was taken from.
+                let pj = _mm256_set1_ps(unsafe { p.add(j).read() });
+                for t in 0..N {
+                    acc_r[t] = _mm256_fmadd_ps(pj, vv[t], acc_r[t]);
+                }
             }
         }
     }

@@ -409,6 +409,18 @@ impl Block<'_> {
         self.job.v.row(j, self.job.off, self.job.dim)
     }
 
+    /// Value rows `0..rows` (`rows ≥ 1`), columns `c0 .. c0 + len` of the head, for a loop that
+    /// addresses them by pointer: (row 0's column `c0`, the row stride). Checks once, here, that
+    /// the last row holds those columns, so every row before it does too; the pointer carries the
+    /// whole matrix's provenance.
+    pub(crate) fn value_rows(&self, rows: usize, c0: usize, len: usize) -> (*const f32, usize) {
+        let (v, off) = (&self.job.v, self.job.off + c0);
+        assert!(rows >= 1 && c0 + len <= self.job.dim);
+        let start = v.first_row * v.stride + v.col + off;
+        assert!(start + (rows - 1) * v.stride + len <= v.data.len());
+        (v.data[start..].as_ptr(), v.stride)
+    }
+
     /// Where output row `r` of the block starts.
     pub(crate) fn out_row(&self, r: usize) -> *mut f32 {
         self.job
