@@ -20,9 +20,9 @@ const CLASSIFIER_LOGIT_TOLERANCE: f32 = 0.3;
 /// nearer ties are covered by the logit tolerance alone.
 const CLASSIFIER_DECISIVE_GAP: f32 = 0.6;
 /// Translators: greedy outputs identical on at least this many of 20 cases, first token on 18,
-/// first-step top-10 logits within 1.5 (README: measured 14–16/20 and 0.42–1.05 between the
-/// tool's own f32 and f64 runs).
-const TRANSLATOR_MIN_IDENTICAL: usize = 14;
+/// first-step top-10 logits within 1.5 (README: measured 13–17/20 against quantserve, one below
+/// the lowest; the tool's own f32 and f64 runs agree on only 10–17/20, logits within 0.36–1.05).
+const TRANSLATOR_MIN_IDENTICAL: usize = 12;
 const TRANSLATOR_MIN_FIRST_TOKEN: usize = 18;
 const TRANSLATOR_LOGIT_TOLERANCE: f32 = 1.5;
 
