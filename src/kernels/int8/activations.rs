@@ -149,7 +149,7 @@ fn inverse_and_scale(amax: f32) -> (f32, f32) {
 use std::arch::x86_64::*;
 
 /// # Safety
-/// The CPU must support avx512f; `q_row.len() >= x_row.len()`.
+/// The CPU must support avx512f and avx512bw; `q_row.len() >= x_row.len()`.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw")]
 pub(crate) unsafe fn quantize_row_avx512(x_row: &[f32], q_row: &mut [u8]) -> f32 {
