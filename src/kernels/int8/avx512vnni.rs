@@ -5,7 +5,7 @@ use std::arch::x86_64::*;
 use std::ops::Range;
 
 use super::{GEMV_MAX_ROWS, Job, MR, NR, Out, accumulate_quads, quad_weights};
-use crate::kernels::simd::avx512::activate;
+use crate::kernels::simd::avx512::activate_all;
 
 /// zmm vectors per panel row (16 i32 lanes each).
 const VECS: usize = NR / 16;
@@ -174,22 +174,28 @@ pub(super) unsafe fn store<const ROWS: usize>(
                 let bias = epi
                     .bias
                     .map(|b| unsafe { _mm512_maskz_loadu_ps(mask, b.as_ptr().add(col)) });
-                for (r, acc_row) in acc.iter().enumerate() {
-                    let m = m0 + r;
-                    let at = m * stride + col;
-                    let scale = _mm512_mul_ps(_mm512_set1_ps(job.a.row_scales()[m]), col_scale);
-                    let mut y = _mm512_mul_ps(_mm512_cvtepi32_ps(acc_row[j]), scale);
+                let mut y = [_mm512_setzero_ps(); ROWS];
+                for (r, (y, acc_row)) in y.iter_mut().zip(&acc).enumerate() {
+                    let scale =
+                        _mm512_mul_ps(_mm512_set1_ps(job.a.row_scales()[m0 + r]), col_scale);
+                    *y = _mm512_mul_ps(_mm512_cvtepi32_ps(acc_row[j]), scale);
                     if let Some(bias) = bias {
-                        y = _mm512_add_ps(y, bias);
+                        *y = _mm512_add_ps(*y, bias);
                     }
-                    // SAFETY: this path runs with the vector width's features.
-                    y = unsafe { activate(y, epi.activation) };
+                }
+                // SAFETY: this path runs with the vector width's features.
+                unsafe { activate_all(&mut y, epi.activation) };
+                for (r, &y) in y.iter().enumerate() {
+                    let at = (m0 + r) * stride + col;
                     // SAFETY: `gemm` checked that residual and out cover M×N at this stride;
                     // masked-off lanes are neither read nor written.
                     unsafe {
-                        if let Some(residual) = residual {
-                            y = _mm512_add_ps(y, _mm512_maskz_loadu_ps(mask, residual.add(at)));
-                        }
+                        let y = match residual {
+                            Some(residual) => {
+                                _mm512_add_ps(y, _mm512_maskz_loadu_ps(mask, residual.add(at)))
+                            }
+                            None => y,
+                        };
                         _mm512_mask_storeu_ps(out.add(at), mask, y);
                     }
                 }

@@ -5,7 +5,7 @@ use std::arch::x86_64::*;
 
 use super::pack::CacheLine;
 use super::{BLOCK, GEMV_MAX_ROWS, TILE_BLOCKS, TileJob, tile_blocks, with_widened_tile};
-use crate::kernels::simd::avx512::activate;
+use crate::kernels::simd::avx512::activate_all;
 
 /// A core alone cannot keep enough DRAM reads in flight (kernels.md §3): request each block's
 /// line this far ahead.
@@ -252,52 +252,48 @@ fn add_group<const MR: usize>(
     }
 }
 
-/// Stores rows `r0..r0 + MR` × the tile's blocks with [`store_block`].
+/// Writes `facc · xs[row] (+ bias)`, activated, to rows `r0..r0 + MR` × the tile's blocks (the
+/// columns below N); a block's rows go through the activation together ([`activate_all`]).
 ///
 /// # Safety
-/// As [`store_block`], for every one of those rows.
+/// The CPU must support avx512f; `job.out` must be valid for writes of those rows × the tile's
+/// columns below N, and no other thread may access them meanwhile.
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw")]
-unsafe fn store_rows<const MR: usize>(
+pub(super) unsafe fn store_rows<const MR: usize>(
     job: &TileJob,
     r0: usize,
     facc: &[[__m512; TILE_BLOCKS]; MR],
 ) {
     for b in 0..TILE_BLOCKS {
-        for (r, row) in facc.iter().enumerate() {
-            // SAFETY: per this function's contract.
-            unsafe { store_block(job, r0 + r, b, row[b]) };
+        let col0 = (job.tile * TILE_BLOCKS + b) * BLOCK;
+        if col0 >= job.w.n() {
+            return;
+        }
+        let width = BLOCK.min(job.w.n() - col0);
+        let keep: __mmask16 = if width == BLOCK {
+            !0
+        } else {
+            (1u16 << width) - 1
+        };
+        // SAFETY: the mask covers only columns < N, inside `bias`.
+        let bias = job
+            .bias
+            .map(|bias| unsafe { _mm512_maskz_loadu_ps(keep, bias.as_ptr().add(col0)) });
+        let mut y = [_mm512_setzero_ps(); MR];
+        for (r, (y, row)) in y.iter_mut().zip(facc).enumerate() {
+            *y = _mm512_mul_ps(row[b], _mm512_set1_ps(job.a.row_scale(r0 + r)));
+            if let Some(bias) = bias {
+                *y = _mm512_add_ps(*y, bias);
+            }
+        }
+        // SAFETY: this path runs with the vector width's features.
+        unsafe { activate_all(&mut y, job.activation) };
+        for (r, &y) in y.iter().enumerate() {
+            let row = r0 + r;
+            // SAFETY: the row's columns col0..col0 + width < N belong to this tile (caller's
+            // contract).
+            unsafe { _mm512_mask_storeu_ps(job.out.0.add(row * job.stride + col0), keep, y) };
         }
     }
-}
-
-/// Writes `facc · xs[row] (+ bias)`, activated, to row `row` and column block `b` of the tile.
-///
-/// # Safety
-/// The CPU must support avx512f; `job.out` must be valid for writes of that row × the block's
-/// columns (`< N`), and no other thread may access them meanwhile.
-#[inline]
-#[target_feature(enable = "avx512f,avx512bw")]
-pub(super) unsafe fn store_block(job: &TileJob, row: usize, b: usize, facc: __m512) {
-    let col0 = (job.tile * TILE_BLOCKS + b) * BLOCK;
-    if col0 >= job.w.n() {
-        return;
-    }
-    let width = BLOCK.min(job.w.n() - col0);
-    let keep: __mmask16 = if width == BLOCK {
-        !0
-    } else {
-        (1u16 << width) - 1
-    };
-    let mut y = _mm512_mul_ps(facc, _mm512_set1_ps(job.a.row_scale(row)));
-    if let Some(bias) = job.bias {
-        // SAFETY: the mask covers only columns < N, inside `bias`.
-        y = _mm512_add_ps(y, unsafe {
-            _mm512_maskz_loadu_ps(keep, bias.as_ptr().add(col0))
-        });
-    }
-    // SAFETY: this path runs with the vector width's features.
-    y = unsafe { activate(y, job.activation) };
-    // SAFETY: the row's columns col0..col0 + width < N belong to this tile (caller's contract).
-    unsafe { _mm512_mask_storeu_ps(job.out.0.add(row * job.stride + col0), keep, y) };
 }

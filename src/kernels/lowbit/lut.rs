@@ -15,7 +15,7 @@
 
 use std::arch::x86_64::*;
 
-use super::avx512::store_block;
+use super::avx512::store_rows;
 use super::pack::CacheLine;
 use super::{TILE_BLOCKS, TileJob};
 
@@ -124,8 +124,6 @@ pub(super) unsafe fn tile(job: &TileJob, tables: &[u8]) {
             facc[b] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(v), s, facc[b]);
         }
     }
-    for (b, &f) in facc.iter().enumerate() {
-        // SAFETY: features and output per this function's contract.
-        unsafe { store_block(job, 0, b, f) };
-    }
+    // SAFETY: features and output (row 0) per this function's contract.
+    unsafe { store_rows(job, 0, &[facc]) };
 }
