@@ -51,7 +51,7 @@
 //! (Emerald Rapids, 2026-12-07): the self-test and `tests/int8_kernels.rs` pass bit for bit, and
 //! `QUANTSERVE_AMX_ONLY=1 cargo bench --bench gemm_int8` measured 2.0–3.6× the AVX-512 VNNI path
 //! at one thread without GELU. The blocking constants are still the reasoned ones.
-//!
+
 mod asm;
 #[cfg(test)]
 mod emulator;
