@@ -88,10 +88,10 @@ unsafe fn tile<const ROWS: usize, const PREFETCH: bool>(job: &Job, m0: usize, pa
             }
         }
     }
-    // By value: a reference would let the accumulator array escape, and LLVM then writes all 24
-    // registers back to the stack on every K step.
+    // By value (a `move` closure): a reference would let the accumulator array escape, and LLVM
+    // then writes all 24 registers back to the stack on every K step.
     // SAFETY: forwarded contract of this function.
-    unsafe { store(job, m0, panel, acc) };
+    unsafe { store::<ROWS>(job, m0, panel, move |r, j| acc[r][j]) };
 }
 
 /// One K-quad: per row, broadcast its 4 activation bytes and `vpdpbusd` them against 48 columns.
@@ -137,7 +137,7 @@ pub(super) unsafe fn store<const ROWS: usize>(
     job: &Job,
     m0: usize,
     panel: usize,
-    acc: [[__m512i; VECS]; ROWS],
+    acc: impl Fn(usize, usize) -> __m512i,
 ) {
     let n = job.w.n();
     let stride = job.out_stride;
@@ -153,13 +153,13 @@ pub(super) unsafe fn store<const ROWS: usize>(
         };
         match job.out {
             Out::I32(out) => {
-                for (r, acc_row) in acc.iter().enumerate() {
+                for r in 0..ROWS {
                     // SAFETY: lanes up to column N of an owned row; masked lanes are not written.
                     unsafe {
                         _mm512_mask_storeu_epi32(
                             out.add((m0 + r) * stride + col).cast(),
                             mask,
-                            acc_row[j],
+                            acc(r, j),
                         )
                     };
                 }
@@ -175,10 +175,10 @@ pub(super) unsafe fn store<const ROWS: usize>(
                     .bias
                     .map(|b| unsafe { _mm512_maskz_loadu_ps(mask, b.as_ptr().add(col)) });
                 let mut y = [_mm512_setzero_ps(); ROWS];
-                for (r, (y, acc_row)) in y.iter_mut().zip(&acc).enumerate() {
+                for (r, y) in y.iter_mut().enumerate() {
                     let scale =
                         _mm512_mul_ps(_mm512_set1_ps(job.a.row_scales()[m0 + r]), col_scale);
-                    *y = _mm512_mul_ps(_mm512_cvtepi32_ps(acc_row[j]), scale);
+                    *y = _mm512_mul_ps(_mm512_cvtepi32_ps(acc(r, j)), scale);
                     if let Some(bias) = bias {
                         *y = _mm512_add_ps(*y, bias);
                     }
