@@ -37,10 +37,11 @@
 //! 1-row-tile block (both the same `asm!` with a shape flag: a predictable branch per K step).
 //!
 //! Loop order within a work unit: panel group → K block → column-tile pair → row block. A pair's
-//! B slice of one K block (2 × 16 KiB at most, of a 48 KiB L1d) is reused from L1 by the unit's
-//! row blocks while their A tiles stream from L2; K blocks of at most 1024 bytes bound that slice for long K
-//! (FFN down-projection, K = 3072), at the cost of storing and reloading the accumulators between
-//! K blocks (they go through the same scratch buffer the epilogue reads).
+//! B slice of one K block (2 × 8 KiB at most) is reused from L1 by the unit's row blocks, whose A
+//! tiles of the same K block (another 16 KiB per 32 rows) stream in beside it, both inside the
+//! 48 KiB L1d; K blocks of at most 512 bytes bound the two for long K (FFN down-projection,
+//! K = 3072), at the cost of storing and reloading the accumulators between K blocks (they go
+//! through the same scratch buffer the epilogue reads).
 //!
 //! The permission request, CPUID checks and a start-up self-test of the real instructions
 //! against a scalar sum gate the path ([`usable`]); a failure falls back to AVX-512 VNNI with one
@@ -83,9 +84,11 @@ const CHUNK_B_BYTES: usize = TILE_K / 4 * QUAD_BYTES;
 const COL_TILES: usize = NR / 16;
 /// Panels per group (see the module comment): 6 column tiles = 3 pairs.
 const GROUP_PANELS: usize = 2;
-/// At most this many 64-byte K chunks per pass over a group (1024 K values): a column-tile
-/// pair's B slice is then ≤ 32 KiB. Not measured on AMX hardware yet; see the module comment.
-const K_BLOCK_CHUNKS: usize = 16;
+/// At most this many 64-byte K chunks per pass over a group (512 K values): a column-tile pair's
+/// B slice is then ≤ 16 KiB. Measured on Emerald Rapids against 16 (B ≤ 32 KiB, which with the
+/// A tiles overflows L1): the same at K = 384 and 768, 10–20 % faster at K = 3072 with M = 32–64
+/// (`QUANTSERVE_AMX_ONLY=1 cargo bench --bench gemm_int8`, one run each, 2026-12-07).
+const K_BLOCK_CHUNKS: usize = 8;
 
 const _: () = assert!(AMX_MR == 2 * TILE_ROWS);
 
@@ -379,9 +382,7 @@ unsafe fn group_rows<T: TileUnit>(
             let acc = &scratch.acc[p * n_rows + r..][..TILE_ROWS];
             // SAFETY: rows rows.start + r .. + 16 and the panel's columns belong to this unit
             // (caller's contract); the store masks the columns past N.
-            unsafe {
-                avx512vnni::store::<TILE_ROWS>(job, rows.start + r, panel, |i, j| acc[i][j])
-            };
+            unsafe { avx512vnni::store::<TILE_ROWS>(job, rows.start + r, panel, |i, j| acc[i][j]) };
         }
     }
 }
