@@ -42,41 +42,69 @@ pub(super) unsafe fn block(b: &Block, kt: &[f32], scores: &mut [f32]) {
     }
 }
 
-/// `scores[r][j] = (Σ_c q[r][c] · kt[c][j]) · scale` for every (padded) key.
+/// `scores[r][j] = (Σ_c q[r][c] · kt[c][j]) · scale` for every (padded) key: passes of up to
+/// [`VECS`] vectors of 16 keys, each with its vector count as a constant (a run-time count put a
+/// compare and branch beside every FMA: `perf annotate` on Emerald Rapids).
 #[inline]
 #[target_feature(enable = "avx512f")]
 unsafe fn scores_rows<const R: usize>(b: &Block, kt: &[f32], scores: &mut [f32]) {
-    let (keys, scale) = (b.keys, _mm512_set1_ps(b.job.scale));
-    let queries: [&[f32]; R] = std::array::from_fn(|r| b.query(r));
+    let keys = b.keys;
     let mut j0 = 0;
     while j0 < keys {
         let n = ((keys - j0) / 16).min(VECS);
-        let mut acc = [[_mm512_setzero_ps(); VECS]; R];
-        for c in 0..b.job.dim {
-            let line = &kt[c * keys + j0..c * keys + j0 + 16 * n];
-            // SAFETY: `line` holds 16·n floats.
-            let kv: [__m512; VECS] = std::array::from_fn(|t| {
-                if t < n {
-                    unsafe { _mm512_loadu_ps(line[16 * t..].as_ptr()) }
-                } else {
-                    _mm512_setzero_ps()
-                }
-            });
-            for (acc_r, q) in acc.iter_mut().zip(&queries) {
-                let qc = _mm512_set1_ps(q[c]);
-                for t in 0..n {
-                    acc_r[t] = _mm512_fmadd_ps(qc, kv[t], acc_r[t]);
-                }
-            }
-        }
-        for (r, acc_r) in acc.iter().enumerate() {
-            for (t, a) in acc_r.iter().enumerate().take(n) {
-                let at = r * keys + j0 + 16 * t;
-                // SAFETY: `at + 16 ≤ (r + 1) · keys ≤ scores.len()`.
-                unsafe { _mm512_storeu_ps(scores[at..].as_mut_ptr(), _mm512_mul_ps(*a, scale)) };
+        // SAFETY: forwarded contract; keys j0 .. j0 + 16·n ≤ keys (a multiple of 16).
+        unsafe {
+            match n {
+                1 => scores_whole::<R, 1>(b, kt, scores, j0),
+                2 => scores_whole::<R, 2>(b, kt, scores, j0),
+                3 => scores_whole::<R, 3>(b, kt, scores, j0),
+                _ => scores_whole::<R, 4>(b, kt, scores, j0),
             }
         }
         j0 += 16 * n;
+    }
+}
+
+/// [`scores_rows`] for keys `j0 .. j0 + 16·N`.
+///
+/// # Safety
+/// As [`block`]; `j0 + 16·N ≤ keys`.
+#[inline]
+#[target_feature(enable = "avx512f")]
+unsafe fn scores_whole<const R: usize, const N: usize>(
+    b: &Block,
+    kt: &[f32],
+    scores: &mut [f32],
+    j0: usize,
+) {
+    let (keys, scale, dim) = (b.keys, _mm512_set1_ps(b.job.scale), b.job.dim);
+    // Bounds checked once, here (query rows are `dim` long; the last line of `kt` read ends at
+    // `(dim − 1)·keys + j0 + 16·N`).
+    if dim > 0 {
+        assert!((dim - 1) * keys + j0 + 16 * N <= kt.len());
+    }
+    let queries: [*const f32; R] = std::array::from_fn(|r| b.query(r)[..dim].as_ptr());
+    let kt = kt[j0..].as_ptr();
+    let mut acc = [[_mm512_setzero_ps(); N]; R];
+    for c in 0..dim {
+        // SAFETY: c < dim, per the check above.
+        let line = unsafe { kt.add(c * keys) };
+        // SAFETY: `line` points at 16·N floats.
+        let kv: [__m512; N] = std::array::from_fn(|t| unsafe { _mm512_loadu_ps(line.add(16 * t)) });
+        for (acc_r, &q) in acc.iter_mut().zip(&queries) {
+            // SAFETY: c < dim, the length of the query row.
+            let qc = _mm512_set1_ps(unsafe { q.add(c).read() });
+            for t in 0..N {
+                acc_r[t] = _mm512_fmadd_ps(qc, kv[t], acc_r[t]);
+            }
+        }
+    }
+    for (r, acc_r) in acc.iter().enumerate() {
+        for (t, a) in acc_r.iter().enumerate() {
+            let at = r * keys + j0 + 16 * t;
+            // SAFETY: `at + 16 ≤ (r + 1) · keys ≤ scores.len()`.
+            unsafe { _mm512_storeu_ps(scores[at..].as_mut_ptr(), _mm512_mul_ps(*a, scale)) };
+        }
     }
 }
 
@@ -162,44 +190,67 @@ unsafe fn softmax(row: &mut [f32], visible: usize) {
     }
 }
 
-/// `out[r][c] = Σ_j p[r][j] · v[j][c]` over the real keys, 16 columns per vector (the last ones
-/// masked).
+/// `out[r][c] = Σ_j p[r][j] · v[j][c]` over the real keys: passes of up to [`VECS`] vectors of 16
+/// columns (the last ones masked), each with its vector count as a constant.
 #[inline]
 #[target_feature(enable = "avx512f")]
 unsafe fn values_rows<const R: usize>(b: &Block, scores: &[f32]) {
-    let (d, keys, lk) = (b.job.dim, b.keys, b.job.k.rows);
+    let d = b.job.dim;
     let mut c0 = 0;
     while c0 < d {
         let n = (d - c0).div_ceil(16).min(VECS);
-        let masks: [__mmask16; VECS] = std::array::from_fn(|t| {
-            let left = (d - c0).saturating_sub(16 * t);
-            if left >= 16 { !0 } else { (1u16 << left) - 1 }
-        });
-        let mut acc = [[_mm512_setzero_ps(); VECS]; R];
-        for j in 0..lk {
-            let v = &b.value(j)[c0..];
-            // SAFETY: masked lanes are not read; unmasked ones are columns < d of row j.
-            let vv: [__m512; VECS] = std::array::from_fn(|t| {
-                if t < n {
-                    unsafe { _mm512_maskz_loadu_ps(masks[t], v.as_ptr().wrapping_add(16 * t)) }
-                } else {
-                    _mm512_setzero_ps()
-                }
-            });
-            for (r, acc_r) in acc.iter_mut().enumerate() {
-                let p = _mm512_set1_ps(scores[r * keys + j]);
-                for t in 0..n {
-                    acc_r[t] = _mm512_fmadd_ps(p, vv[t], acc_r[t]);
-                }
-            }
-        }
-        for (r, acc_r) in acc.iter().enumerate() {
-            let out = b.out_row(r).wrapping_add(c0);
-            for t in 0..n {
-                // SAFETY: unmasked lanes are columns < d of an output row of this block.
-                unsafe { _mm512_mask_storeu_ps(out.wrapping_add(16 * t), masks[t], acc_r[t]) };
+        // SAFETY: forwarded contract; vector t < n starts at a column c0 + 16t < d.
+        unsafe {
+            match n {
+                1 => values_part::<R, 1>(b, scores, c0),
+                2 => values_part::<R, 2>(b, scores, c0),
+                3 => values_part::<R, 3>(b, scores, c0),
+                _ => values_part::<R, 4>(b, scores, c0),
             }
         }
         c0 += 16 * n;
+    }
+}
+
+/// [`values_rows`] for columns `c0 .. min(c0 + 16·N, d)`.
+///
+/// # Safety
+/// As [`block`]; `c0 + 16·(N − 1) < d`.
+#[inline]
+#[target_feature(enable = "avx512f")]
+unsafe fn values_part<const R: usize, const N: usize>(b: &Block, scores: &[f32], c0: usize) {
+    let (d, keys, lk) = (b.job.dim, b.keys, b.job.k.rows);
+    let width = (d - c0).min(16 * N);
+    let masks: [__mmask16; N] = std::array::from_fn(|t| {
+        let left = width.saturating_sub(16 * t);
+        if left >= 16 { !0 } else { (1u16 << left) - 1 }
+    });
+    let mut acc = [[_mm512_setzero_ps(); N]; R];
+    if lk > 0 {
+        // Bounds checked once (the rows' probabilities as slices of exactly `lk`, the value rows
+        // by `value_rows`): per key, checks and re-derived row pointers cost as much as its FMAs.
+        let p: [*const f32; R] = std::array::from_fn(|r| scores[r * keys..r * keys + lk].as_ptr());
+        let (v0, stride) = b.value_rows(lk, c0, width);
+        for j in 0..lk {
+            // SAFETY: row j < lk of the value rows `value_rows` checked holds `width` floats
+            // from v0 + j·stride; masked lanes (from `width` on) are not read.
+            let vv: [__m512; N] = std::array::from_fn(|t| unsafe {
+                _mm512_maskz_loadu_ps(masks[t], v0.wrapping_add(j * stride + 16 * t))
+            });
+            for (acc_r, &p) in acc.iter_mut().zip(&p) {
+                // SAFETY: j < lk, the length of the slice `p` was taken from.
+                let pj = _mm512_set1_ps(unsafe { p.add(j).read() });
+                for t in 0..N {
+                    acc_r[t] = _mm512_fmadd_ps(pj, vv[t], acc_r[t]);
+                }
+            }
+        }
+    }
+    for (r, acc_r) in acc.iter().enumerate() {
+        let out = b.out_row(r).wrapping_add(c0);
+        for (t, a) in acc_r.iter().enumerate() {
+            // SAFETY: unmasked lanes are columns < d of an output row of this block.
+            unsafe { _mm512_mask_storeu_ps(out.wrapping_add(16 * t), masks[t], *a) };
+        }
     }
 }
