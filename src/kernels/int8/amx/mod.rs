@@ -50,7 +50,7 @@
 //! Status: written on an AMD EPYC (Zen 4) VM without AMX, where the driver is tested on a tile
 //! emulator that transcribes the `asm!` block (unit tests below). First run on AMX hardware
 //! (Emerald Rapids, 2026-12-07): the self-test and `tests/int8_kernels.rs` pass bit for bit, and
-//! `QUANTSERVE_AMX_ONLY=1 cargo bench --bench gemm_int8` measured 2.0–3.6× the AVX-512 VNNI path
+//! `QUANTSERVE_AMX_ONLY=1 cargo bench --bench gemm_int8` measured 1.9–3.8× the AVX-512 VNNI path
 //! at one thread without GELU. The blocking constants are still the reasoned ones.
 
 mod asm;
