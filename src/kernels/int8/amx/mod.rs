@@ -142,13 +142,14 @@ fn check() -> Result<(), AmxUnavailable> {
 }
 
 /// Runs the kernel on small fixed problems (a K tail, a second K block, a 16-row block and VNNI
-/// leftovers, extreme values) and compares with the plain triple loop: a wrong instruction
-/// encoding or tile configuration shows here, before any model uses the path.
+/// leftovers, extreme values, and all four block shapes: 2 × 2, 2 × 1, 1 × 2 and 1 × 1 tiles)
+/// and compares with the plain triple loop: a wrong instruction encoding or tile configuration
+/// shows here, before any model uses the path.
 ///
 /// # Safety
 /// The CPU must support avx512f/bw/vnni, and `T` must be runnable (for [`Asm`]: AMX permitted).
 unsafe fn self_test<T: TileUnit>() -> Result<(), String> {
-    for &(m, n, k) in &[(49usize, 96usize, 200usize), (32, 48, 1100)] {
+    for &(m, n, k) in &[(49usize, 96usize, 200usize), (32, 48, 1100), (16, 48, 64)] {
         let x: Vec<f32> = (0..m * k)
             .map(|i| match i % 7 {
                 0 => 1.0,
