@@ -5,8 +5,10 @@ use proptest::prelude::*;
 use quantserve::kernels::int8::quantize::quantize_per_output_channel;
 use quantserve::kernels::int8::{
     Activation, Epilogue, Isa, IsaError, PackedI8Weights, QuantizedActivations, erf, gelu, gemm,
-    gemm_add, gemm_s32, gemm_s32_reference, isa_from_setting, quantize_activations,
+    gemm_add, gemm_s32, gemm_s32_reference, isa_from_setting, layer_norm_quantize,
+    quantize_activations,
 };
+use quantserve::kernels::ops::layer_norm;
 
 /// Deterministic data from a seed (proptest then only has to shrink shapes and seeds).
 struct Rng(u64);
@@ -348,6 +350,60 @@ proptest! {
             prop_assert_eq!(q.row_scales(), reference.row_scales());
             for row in 0..m {
                 prop_assert_eq!(q.row(row), reference.row(row), "row {} on {}", row, isa);
+            }
+        }
+    }
+}
+
+/// The fused layer norm + quantization gives the bits of the two passes it replaces, on every
+/// path, serially and over a pool (rows split into tasks).
+#[test]
+fn layer_norm_quantize_equals_norm_then_quantize() {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(2)
+        .build()
+        .unwrap();
+    for (rows, dim, seed) in [
+        (1, 384, 1),
+        (7, 37, 2),
+        (130, 384, 3),
+        (90, 768, 4),
+        (0, 64, 5),
+    ] {
+        let mut rng = Rng(seed);
+        let x = rng.f32s(rows * dim, 6.0);
+        let gamma = rng.f32s(dim, 2.0);
+        let beta = rng.f32s(dim, 1.0);
+        let mut normed = x.clone();
+        layer_norm(&mut normed, dim, &gamma, &beta, 1e-12);
+        let mut want = QuantizedActivations::new();
+        quantize_activations(Isa::Scalar, &normed, rows, dim, &mut want);
+        for isa in Isa::available() {
+            for threads in [1, 2] {
+                let mut got_x = x.clone();
+                let mut got = QuantizedActivations::new();
+                let mut run =
+                    || layer_norm_quantize(isa, &mut got_x, dim, &gamma, &beta, 1e-12, &mut got);
+                if threads == 1 {
+                    run()
+                } else {
+                    pool.install(run)
+                }
+                let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+                assert_eq!(
+                    bits(&got_x),
+                    bits(&normed),
+                    "{rows}×{dim} on {isa}, {threads} threads"
+                );
+                assert_eq!((got.m(), got.k()), (rows, dim));
+                assert_eq!(got.row_scales(), want.row_scales(), "{rows}×{dim} on {isa}");
+                for row in 0..rows {
+                    assert_eq!(
+                        got.row(row),
+                        want.row(row),
+                        "row {row} of {rows}×{dim} on {isa}"
+                    );
+                }
             }
         }
     }

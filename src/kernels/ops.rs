@@ -2,7 +2,7 @@
 //! (activations: `epilogue::Activation`). They are simple loops the compiler vectorises; the heavy work is in the matmuls.
 
 /// Rows per parallel task of the row operations: enough work to be worth a task.
-const ROW_OP_MIN_VALUES: usize = 1 << 14;
+pub(crate) const ROW_OP_MIN_VALUES: usize = 1 << 14;
 
 /// `Σ f(x)` over `xs` in 16 partial sums (element i into sum i mod 16) reduced pairwise: a
 /// fixed order that the compiler can vectorize (a plain sequential sum cannot be, since float
@@ -48,7 +48,7 @@ pub fn layer_norm(x: &mut [f32], dim: usize, gamma: &[f32], beta: &[f32], eps: f
 /// (the portable build targets SSE2 only, and this loop was 4.5 % of MiniLM on AMX). The code is
 /// the same plain multiplies and adds in the same order on every width (Rust never fuses or
 /// reorders them), so every CPU gets the same bits.
-fn norm_rows(rows: &mut [f32], dim: usize, gamma: &[f32], beta: &[f32], eps: f32) {
+pub(crate) fn norm_rows(rows: &mut [f32], dim: usize, gamma: &[f32], beta: &[f32], eps: f32) {
     #[cfg(target_arch = "x86_64")]
     {
         if is_x86_feature_detected!("avx512f") {

@@ -5,6 +5,7 @@ use super::attention::{Heads, Operand, batch_attention};
 use super::linear::Linear;
 use super::scratch::Scratch;
 use crate::kernels::epilogue::Activation;
+use crate::kernels::int8::{QuantizedActivations, layer_norm_quantize};
 use crate::kernels::ops::layer_norm;
 
 /// Layer-norm parameters.
@@ -16,6 +17,28 @@ pub struct Norm {
 impl Norm {
     pub fn apply(&self, x: &mut [f32], eps: f32) {
         layer_norm(x, self.gamma.len(), &self.gamma, &self.beta, eps);
+    }
+
+    /// `apply`, and if `consumer` (the layer that reads the normalised rows next) takes int8
+    /// activations, their quantization into `quantized` in the same pass; returns whether it did.
+    pub fn apply_for(
+        &self,
+        x: &mut [f32],
+        eps: f32,
+        consumer: Option<&Linear>,
+        quantized: &mut QuantizedActivations,
+    ) -> bool {
+        match consumer.and_then(Linear::int8_activation_isa) {
+            Some(isa) => {
+                let dim = self.gamma.len();
+                layer_norm_quantize(isa, x, dim, &self.gamma, &self.beta, eps, quantized);
+                true
+            }
+            None => {
+                self.apply(x, eps);
+                false
+            }
+        }
     }
 }
 
@@ -52,8 +75,15 @@ pub fn encode(layers: &[EncoderLayer], shape: EncoderShape, x: &mut [f32], offse
     let mut qkv = Scratch::zeroed(total * 3 * d);
     let mut ctx = Scratch::zeroed(total * d);
     let mut inter = Scratch::zeroed(total * max_ffn_width(layers.iter().map(|l| &l.ffn_in)));
-    for layer in layers {
-        layer.qkv.forward(x, total, &mut qkv);
+    // `x` quantized for the next int8 layer by the layer norm that wrote it (the first layer's
+    // input comes from the embeddings, unquantized).
+    let mut x_quantized = QuantizedActivations::new();
+    let mut have_quantized = false;
+    for (i, layer) in layers.iter().enumerate() {
+        let quantized = have_quantized.then_some(&x_quantized);
+        layer
+            .qkv
+            .forward_prequantized(x, quantized, total, &mut qkv, Activation::None);
         // Every (sequence, head) pair in parallel; each sequence attends only to itself.
         let view = |seq: &[usize], col| Operand {
             data: &qkv,
@@ -68,12 +98,19 @@ pub fn encode(layers: &[EncoderLayer], shape: EncoderShape, x: &mut [f32], offse
             .collect();
         batch_attention(&seqs, shape.heads, &mut ctx, d);
         layer.attn_out.forward_add(&ctx, total, x);
-        layer.attn_norm.apply(x, shape.eps);
+        have_quantized =
+            layer
+                .attn_norm
+                .apply_for(x, shape.eps, Some(&layer.ffn_in), &mut x_quantized);
         let inter = &mut inter[..total * layer.ffn_in.n_out()];
+        let quantized = have_quantized.then_some(&x_quantized);
         layer
             .ffn_in
-            .forward_activated(x, total, inter, shape.activation);
+            .forward_prequantized(x, quantized, total, inter, shape.activation);
         layer.ffn_out.forward_add(inter, total, x);
-        layer.ffn_norm.apply(x, shape.eps);
+        let next = layers.get(i + 1).map(|l| &l.qkv);
+        have_quantized = layer
+            .ffn_norm
+            .apply_for(x, shape.eps, next, &mut x_quantized);
     }
 }

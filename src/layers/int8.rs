@@ -57,11 +57,29 @@ impl LinearInt8 {
 
     /// `forward` with the activation applied in the kernel's epilogue (no extra pass).
     pub fn forward_fused(&self, x: &[f32], rows: usize, out: &mut [f32], activation: Activation) {
-        let n = self.packed.n();
         // Take the scratch out instead of borrowing it across `gemm`: while this thread waits on
         // rayon it may run another layer's `forward`, which must not find the cell borrowed.
         let mut qa = SCRATCH.take();
         quantize_activations(self.isa, x, rows, self.packed.k(), &mut qa);
+        self.gemm_quantized(&qa, rows, out, activation);
+        SCRATCH.set(qa);
+    }
+
+    fn gemm_quantized(
+        &self,
+        qa: &QuantizedActivations,
+        rows: usize,
+        out: &mut [f32],
+        activation: Activation,
+    ) {
+        let n = self.packed.n();
+        assert!(
+            qa.m() == rows && qa.k() == self.packed.k(),
+            "int8 layer given {}×{} quantized activations for {rows}×{}",
+            qa.m(),
+            qa.k(),
+            self.packed.k()
+        );
         let epilogue = Epilogue {
             bias: self.bias.as_deref(),
             activation,
@@ -69,13 +87,12 @@ impl LinearInt8 {
         };
         gemm(
             self.isa,
-            &qa,
+            qa,
             &self.packed,
             &epilogue,
             &mut out[..rows * n],
             n,
         );
-        SCRATCH.set(qa);
     }
 }
 
@@ -94,6 +111,21 @@ impl LinearKernel for LinearInt8 {
 
     fn forward(&self, x: &[f32], rows: usize, out: &mut [f32], activation: Activation) {
         self.forward_fused(x, rows, out, activation);
+    }
+
+    fn int8_activation_isa(&self) -> Option<Isa> {
+        Some(self.isa)
+    }
+
+    fn forward_quantized(
+        &self,
+        _x: &[f32],
+        qa: &QuantizedActivations,
+        rows: usize,
+        out: &mut [f32],
+        activation: Activation,
+    ) {
+        self.gemm_quantized(qa, rows, out, activation);
     }
 
     fn forward_add(&self, x: &[f32], rows: usize, out: &mut [f32]) {

@@ -17,6 +17,7 @@ use super::scratch::Scratch;
 use super::tiered::TieredLinear;
 use super::weight::Weight;
 use crate::kernels::epilogue::Activation;
+use crate::kernels::int8::{Isa, QuantizedActivations};
 use crate::kernels::ops::add_in_place;
 
 /// What every storage form of a dense layer `y = act(x · Wᵀ + b)` provides.
@@ -30,6 +31,24 @@ pub trait LinearKernel: Send + Sync + fmt::Debug {
     fn forward(&self, x: &[f32], rows: usize, out: &mut [f32], activation: Activation);
     /// A layer computing only the outputs `ids` (in that order), e.g. a vocabulary shortlist.
     fn select_outputs(&self, ids: &[u32]) -> Linear;
+    /// The ISA of the int8 kernels if this form multiplies int8 per-token activations
+    /// ([`QuantizedActivations`]): a producer that has the rows in cache anyway (the fused layer
+    /// norm) then quantizes them for it, and calls [`LinearKernel::forward_quantized`].
+    fn int8_activation_isa(&self) -> Option<Isa> {
+        None
+    }
+    /// `forward` given `x` already quantized as `forward` would quantize it (`qa`, `rows` × `n_in`).
+    /// Only called on forms with an [`LinearKernel::int8_activation_isa`].
+    fn forward_quantized(
+        &self,
+        x: &[f32],
+        _qa: &QuantizedActivations,
+        rows: usize,
+        out: &mut [f32],
+        activation: Activation,
+    ) {
+        self.forward(x, rows, out, activation);
+    }
     /// `out[rows][n_out] += x · Wᵀ + b` (a residual connection). Forms whose epilogue can add in
     /// place override this; the sum is the same as computing into a buffer and adding it.
     fn forward_add(&self, x: &[f32], rows: usize, out: &mut [f32]) {
@@ -73,6 +92,27 @@ impl Linear {
         activation: Activation,
     ) {
         self.0.forward(x, rows, out, activation);
+    }
+
+    /// `forward_activated` from `x` and, when the producer made it, its int8 quantization
+    /// (see [`Linear::int8_activation_isa`]); the result is the same either way.
+    pub fn forward_prequantized(
+        &self,
+        x: &[f32],
+        quantized: Option<&QuantizedActivations>,
+        rows: usize,
+        out: &mut [f32],
+        activation: Activation,
+    ) {
+        match quantized {
+            Some(qa) => self.0.forward_quantized(x, qa, rows, out, activation),
+            None => self.0.forward(x, rows, out, activation),
+        }
+    }
+
+    /// The ISA of the int8 kernels if this layer takes int8 per-token activations.
+    pub fn int8_activation_isa(&self) -> Option<Isa> {
+        self.0.int8_activation_isa()
     }
 
     pub fn n_out(&self) -> usize {

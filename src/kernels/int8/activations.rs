@@ -3,6 +3,7 @@
 use rayon::prelude::*;
 
 use super::Isa;
+use crate::kernels::ops::{ROW_OP_MIN_VALUES, norm_rows};
 
 /// Below this many values quantization runs on the calling thread.
 const PARALLEL_MIN_VALUES: usize = 1 << 16;
@@ -112,6 +113,57 @@ pub fn quantize_activations(
             .zip(scales.iter_mut())
             .zip(x.chunks_exact(k))
             .for_each(quantize);
+    }
+}
+
+/// [`crate::kernels::ops::layer_norm`] of the row-major `x` (m × `dim`) in place, and the
+/// [`quantize_activations`] of the normalised rows into `out`, in one pass: each row is quantized
+/// right after it is normalised, while it is still in L1. Done as two passes, the quantization
+/// re-read rows the norm had already pushed out of cache (12 % of MiniLM at batch 32 on AMX).
+/// The bytes, scales and normalised values are exactly those of the two passes.
+#[allow(clippy::too_many_arguments)]
+pub fn layer_norm_quantize(
+    isa: Isa,
+    x: &mut [f32],
+    dim: usize,
+    gamma: &[f32],
+    beta: &[f32],
+    eps: f32,
+    out: &mut QuantizedActivations,
+) {
+    if let Err(e) = isa.ensure_available() {
+        panic!("{e}");
+    }
+    assert!(
+        dim > 0 && x.len().is_multiple_of(dim),
+        "layer_norm_quantize: {} values are not rows of {dim}",
+        x.len()
+    );
+    let m = x.len() / dim;
+    out.reshape(m, dim);
+    let stride = out.row_stride;
+    let quantize_row = isa.kernels().quantize_row;
+    let rows_per_task = (ROW_OP_MIN_VALUES / dim).max(1);
+    let task = |((x_rows, q_rows), scales): ((&mut [f32], &mut [u8]), &mut [f32])| {
+        for ((x_row, q_row), scale) in x_rows
+            .chunks_exact_mut(dim)
+            .zip(q_rows.chunks_exact_mut(stride))
+            .zip(scales.iter_mut())
+        {
+            norm_rows(x_row, dim, gamma, beta, eps);
+            // SAFETY: the CPU supports `isa` (checked above); q_row is a full padded row, at
+            // least as long as x_row.
+            *scale = unsafe { quantize_row(x_row, q_row) };
+        }
+    };
+    let (data, scales) = (&mut out.data[..m * stride], &mut out.row_scales[..m]);
+    if x.len() >= 2 * ROW_OP_MIN_VALUES && crate::kernels::parallel::pool_threads() > 1 {
+        x.par_chunks_mut(rows_per_task * dim)
+            .zip(data.par_chunks_mut(rows_per_task * stride))
+            .zip(scales.par_chunks_mut(rows_per_task))
+            .for_each(task);
+    } else {
+        task(((x, data), scales));
     }
 }
 

@@ -32,7 +32,7 @@ pub(crate) mod store;
 use std::ops::Range;
 
 pub(crate) use activations::quantize_row_portable;
-pub use activations::{QuantizedActivations, quantize_activations};
+pub use activations::{QuantizedActivations, layer_norm_quantize, quantize_activations};
 #[cfg(target_arch = "x86_64")]
 pub(crate) use activations::{quantize_row_avx2, quantize_row_avx512};
 pub use pack::PackedI8Weights;
