@@ -16,6 +16,10 @@
 //! Then what the fused exact GELU adds to the FFN's first matmul at MiniLM and BERT-base shapes
 //! (`QUANTSERVE_EPILOGUE_ONLY=1` runs only that table).
 //!
+//! Then the fp32 few-rows kernel (`kernels::fp32_rows`, decoder steps) beside the `gemm` crate at
+//! M = 1…128, one thread (`QUANTSERVE_FP32_ROWS_ONLY=1` runs only that table); it picks
+//! `fp32_rows::MAX_ROWS`.
+//!
 //! `cargo bench --bench gemm_int8`; `QUANTSERVE_ISA` picks the int8 path.
 
 use std::hint::black_box;
@@ -612,6 +616,57 @@ fn criterion_amx(c: &mut Criterion, two: &ThreadPool) {
     }
 }
 
+/// The fp32 few-rows kernel beside the `gemm` crate on the same operands (W row-major
+/// `[n][k]`, as `LinearF32` holds it), GMAC/s from dedicated-core time, one thread.
+fn fp32_rows_vs_gemm(one: &ThreadPool) {
+    use quantserve::kernels::fp32::{MatRef, matmul};
+    use quantserve::kernels::fp32_rows;
+    let budget = Duration::from_millis(250);
+    println!(
+        "\nfp32 x·Wᵀ: fp32_rows (used up to M = {}) vs the gemm crate, GMAC/s, 1 thread (load \
+         average {})",
+        fp32_rows::MAX_ROWS,
+        load_average()
+    );
+    if !fp32_rows::available() {
+        println!("fp32_rows needs AVX-512: not on this CPU");
+        return;
+    }
+    println!(
+        "{:>5} {:>5} {:>5} | {:>9} {:>9} | {:>6}",
+        "M", "N", "K", "fp32_rows", "gemm", "ratio"
+    );
+    for (n, k) in [(4096, 256), (1536, 256), (256, 1536), (768, 256)] {
+        for m in [1, 4, 16, 32, 64, 128] {
+            let x = values(m * k, 7);
+            let w = values(n * k, 8);
+            let mut out = vec![0.0f32; m * n];
+            let gmacs = |seconds: f64| (m * n * k) as f64 / seconds / 1e9;
+            let rows = measure(
+                one,
+                || fp32_rows::matmul_rows(black_box(&x), m, &w, None, n, k, &mut out),
+                budget,
+            )
+            .1;
+            let gemm = measure(
+                one,
+                || {
+                    let (a, b) = (MatRef::row_major(&x, m, k), MatRef::row_major(&w, n, k).t());
+                    matmul(black_box(a), b, &mut out, n, 1.0, false)
+                },
+                budget,
+            )
+            .1;
+            println!(
+                "{m:>5} {n:>5} {k:>5} | {:>9.1} {:>9.1} | {:>6.2}",
+                gmacs(rows),
+                gmacs(gemm),
+                gemm / rows
+            );
+        }
+    }
+}
+
 fn main() {
     let isa = detect_isa().unwrap_or_else(|e| panic!("{e}"));
     let (one, two) = (pool(1), pool(2));
@@ -627,6 +682,10 @@ fn main() {
         epilogue_cost(isa, &one);
         return;
     }
+    if std::env::var_os("QUANTSERVE_FP32_ROWS_ONLY").is_some() {
+        fp32_rows_vs_gemm(&one);
+        return;
+    }
     let mut criterion = Criterion::default()
         .sample_size(10)
         .warm_up_time(Duration::from_millis(200))
@@ -638,6 +697,7 @@ fn main() {
     summary(isa, &one, &two);
     amx_vs_vnni(&one, &two);
     epilogue_cost(isa, &one);
+    fp32_rows_vs_gemm(&one);
     gemv_from_dram(isa, &one, &two);
     lowbit_summary(isa, &two);
 }

@@ -4,6 +4,7 @@
 use super::linear::{Linear, LinearKernel, select_bias};
 use crate::kernels::epilogue::Activation;
 use crate::kernels::fp32::{MatRef, matmul};
+use crate::kernels::fp32_rows;
 
 /// A dense layer `y = x · Wᵀ + b` with W stored as [out][in] (the PyTorch / HF layout).
 #[derive(Clone, Debug)]
@@ -32,6 +33,13 @@ impl LinearF32 {
     pub fn forward_plain(&self, x: &[f32], rows: usize, out: &mut [f32]) {
         debug_assert_eq!(x.len(), rows * self.n_in);
         let out = &mut out[..rows * self.n_out];
+        if (2..=fp32_rows::MAX_ROWS).contains(&rows) && fp32_rows::available() {
+            // A decoder step's few rows: the `gemm` crate would repack all of W for them (one
+            // row goes to its GEMV, which is as fast).
+            let (n, k) = (self.n_out, self.n_in);
+            fp32_rows::matmul_rows(x, rows, &self.weight, self.bias.as_deref(), n, k, out);
+            return;
+        }
         let w = MatRef::row_major(&self.weight, self.n_out, self.n_in).t();
         match &self.bias {
             Some(b) => {
