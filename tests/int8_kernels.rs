@@ -196,6 +196,7 @@ fn expected_output(case: &Case, a: &QuantizedActivations, epi: &Epilogue, s32: &
                 Activation::None => y,
                 Activation::Relu => y.max(0.0),
                 Activation::Gelu => gelu_f64(y),
+                Activation::Silu => y / (1.0 + (-y).exp()),
                 other => unreachable!("{other:?} is not among ACTIVATIONS"),
             };
             if let Some(r) = epi.residual {
@@ -207,7 +208,12 @@ fn expected_output(case: &Case, a: &QuantizedActivations, epi: &Epilogue, s32: &
     out
 }
 
-const ACTIVATIONS: [Activation; 3] = [Activation::None, Activation::Relu, Activation::Gelu];
+const ACTIVATIONS: [Activation; 4] = [
+    Activation::None,
+    Activation::Relu,
+    Activation::Gelu,
+    Activation::Silu,
+];
 
 /// Shapes around the kernel's block sizes (NR = 48, MR = 8, GEMV ≤ 4 rows, K-quads of 4) and
 /// the ragged sizes the brief asks for.
@@ -245,7 +251,7 @@ proptest! {
     #[test]
     fn every_isa_matches_the_references(
         m in dim_m(), n in dim_n(), k in dim_k(), seed in any::<u64>(),
-        bias in any::<bool>(), residual in any::<bool>(), act in 0usize..3,
+        bias in any::<bool>(), residual in any::<bool>(), act in 0usize..4,
         quantizer_codes in any::<bool>(),
     ) {
         let case = Case::new(m, n, k, seed).with_quantizer_codes(quantizer_codes);
@@ -260,7 +266,7 @@ proptest! {
             for col in 0..n {
                 let got = scalar_out[row * case.out_stride + col] as f64;
                 let want = expected[row * n + col];
-                let tolerance = if epi.activation == Activation::Gelu { 2e-6 * want.abs().max(1.0) } else { 1e-6 * want.abs().max(1e-3) };
+                let tolerance = if matches!(epi.activation, Activation::Gelu | Activation::Silu) { 2e-6 * want.abs().max(1.0) } else { 1e-6 * want.abs().max(1e-3) };
                 prop_assert!((got - want).abs() <= tolerance, "row {row} col {col}: {got} vs {want}");
             }
             for col in n..case.out_stride {
@@ -279,7 +285,7 @@ proptest! {
     /// (the batch uses the GEMM tiles, a single row the GEMV tile).
     #[test]
     fn rows_do_not_depend_on_their_batch(
-        m in 2usize..40, n in dim_n(), k in dim_k(), seed in any::<u64>(), act in 0usize..3,
+        m in 2usize..40, n in dim_n(), k in dim_k(), seed in any::<u64>(), act in 0usize..4,
         quantizer_codes in any::<bool>(),
     ) {
         let case = Case::new(m, n, k, seed).with_quantizer_codes(quantizer_codes);

@@ -13,6 +13,7 @@ vector_math!(
     _mm256_set1_ps,
     _mm256_fmadd_ps,
     _mm256_mul_ps,
+    _mm256_div_ps,
     _mm256_add_ps,
     _mm256_sub_ps,
     _mm256_min_ps,

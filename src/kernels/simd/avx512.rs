@@ -13,6 +13,7 @@ vector_math!(
     _mm512_set1_ps,
     _mm512_fmadd_ps,
     _mm512_mul_ps,
+    _mm512_div_ps,
     _mm512_add_ps,
     _mm512_sub_ps,
     _mm512_min_ps,
