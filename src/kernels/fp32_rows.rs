@@ -76,6 +76,8 @@ mod avx512 {
     use std::arch::x86_64::*;
     use std::ops::Range;
 
+    use crate::kernels::simd::avx512::reduce16;
+
     /// Output columns `cols` of every row, in register blocks of R rows × C outputs (R·C = 16
     /// accumulators): 4 × 4 normally, 2 × 8 or 1 × 16 for the last rows (a lone decoder step
     /// would otherwise compute four copies of its row).
@@ -196,39 +198,6 @@ mod avx512 {
         let v: [__m512; 16] = std::array::from_fn(|i| acc[i / C][i % C]);
         reduce16(v)
     }
-
-    /// Lane i of the result = the sum of the 16 lanes of `v[i]`, in a shuffle tree: halves of
-    /// vector pairs, then quarters, then pairs of lanes inside each quarter.
-    #[inline]
-    #[target_feature(enable = "avx512f")]
-    pub(super) fn reduce16(v: [__m512; 16]) -> __m512 {
-        // Level 1: v_i and v_{i+8} → 256-bit halves added; quarters [i, i, i+8, i+8].
-        let l1: [__m512; 8] = std::array::from_fn(|i| {
-            let lo = _mm512_shuffle_f32x4::<0x44>(v[i], v[i + 8]);
-            let hi = _mm512_shuffle_f32x4::<0xEE>(v[i], v[i + 8]);
-            _mm512_add_ps(lo, hi)
-        });
-        // Level 2: quarters of l1_i and l1_{i+4} → [i, i+8, i+4, i+12], 4 lanes each.
-        let l2: [__m512; 4] = std::array::from_fn(|i| {
-            let lo = _mm512_shuffle_f32x4::<0x88>(l1[i], l1[i + 4]);
-            let hi = _mm512_shuffle_f32x4::<0xDD>(l1[i], l1[i + 4]);
-            _mm512_add_ps(lo, hi)
-        });
-        // Level 3: inside each quarter, lanes 0–1 from l2_i, 2–3 from l2_{i+2}.
-        let l3: [__m512; 2] = std::array::from_fn(|i| {
-            let lo = _mm512_shuffle_ps::<0x44>(l2[i], l2[i + 2]);
-            let hi = _mm512_shuffle_ps::<0xEE>(l2[i], l2[i + 2]);
-            _mm512_add_ps(lo, hi)
-        });
-        // Level 4: one lane per vector. Lane 4q + t holds vector base(q) + [0, 2, 1, 3][t], with
-        // base = [0, 8, 4, 12][q]; a permutation puts vector i in lane i.
-        let lo = _mm512_shuffle_ps::<0x88>(l3[0], l3[1]);
-        let hi = _mm512_shuffle_ps::<0xDD>(l3[0], l3[1]);
-        let sums = _mm512_add_ps(lo, hi);
-        // Lane i of the result comes from the lane that holds vector i.
-        let from = _mm512_setr_epi32(0, 2, 1, 3, 8, 10, 9, 11, 4, 6, 5, 7, 12, 14, 13, 15);
-        _mm512_permutexvar_ps(from, sums)
-    }
 }
 
 #[cfg(test)]
@@ -262,7 +231,7 @@ mod tests {
         let got: [f32; 16] = unsafe {
             let v = std::array::from_fn(|i| _mm512_loadu_ps(data[i].as_ptr()));
             let mut out = [0.0f32; 16];
-            _mm512_storeu_ps(out.as_mut_ptr(), avx512::reduce16(v));
+            _mm512_storeu_ps(out.as_mut_ptr(), crate::kernels::simd::avx512::reduce16(v));
             out
         };
         for (i, (g, d)) in got.iter().zip(&data).enumerate() {

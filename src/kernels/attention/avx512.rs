@@ -4,7 +4,7 @@
 use std::arch::x86_64::*;
 
 use super::{Block, SUM_LANES, reduce_lanes};
-use crate::kernels::simd::avx512::exp_nonpositive;
+use crate::kernels::simd::avx512::{exp_nonpositive, reduce16};
 
 /// Vectors of keys or columns per pass (with 4 rows: 16 accumulators of 32 registers).
 const VECS: usize = 4;
@@ -108,14 +108,42 @@ unsafe fn scores_whole<const R: usize, const N: usize>(
     }
 }
 
-/// One query's scores as dot products in 16 partial sums over c (`scalar::block`'s order).
+/// One query's scores as dot products in 16 partial sums over c (`scalar::block`'s order): 16
+/// keys at a time, their partial sums reduced together by [`reduce16`] (the same tree per key),
+/// so the 16 dependency chains overlap; the last `lk mod 16` keys one at a time.
 #[inline]
 #[target_feature(enable = "avx512f")]
 unsafe fn scores_dot(b: &Block, scores: &mut [f32]) {
     let (d, lk) = (b.job.dim, b.job.k.rows);
     let q = b.query(0).as_ptr();
     let row = &mut scores[..b.keys];
-    for (j, s) in row.iter_mut().enumerate() {
+    let mask = |c: usize| -> __mmask16 {
+        if d - c >= 16 {
+            !0
+        } else {
+            (1u16 << (d - c)) - 1
+        }
+    };
+    let whole = lk / 16 * 16;
+    let scale = _mm512_set1_ps(b.job.scale);
+    for j0 in (0..whole).step_by(16) {
+        let keys: [*const f32; 16] = std::array::from_fn(|t| b.key(j0 + t)[..d].as_ptr());
+        let mut acc = [_mm512_setzero_ps(); 16];
+        for c in (0..d).step_by(16) {
+            let m = mask(c);
+            // SAFETY: masked lanes are not read; the others are columns < d of q and the keys.
+            unsafe {
+                let qv = _mm512_maskz_loadu_ps(m, q.wrapping_add(c));
+                for (a, &k) in acc.iter_mut().zip(&keys) {
+                    let kv = _mm512_maskz_loadu_ps(m, k.wrapping_add(c));
+                    *a = _mm512_mask3_fmadd_ps(qv, kv, *a, m);
+                }
+            }
+        }
+        // SAFETY: j0 + 16 ≤ lk ≤ keys, the row's length.
+        unsafe { _mm512_storeu_ps(row[j0..].as_mut_ptr(), _mm512_mul_ps(reduce16(acc), scale)) };
+    }
+    for (j, s) in row.iter_mut().enumerate().skip(whole) {
         if j >= lk {
             *s = 0.0;
             continue;
@@ -123,11 +151,7 @@ unsafe fn scores_dot(b: &Block, scores: &mut [f32]) {
         let k = b.key(j).as_ptr();
         let mut acc = _mm512_setzero_ps();
         for c in (0..d).step_by(16) {
-            let m: __mmask16 = if d - c >= 16 {
-                !0
-            } else {
-                (1u16 << (d - c)) - 1
-            };
+            let m = mask(c);
             // SAFETY: masked lanes are not read; the others are columns < d of q and k.
             unsafe {
                 let qv = _mm512_maskz_loadu_ps(m, q.wrapping_add(c));

@@ -90,3 +90,38 @@ unsafe fn pow2(k: __m512) -> __m512 {
         _mm512_castsi512_ps(_mm512_slli_epi32::<23>(exponent))
     }
 }
+
+/// Lane i of the result = the sum of the 16 lanes of `v[i]`, in a shuffle tree: halves of
+/// vector pairs, then quarters, then pairs of lanes inside each quarter. Per vector that is the
+/// order of `attention::reduce_lanes` (lane l += lane l + 8, then + 4, + 2, + 1), so it gives
+/// the same bits as reducing each vector alone.
+#[inline]
+#[target_feature(enable = "avx512f")]
+pub(crate) fn reduce16(v: [__m512; 16]) -> __m512 {
+    // Level 1: v_i and v_{i+8} → 256-bit halves added; quarters [i, i, i+8, i+8].
+    let l1: [__m512; 8] = std::array::from_fn(|i| {
+        let lo = _mm512_shuffle_f32x4::<0x44>(v[i], v[i + 8]);
+        let hi = _mm512_shuffle_f32x4::<0xEE>(v[i], v[i + 8]);
+        _mm512_add_ps(lo, hi)
+    });
+    // Level 2: quarters of l1_i and l1_{i+4} → [i, i+8, i+4, i+12], 4 lanes each.
+    let l2: [__m512; 4] = std::array::from_fn(|i| {
+        let lo = _mm512_shuffle_f32x4::<0x88>(l1[i], l1[i + 4]);
+        let hi = _mm512_shuffle_f32x4::<0xDD>(l1[i], l1[i + 4]);
+        _mm512_add_ps(lo, hi)
+    });
+    // Level 3: inside each quarter, lanes 0–1 from l2_i, 2–3 from l2_{i+2}.
+    let l3: [__m512; 2] = std::array::from_fn(|i| {
+        let lo = _mm512_shuffle_ps::<0x44>(l2[i], l2[i + 2]);
+        let hi = _mm512_shuffle_ps::<0xEE>(l2[i], l2[i + 2]);
+        _mm512_add_ps(lo, hi)
+    });
+    // Level 4: one lane per vector. Lane 4q + t holds vector base(q) + [0, 2, 1, 3][t], with
+    // base = [0, 8, 4, 12][q]; a permutation puts vector i in lane i.
+    let lo = _mm512_shuffle_ps::<0x88>(l3[0], l3[1]);
+    let hi = _mm512_shuffle_ps::<0xDD>(l3[0], l3[1]);
+    let sums = _mm512_add_ps(lo, hi);
+    // Lane i of the result comes from the lane that holds vector i.
+    let from = _mm512_setr_epi32(0, 2, 1, 3, 8, 10, 9, 11, 4, 6, 5, 7, 12, 14, 13, 15);
+    _mm512_permutexvar_ps(from, sums)
+}
