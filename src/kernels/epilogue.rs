@@ -1,6 +1,7 @@
 //! The one activation function type: what model configs name (`relu`, `gelu`, ...) and what the
-//! kernels' epilogues apply after the bias. ReLU and exact GELU are vectorized in `simd`; the
-//! others run lane by lane through the same scalar functions, so every path agrees bit for bit.
+//! kernels' epilogues apply after the bias. ReLU, exact GELU and SiLU are vectorized in `simd`
+//! (the same operations as the scalar functions); the tanh GELU runs lane by lane through its
+//! scalar function, so every path agrees bit for bit.
 
 use super::simd::{gelu, silu};
 
