@@ -2,7 +2,15 @@
 //! (activations: `epilogue::Activation`). They are simple loops the compiler vectorises; the heavy work is in the matmuls.
 
 /// Rows per parallel task of the row operations: enough work to be worth a task.
-pub(crate) const ROW_OP_MIN_VALUES: usize = 1 << 14;
+const ROW_OP_MIN_VALUES: usize = 1 << 14;
+
+/// How a row operation over `values` values in rows of `dim` splits over the current rayon pool:
+/// `Some(rows per task)` when there is work for two tasks and more than one thread, else `None`
+/// (run on this thread). Each row is computed the same way whatever the split.
+pub(crate) fn rows_per_task(values: usize, dim: usize) -> Option<usize> {
+    (values >= 2 * ROW_OP_MIN_VALUES && crate::kernels::parallel::pool_threads() > 1)
+        .then(|| (ROW_OP_MIN_VALUES / dim.max(1)).max(1))
+}
 
 /// `Σ f(x)` over `xs` in 16 partial sums (element i into sum i mod 16) reduced pairwise: a
 /// fixed order that the compiler can vectorize (a plain sequential sum cannot be, since float
@@ -34,8 +42,7 @@ fn lane_sum(xs: &[f32], f: impl Fn(f32) -> f32) -> f32 {
 /// rows split over the current rayon pool when there are many (each row is computed the same way
 /// whatever the split).
 pub fn layer_norm(x: &mut [f32], dim: usize, gamma: &[f32], beta: &[f32], eps: f32) {
-    let rows_per_task = (ROW_OP_MIN_VALUES / dim.max(1)).max(1);
-    if x.len() >= 2 * ROW_OP_MIN_VALUES && crate::kernels::parallel::pool_threads() > 1 {
+    if let Some(rows_per_task) = rows_per_task(x.len(), dim) {
         use rayon::prelude::*;
         x.par_chunks_mut(rows_per_task * dim)
             .for_each(|rows| norm_rows(rows, dim, gamma, beta, eps));

@@ -3,7 +3,7 @@
 use rayon::prelude::*;
 
 use super::Isa;
-use crate::kernels::ops::{ROW_OP_MIN_VALUES, norm_rows};
+use crate::kernels::ops::{norm_rows, rows_per_task};
 
 /// Below this many values quantization runs on the calling thread.
 const PARALLEL_MIN_VALUES: usize = 1 << 16;
@@ -143,7 +143,6 @@ pub fn layer_norm_quantize(
     out.reshape(m, dim);
     let stride = out.row_stride;
     let quantize_row = isa.kernels().quantize_row;
-    let rows_per_task = (ROW_OP_MIN_VALUES / dim).max(1);
     let task = |((x_rows, q_rows), scales): ((&mut [f32], &mut [u8]), &mut [f32])| {
         for ((x_row, q_row), scale) in x_rows
             .chunks_exact_mut(dim)
@@ -157,7 +156,7 @@ pub fn layer_norm_quantize(
         }
     };
     let (data, scales) = (&mut out.data[..m * stride], &mut out.row_scales[..m]);
-    if x.len() >= 2 * ROW_OP_MIN_VALUES && crate::kernels::parallel::pool_threads() > 1 {
+    if let Some(rows_per_task) = rows_per_task(x.len(), dim) {
         x.par_chunks_mut(rows_per_task * dim)
             .zip(data.par_chunks_mut(rows_per_task * stride))
             .zip(scales.par_chunks_mut(rows_per_task))
