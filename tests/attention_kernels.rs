@@ -1,11 +1,13 @@
 //! The attention kernels: every ISA path bit-identical to the scalar reference on ragged shapes
 //! (one query and many, causal and not, head widths that are no multiple of a vector), the
 //! reference within float rounding of an f64 softmax attention, and a batch of sequences equal
-//! to each sequence alone.
+//! to each sequence alone; the bf16 matmuls likewise on every path, within the bound their
+//! roundings imply.
 
 use proptest::prelude::*;
 use quantserve::kernels::attention::{
-    Heads, Operand, TransposedKeys, attend, attend_batch, attend_transposed, reference,
+    Heads, Operand, Precision, TransposedKeys, attend, attend_batch, attend_transposed, bf16,
+    force_bf16_emulation, reference,
 };
 use quantserve::kernels::cpu::Isa;
 
@@ -31,9 +33,20 @@ impl Case {
         Self {
             lq,
             lk,
-            heads: Heads { count, dim, causal },
+            heads: Heads {
+                count,
+                dim,
+                causal,
+                precision: Precision::F32,
+            },
             qkv: (0..rows * 3 * width).map(|_| next()).collect(),
         }
+    }
+
+    /// The same case with the matmuls in bf16.
+    fn bf16(mut self) -> Self {
+        self.heads.precision = Precision::Bf16;
+        self
     }
 
     fn width(&self) -> usize {
@@ -70,9 +83,26 @@ impl Case {
 
     /// softmax(Q Kᵀ / √d) V per head in f64, with the causal mask.
     fn exact(&self) -> Vec<f64> {
+        self.exact_and_bound().0
+    }
+
+    /// [`Case::exact`], and per element the bound on |bf16 attention − exact| that the roundings
+    /// imply. With u = 2^-9 (bf16's unit roundoff) and S_ij = Σ_c |q_ic|·|k_jc|:
+    /// * a score is off by at most δ_ij = scale·S_ij·(2u + u² + (d + 2)·2^-24·(1 + u)²) (q and
+    ///   k rounded, then an f32 sum of d products);
+    /// * so each probability by a factor within e^{±2δ_i} (δ_i the row's largest δ_ij), plus the
+    ///   f32 softmax's own rounding (ε = 2e-6 relative, an f32 exp and sum);
+    /// * p and v are rounded (u each) and summed in f32 (lk products):
+    ///   |out_ic − exact_ic| ≤ Σ_j p_ij·|v_jc|·((1 + η_i)(1 + u)² − 1 + (lk + 2)·2^-24) with
+    ///   η_i = e^{2δ_i} − 1 + ε, plus 1e-7 for what the flush below 2^-50 drops.
+    fn exact_and_bound(&self) -> (Vec<f64>, Vec<f64>) {
         let (w, d) = (self.width(), self.heads.dim);
         let at = |row: usize, col: usize| self.qkv[row * 3 * w + col] as f64;
         let mut out = vec![0.0; self.lq * w];
+        let mut bound = vec![0.0; self.lq * w];
+        let u = 2f64.powi(-9);
+        let f32_unit = 2f64.powi(-24);
+        let scale = 1.0 / (d as f64).sqrt();
         for h in 0..self.heads.count {
             for i in 0..self.lq {
                 let visible = if self.heads.causal {
@@ -91,14 +121,32 @@ impl Case {
                 let max = s.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
                 let e: Vec<f64> = s.iter().map(|x| (x - max).exp()).collect();
                 let sum: f64 = e.iter().sum();
+                let delta = (0..visible)
+                    .map(|j| {
+                        let s: f64 = (0..d)
+                            .map(|c| (at(i, h * d + c) * at(j, w + h * d + c)).abs())
+                            .sum();
+                        scale
+                            * s
+                            * (2.0 * u + u * u + (d + 2) as f64 * f32_unit * (1.0 + u).powi(2))
+                    })
+                    .fold(0.0, f64::max);
+                let eta = (2.0 * delta).exp() - 1.0 + 2e-6;
+                let factor =
+                    (1.0 + eta) * (1.0 + u).powi(2) - 1.0 + (visible + 2) as f64 * f32_unit;
                 for c in 0..d {
-                    out[i * w + h * d + c] = (0..visible)
+                    let at_out = i * w + h * d + c;
+                    out[at_out] = (0..visible)
                         .map(|j| e[j] / sum * at(j, 2 * w + h * d + c))
                         .sum();
+                    let weighted: f64 = (0..visible)
+                        .map(|j| e[j] / sum * at(j, 2 * w + h * d + c).abs())
+                        .sum();
+                    bound[at_out] = weighted * factor + 1e-7;
                 }
             }
         }
-        out
+        (out, bound)
     }
 }
 
@@ -217,5 +265,100 @@ fn a_batch_equals_each_sequence_alone() {
             );
             row += c.lq;
         }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, failure_persistence: None, ..ProptestConfig::default() })]
+
+    /// bf16 matmuls: every path (AVX-512 with `vdpbf16ps` where the CPU has it, and with the
+    /// two-FMA emulation; AVX2; scalar) gives the scalar reference's bits, and every output is
+    /// within the bound the roundings imply (`Case::exact_and_bound`).
+    #[test]
+    fn bf16_paths_equal_the_reference_within_the_rounding_bound(
+        lq in 2usize..40,
+        lk in prop_oneof![Just(1usize), Just(16), Just(17), 1usize..80],
+        count in 1usize..4,
+        dim in prop_oneof![Just(32usize), Just(64), 1usize..80],
+        causal in any::<bool>(),
+        seed in any::<u64>(),
+    ) {
+        let lk = if causal { lk.max(lq) } else { lk };
+        let case = Case::new(lq, lk, count, dim, causal, seed).bf16();
+        let want = case.run(None);
+        let (exact, bound) = case.exact_and_bound();
+        for (i, ((&g, &e), &b)) in want.iter().zip(&exact).zip(&bound).enumerate() {
+            prop_assert!((g as f64 - e).abs() <= b, "element {i}: {g} vs {e}, bound {b}");
+        }
+        let f32_out = Case::new(lq, lk, count, dim, causal, seed).run(None);
+        prop_assert!(first_difference(&want, &f32_out).is_some() || want.iter().all(|x| *x == 0.0),
+            "bf16 gave the f32 path's bits: it did not run");
+        for emulate in [false, true] {
+            force_bf16_emulation(emulate);
+            for isa in Isa::available() {
+                prop_assert_eq!(first_difference(&case.run(Some(isa)), &want), None, "on {} (emulated: {})", isa, emulate);
+            }
+        }
+        force_bf16_emulation(false);
+    }
+
+    /// Rounding to bf16: nearest even as the `half` crate rounds, zero below 2^-50, and every
+    /// vector path's rows of pairs and interleaved rows equal the scalar rounding (rows of 7 and
+    /// of 33 floats: the vector steps and their tails).
+    #[test]
+    fn bf16_rounding_is_nearest_even_on_every_path(
+        bits in proptest::collection::vec(any::<u32>(), 1..200),
+        small in proptest::collection::vec(-60i32..-40, 1..70),
+    ) {
+        let mut xs: Vec<f32> = bits.iter().map(|&b| f32::from_bits(b)).filter(|x| !x.is_nan()).collect();
+        xs.extend(small.iter().map(|&e| 1.5f32 * 2f32.powi(e)));
+        for &x in &xs {
+            let want = if x.abs() < bf16::FLUSH_BELOW {
+                (x.to_bits() >> 16) as u16 & 0x8000
+            } else {
+                half::bf16::from_f32(x).to_bits()
+            };
+            prop_assert_eq!(bf16::round(x), want, "{:e}", x);
+        }
+        let pair = |lo: u16, hi: u16| u32::from(lo) | u32::from(hi) << 16;
+        let want_pairs: Vec<u32> = xs
+            .chunks(2)
+            .map(|two| pair(bf16::round(two[0]), two.get(1).map_or(0, |&x| bf16::round(x))))
+            .collect();
+        for (isa, emulate) in Isa::available().into_iter().flat_map(|isa| [(isa, false), (isa, true)]) {
+            force_bf16_emulation(emulate);
+            let mut pairs = vec![0; xs.len().div_ceil(2)];
+            bf16::round_rows(isa, bf16::Rows { data: &xs, stride: xs.len(), rows: 1, len: xs.len() }, &mut pairs, 0);
+            prop_assert_eq!(&pairs, &want_pairs, "on {}", isa);
+            // Both lists as rows of 7 (the last row shorter is left out): pairs row by row, and
+            // rows interleaved two by two.
+            let rows = xs.len() / 7;
+            let src = bf16::Rows { data: &xs, stride: 7, rows, len: 7 };
+            let mut by_row = vec![0; rows * 5];
+            bf16::round_rows(isa, src, &mut by_row, 5);
+            for r in 0..rows {
+                for i in 0..4 {
+                    let hi = if 2 * i + 1 < 7 { bf16::round(xs[7 * r + 2 * i + 1]) } else { 0 };
+                    prop_assert_eq!(by_row[5 * r + i], pair(bf16::round(xs[7 * r + 2 * i]), hi), "on {}", isa);
+                }
+            }
+            let mut inter = vec![0; rows.div_ceil(2) * 7];
+            bf16::interleave_rows(isa, src, &mut inter);
+            for j2 in 0..rows.div_ceil(2) {
+                for c in 0..7 {
+                    let hi = if 2 * j2 + 1 < rows { bf16::round(xs[7 * (2 * j2 + 1) + c]) } else { 0 };
+                    prop_assert_eq!(inter[7 * j2 + c], pair(bf16::round(xs[7 * 2 * j2 + c]), hi), "on {}", isa);
+                }
+            }
+            let wide = bf16::Rows { data: &xs, stride: 33, rows: xs.len() / 33, len: 33 };
+            let mut wide_pairs = vec![0; wide.rows * 17];
+            bf16::round_rows(isa, wide, &mut wide_pairs, 17);
+            for r in 0..wide.rows {
+                let row = &xs[33 * r..33 * r + 33];
+                let want: Vec<u32> = row.chunks(2).map(|two| pair(bf16::round(two[0]), two.get(1).map_or(0, |&x| bf16::round(x)))).collect();
+                prop_assert_eq!(&wide_pairs[17 * r..17 * r + 17], &want[..], "on {}", isa);
+            }
+        }
+        force_bf16_emulation(false);
     }
 }

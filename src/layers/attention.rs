@@ -4,7 +4,9 @@
 //! Each sequence's queries attend to keys and values of the same sequence only, so padding never
 //! enters the computation and a sequence's result does not depend on what else is in the batch.
 
-pub use crate::kernels::attention::{Heads, Operand, TransposedKeys};
+pub use crate::kernels::attention::{
+    Heads, Operand, Precision, TransposedKeys, quantized_precision,
+};
 
 use crate::kernels::attention::{attend, attend_batch, attend_transposed};
 use crate::kernels::cpu::{Isa, kernel_isa};

@@ -1,7 +1,7 @@
 //! The post-norm transformer encoder layer that BERT and Marian share: self-attention with one
 //! fused QKV matmul, then a feed-forward block, each followed by residual + layer norm.
 
-use super::attention::{Heads, Operand, batch_attention};
+use super::attention::{Heads, Operand, Precision, batch_attention, quantized_precision};
 use super::linear::Linear;
 use super::scratch::Scratch;
 use crate::kernels::epilogue::Activation;
@@ -96,7 +96,17 @@ pub fn encode(layers: &[EncoderLayer], shape: EncoderShape, x: &mut [f32], offse
             .windows(2)
             .map(|seq| (view(seq, 0), view(seq, d), view(seq, 2 * d), seq[0]))
             .collect();
-        batch_attention(&seqs, shape.heads, &mut ctx, d);
+        // A quantized layer's attention multiplies as `QUANTSERVE_ATTENTION` says (checked when
+        // the model loaded); an f32 model, the reference, stays f32.
+        let heads = Heads {
+            precision: if layer.qkv.is_f32() {
+                Precision::F32
+            } else {
+                quantized_precision().unwrap_or_default()
+            },
+            ..shape.heads
+        };
+        batch_attention(&seqs, heads, &mut ctx, d);
         layer.attn_out.forward_add(&ctx, total, x);
         have_quantized =
             layer

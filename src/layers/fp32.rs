@@ -72,6 +72,10 @@ impl LinearKernel for LinearF32 {
         self.n_out
     }
 
+    fn is_f32(&self) -> bool {
+        true
+    }
+
     fn n_in(&self) -> usize {
         self.n_in
     }

@@ -37,6 +37,11 @@ pub trait LinearKernel: Send + Sync + fmt::Debug {
     fn int8_activation_isa(&self) -> Option<Isa> {
         None
     }
+    /// Whether this is the unquantized f32 form (a model of such layers keeps its attention in
+    /// f32 too: it is the reference the quantized variants are measured against).
+    fn is_f32(&self) -> bool {
+        false
+    }
     /// `forward` given `x` already quantized as `forward` would quantize it (`qa`, `rows` × `n_in`).
     /// Only called on forms with an [`LinearKernel::int8_activation_isa`].
     fn forward_quantized(
@@ -113,6 +118,11 @@ impl Linear {
     /// The ISA of the int8 kernels if this layer takes int8 per-token activations.
     pub fn int8_activation_isa(&self) -> Option<Isa> {
         self.0.int8_activation_isa()
+    }
+
+    /// Whether this is the unquantized f32 form ([`LinearKernel::is_f32`]).
+    pub fn is_f32(&self) -> bool {
+        self.0.is_f32()
     }
 
     pub fn n_out(&self) -> usize {

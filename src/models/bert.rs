@@ -13,7 +13,7 @@ use super::{LabelScore, Model, ModelError, Output, RunParams, Task, TokenInfo};
 use crate::format::{Tensor, TensorStore, VARIANT_FILE};
 use crate::kernels::epilogue::Activation;
 use crate::kernels::ops::{add_in_place, softmax};
-use crate::layers::attention::Heads;
+use crate::layers::attention::{Heads, Precision};
 use crate::layers::embedding::Embedding;
 use crate::layers::encoder::{EncoderLayer, EncoderShape, Norm, encode};
 use crate::layers::scratch::Scratch;
@@ -501,6 +501,8 @@ impl BertEncoder {
                 count: heads,
                 dim: h / heads,
                 causal: false,
+                // `encode` picks bf16 for quantized layers.
+                precision: Precision::F32,
             },
             activation: self.activation,
             eps: self.config.layer_norm_eps,

@@ -59,6 +59,10 @@ impl LinearKernel for ObservedLinear {
         self.inner.bytes()
     }
 
+    fn is_f32(&self) -> bool {
+        self.inner.is_f32()
+    }
+
     fn forward(&self, x: &[f32], rows: usize, out: &mut [f32], activation: Activation) {
         self.inner.forward_activated(x, rows, out, activation);
         let n = self.inner.n_out();

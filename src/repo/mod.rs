@@ -96,6 +96,8 @@ impl VariantKind {
 
 /// Loads the classifier `model` in `variant` from the repository at `root`.
 pub fn load_classifier(root: &Path, model: &str, variant: &str) -> Result<BertClassifier> {
+    // A bad QUANTSERVE_ATTENTION fails here, at load time, not mid-request.
+    crate::layers::attention::quantized_precision()?;
     let dir = root.join(model).join(variant);
     if variant != "fp32" && dir.is_dir() {
         return BertClassifier::load(&dir);
@@ -106,6 +108,8 @@ pub fn load_classifier(root: &Path, model: &str, variant: &str) -> Result<BertCl
 
 /// Loads the translator `model` (e.g. `en-pt`) in `variant`, fetching it on first use.
 pub fn load_translator(root: &Path, model: &str, variant: &str) -> Result<MarianTranslator> {
+    // A bad QUANTSERVE_ATTENTION fails here, at load time, not mid-request.
+    crate::layers::attention::quantized_precision()?;
     let dir = root.join(model).join(variant);
     if variant != "fp32" && dir.is_dir() {
         // A committed variant may take its tokenizer and shortlist from the reference folder,
@@ -121,6 +125,8 @@ pub fn load_translator(root: &Path, model: &str, variant: &str) -> Result<Marian
 
 /// Loads the sentence embedder `model` (e.g. `minilm`) in `variant`, fetching it on first use.
 pub fn load_embedder(root: &Path, model: &str, variant: &str) -> Result<SentenceEmbedder> {
+    // A bad QUANTSERVE_ATTENTION fails here, at load time, not mid-request.
+    crate::layers::attention::quantized_precision()?;
     let dir = root.join(model).join(variant);
     if variant != "fp32" && dir.is_dir() {
         return SentenceEmbedder::load(&dir);

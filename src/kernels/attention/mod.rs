@@ -16,9 +16,11 @@
 mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
+pub mod bf16;
 mod scalar;
 
 use std::cell::RefCell;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use rayon::prelude::*;
 
@@ -56,6 +58,59 @@ pub struct Heads {
     pub dim: usize,
     /// Query i sees keys `0..=i + (keys − queries)` only.
     pub causal: bool,
+    /// The number format of the two matmuls when several queries attend at once.
+    pub precision: Precision,
+}
+
+/// The number format of attention's matmuls (`Q Kᵀ` and `P V`); scale, softmax and outputs are
+/// f32 either way.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Precision {
+    /// f32 throughout.
+    #[default]
+    F32,
+    /// Q, K, P and V rounded to bfloat16, products summed in f32 ([`bf16`]), for several
+    /// queries without pre-transposed keys (an encoder's self-attention); one query (a decoder
+    /// step) and cross-attention over [`TransposedKeys`] stay f32.
+    Bf16,
+}
+
+/// Picks the precision of quantized models' encoder attention: `f32` (the default) or `bf16`.
+pub const PRECISION_ENV_VAR: &str = "QUANTSERVE_ATTENTION";
+
+/// The precision of a quantized model's encoder attention for this process ([`PRECISION_ENV_VAR`];
+/// f32 unless set to `bf16`). An f32 model's attention stays f32 regardless: it is the reference.
+/// Read once; a bad value is an error each time it is asked for, so loading a model fails.
+///
+/// Why f32 is the default: on the Zen 4 where the bf16 path was built, it made the matmuls
+/// about twice as fast but the MiniLM encoder slower overall (its attention is bound by reading
+/// Q, K, V and by the softmax, and rounding adds work): `cargo bench --bench attention`.
+pub fn quantized_precision() -> anyhow::Result<Precision> {
+    static SETTING: std::sync::OnceLock<Result<Precision, String>> = std::sync::OnceLock::new();
+    SETTING
+        .get_or_init(|| match std::env::var(PRECISION_ENV_VAR).ok().as_deref() {
+            None | Some("") | Some("f32") => Ok(Precision::F32),
+            Some("bf16") => Ok(Precision::Bf16),
+            Some(other) => Err(format!(
+                "{PRECISION_ENV_VAR}={other:?}: expected \"f32\" or \"bf16\""
+            )),
+        })
+        .clone()
+        .map_err(|e| anyhow::anyhow!(e))
+}
+
+static BF16_EMULATION: AtomicBool = AtomicBool::new(false);
+
+/// Makes the AVX-512 path compute bf16 pairs with two FMAs even where `vdpbf16ps` exists, so a
+/// test on such a CPU can check the emulation gives the same bits (it does not change results,
+/// only which instructions compute them).
+#[doc(hidden)]
+pub fn force_bf16_emulation(on: bool) {
+    BF16_EMULATION.store(on, Ordering::Relaxed);
+}
+
+pub(crate) fn bf16_emulation_forced() -> bool {
+    BF16_EMULATION.load(Ordering::Relaxed)
 }
 
 /// Keys visible to query `i` of `queries` when `keys` keys exist.
@@ -139,17 +194,19 @@ pub(crate) struct HeadJob<'a> {
     pub(crate) off: usize,
     pub(crate) dim: usize,
     pub(crate) causal: bool,
+    pub(crate) precision: Precision,
     pub(crate) scale: f32,
     /// Output row `i` of this sequence starts at `out + i * out_stride`.
     pub(crate) out: SendPtr<f32>,
     pub(crate) out_stride: usize,
 }
 
-/// Per-thread scratch: the transposed keys and a block of score rows.
+/// Per-thread scratch: the transposed keys and a block of score rows, and the bf16 path's.
 #[derive(Default)]
 pub(crate) struct Scratch {
     pub(crate) kt: Vec<f32>,
     pub(crate) scores: Vec<f32>,
+    pub(crate) bf16: bf16::Bf16Scratch,
 }
 
 thread_local! {
@@ -228,6 +285,7 @@ pub fn attend_batch(
             off: h * heads.dim,
             dim: heads.dim,
             causal: heads.causal,
+            precision: heads.precision,
             scale,
             // The head's first output element; `wrapping_add` since an empty sequence's row may
             // lie past the end (it is never written).
@@ -305,6 +363,7 @@ pub fn attend_transposed(
                 off: h * heads.dim,
                 dim: heads.dim,
                 causal: heads.causal,
+                precision: heads.precision,
                 scale,
                 out: SendPtr(out[h * heads.dim..].as_mut_ptr()),
                 out_stride,
@@ -331,11 +390,17 @@ fn check(o: &Operand, width: usize) {
 /// As [`HeadJob`]'s fields say: the CPU supports `isa`, `out` is valid for the job's elements and
 /// exclusive to it.
 unsafe fn head(isa: Isa, job: &HeadJob, scratch: &mut Scratch) {
+    if job.precision == Precision::Bf16 && job.q.rows > 1 && job.kt.is_none() {
+        // SAFETY: forwarded.
+        return unsafe { bf16::head(isa, job, &mut scratch.bf16, &mut scratch.scores) };
+    }
     let (lk, d) = (job.k.rows, job.dim);
     let keys = lk.next_multiple_of(SUM_LANES);
     // Kᵀ: `kt[c * keys + j]`; the padding keys are zero (their scores are never read). A single
     // query without transposed keys reads K as it is.
-    let Scratch { kt: kt_buf, scores } = scratch;
+    let Scratch {
+        kt: kt_buf, scores, ..
+    } = scratch;
     kt_buf.clear();
     let kt: &[f32] = match job.kt {
         Some(kt) => kt,
@@ -480,6 +545,7 @@ fn attend_batch_on(
                 off: h * heads.dim,
                 dim: heads.dim,
                 causal: heads.causal,
+                precision: heads.precision,
                 scale,
                 out: SendPtr(out[(out_row * out_stride + h * heads.dim)..].as_mut_ptr()),
                 out_stride,

@@ -24,7 +24,7 @@ use anyhow::{Result, ensure};
 use crate::generate::{self, Columns, Hyp, Rules, StepDecoder, Target};
 use crate::kernels::parallel;
 use crate::layers::Linear;
-use crate::layers::attention::{Heads, Operand, TransposedKeys};
+use crate::layers::attention::{Heads, Operand, Precision, TransposedKeys};
 use crate::layers::embedding::Embedding;
 use crate::layers::encoder::{EncoderLayer, EncoderShape, encode};
 use crate::layers::scratch::Scratch;
@@ -110,6 +110,8 @@ impl MarianTranslator {
             count: self.config.heads,
             dim: self.config.dim / self.config.heads,
             causal: false,
+            // The encoder's `encode` picks bf16 for quantized layers; the decoder stays f32.
+            precision: Precision::F32,
         }
     }
 
