@@ -121,15 +121,30 @@ pub fn sigmoid(x: f32) -> f32 {
 }
 
 /// Index of the largest value; the lowest index wins ties so results never depend on iteration
-/// details.
+/// details. NaNs are never the largest (unless the first value is NaN: then 0, as a scan that
+/// keeps the first strictly greater value gives).
+///
+/// Two passes that the compiler vectorizes (the maximum, then the first index holding it): a
+/// scan comparing each value with the best so far is one dependent load and branch per value,
+/// 4 % of greedy decoding over a 58k vocabulary in `perf`.
 pub fn argmax(xs: &[f32]) -> usize {
-    let mut best = 0;
-    for (i, &v) in xs.iter().enumerate() {
-        if v > xs[best] {
-            best = i;
-        }
+    const BLOCK: usize = 64;
+    match xs.first() {
+        None => return 0,
+        Some(x) if x.is_nan() => return 0,
+        _ => {}
     }
-    best
+    // `f32::max` ignores NaNs; equal zeros of either sign compare equal below, as in a scan.
+    let max = xs.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let block = xs
+        .chunks(BLOCK)
+        .position(|b| b.iter().fold(false, |hit, &x| hit | (x == max)))
+        .unwrap_or(0);
+    block * BLOCK
+        + xs[block * BLOCK..]
+            .iter()
+            .position(|&x| x == max)
+            .unwrap_or(0)
 }
 
 /// Numerically stable log-softmax of one row, in place.
@@ -142,6 +157,44 @@ pub fn log_softmax(row: &mut [f32]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    /// The definition: keep the first value strictly greater than the best so far.
+    fn argmax_scan(xs: &[f32]) -> usize {
+        let mut best = 0;
+        for (i, &v) in xs.iter().enumerate() {
+            if v > xs[best] {
+                best = i;
+            }
+        }
+        best
+    }
+
+    proptest! {
+        #[test]
+        fn argmax_equals_the_scan(
+            xs in proptest::collection::vec(
+                prop_oneof![
+                    -4i8..4i8,
+                    Just(i8::MIN), // NaN
+                    Just(i8::MAX), // +inf
+                    Just(i8::MIN + 1), // -0.0
+                ],
+                1..300,
+            ),
+        ) {
+            let xs: Vec<f32> = xs
+                .iter()
+                .map(|&v| match v {
+                    i8::MIN => f32::NAN,
+                    i8::MAX => f32::INFINITY,
+                    -127 => -0.0,
+                    v => v as f32,
+                })
+                .collect();
+            prop_assert_eq!(argmax(&xs), argmax_scan(&xs));
+        }
+    }
 
     #[test]
     fn layer_norm_normalises() {
@@ -189,5 +242,8 @@ mod tests {
         softmax(&mut r);
         assert!((r.iter().sum::<f32>() - 1.0).abs() < 1e-6);
         assert_eq!(argmax(&[1.0, 3.0, 3.0]), 1);
+        assert_eq!(argmax(&[]), 0);
+        assert_eq!(argmax(&[f32::NAN, 5.0]), 0);
+        assert_eq!(argmax(&[f32::NEG_INFINITY, f32::NEG_INFINITY]), 0);
     }
 }
