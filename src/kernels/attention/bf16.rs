@@ -11,7 +11,7 @@
 //! plain FMAs per pair (AVX-512 without BF16, AVX2, scalar) give exactly the hardware's result.
 //!
 //! Accuracy: each rounding to bf16 is within 2^-9 relative; `tests/attention_kernels.rs` checks
-//! every output against the bound this implies (see `bf16_error_bound` there).
+//! every output against the bound this implies (`Case::exact_and_bound` there derives it).
 //!
 //! Layouts (pairs as `u32`, the even element in the low half):
 //! * query row r: `q[r * pairs + c2] = (q[2c2], q[2c2 + 1])`, `pairs = ⌈d / 2⌉`;
@@ -37,12 +37,6 @@ pub fn round(x: f32) -> u16 {
     } else {
         ((b + 0x7fff + ((b >> 16) & 1)) >> 16) as u16
     }
-}
-
-/// The f32 value of bf16 bits.
-#[inline]
-pub fn widen(h: u16) -> f32 {
-    f32::from_bits(u32::from(h) << 16)
 }
 
 /// One `vdpbf16ps` lane: `acc + a_odd · b_odd`, then `+ a_even · b_even`, each one FMA.
