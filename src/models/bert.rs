@@ -501,7 +501,8 @@ impl BertEncoder {
                 count: heads,
                 dim: h / heads,
                 causal: false,
-                // `encode` picks bf16 for quantized layers.
+                // `encode` picks it per layer: f32, or bf16 for a quantized layer when
+                // QUANTSERVE_ATTENTION=bf16.
                 precision: Precision::F32,
             },
             activation: self.activation,

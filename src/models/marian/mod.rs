@@ -110,7 +110,8 @@ impl MarianTranslator {
             count: self.config.heads,
             dim: self.config.dim / self.config.heads,
             causal: false,
-            // The encoder's `encode` picks bf16 for quantized layers; the decoder stays f32.
+            // The encoder's `encode` picks it per layer (bf16 for a quantized layer when
+            // QUANTSERVE_ATTENTION=bf16); the decoder stays f32.
             precision: Precision::F32,
         }
     }
