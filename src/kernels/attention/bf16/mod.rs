@@ -19,6 +19,11 @@
 //! * probabilities of row r: `p[r * key_pairs + j2] = (p[2j2], p[2j2 + 1])`;
 //! * values: `vp[j2 * d + c] = (v[2j2][c], v[2j2 + 1][c])`, 16 columns per vector.
 
+#[cfg(target_arch = "x86_64")]
+mod avx2;
+#[cfg(target_arch = "x86_64")]
+mod avx512;
+
 use super::{HeadJob, Operand, ROWS, SUM_LANES, scalar};
 use crate::kernels::cpu::Isa;
 
@@ -149,10 +154,10 @@ unsafe fn round_rows_on(isa: Isa, src: Rows, dst: &mut [u32], dst_stride: usize)
     match isa {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: forwarded; the lengths as asserted.
-        Isa::Amx | Isa::Avx512Vnni => unsafe { super::avx512::round_rows(src, dst, dst_stride) },
+        Isa::Amx | Isa::Avx512Vnni => unsafe { avx512::round_rows(src, dst, dst_stride) },
         #[cfg(target_arch = "x86_64")]
         // SAFETY: forwarded; the lengths as asserted.
-        Isa::AvxVnni | Isa::Avx2 => unsafe { super::avx2::round_rows(src, dst, dst_stride) },
+        Isa::AvxVnni | Isa::Avx2 => unsafe { avx2::round_rows(src, dst, dst_stride) },
         _ => {
             for r in 0..src.rows {
                 round_pairs_tail(
@@ -173,10 +178,10 @@ unsafe fn interleave_rows_on(isa: Isa, src: Rows, dst: &mut [u32]) {
     match isa {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: forwarded; the lengths as asserted.
-        Isa::Amx | Isa::Avx512Vnni => unsafe { super::avx512::interleave_rows(src, dst) },
+        Isa::Amx | Isa::Avx512Vnni => unsafe { avx512::interleave_rows(src, dst) },
         #[cfg(target_arch = "x86_64")]
         // SAFETY: forwarded; the lengths as asserted.
-        Isa::AvxVnni | Isa::Avx2 => unsafe { super::avx2::interleave_rows(src, dst) },
+        Isa::AvxVnni | Isa::Avx2 => unsafe { avx2::interleave_rows(src, dst) },
         _ => {
             for j2 in 0..src.rows.div_ceil(2) {
                 let b = (2 * j2 + 1 < src.rows).then(|| src.row(2 * j2 + 1));
@@ -302,10 +307,10 @@ unsafe fn scores_on(isa: Isa, b: &PairBlock, q: &[u32], kp: &[u32], scores: &mut
     match isa {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: forwarded.
-        Isa::Amx | Isa::Avx512Vnni => unsafe { super::avx512::scores_pairs(b, q, kp, scores) },
+        Isa::Amx | Isa::Avx512Vnni => unsafe { avx512::scores_pairs(b, q, kp, scores) },
         #[cfg(target_arch = "x86_64")]
         // SAFETY: forwarded.
-        Isa::AvxVnni | Isa::Avx2 => unsafe { super::avx2::scores_pairs(b, q, kp, scores) },
+        Isa::AvxVnni | Isa::Avx2 => unsafe { avx2::scores_pairs(b, q, kp, scores) },
         _ => scores_pairs(b, q, kp, scores),
     }
 }
@@ -333,10 +338,10 @@ unsafe fn values_on(isa: Isa, b: &PairBlock, p: &[u32], vp: &[u32], out: &[*mut 
     match isa {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: forwarded.
-        Isa::Amx | Isa::Avx512Vnni => unsafe { super::avx512::values_pairs(b, p, vp, out) },
+        Isa::Amx | Isa::Avx512Vnni => unsafe { avx512::values_pairs(b, p, vp, out) },
         #[cfg(target_arch = "x86_64")]
         // SAFETY: forwarded.
-        Isa::AvxVnni | Isa::Avx2 => unsafe { super::avx2::values_pairs(b, p, vp, out) },
+        Isa::AvxVnni | Isa::Avx2 => unsafe { avx2::values_pairs(b, p, vp, out) },
         // SAFETY: forwarded.
         _ => unsafe { values_pairs(b, p, vp, out) },
     }
