@@ -69,6 +69,7 @@ fn main() {
             dim: 32,
         },
     ];
+    decoder_step(&pool);
     let mut isas = vec![Isa::best_available()];
     if Isa::Avx2.is_available() && isas[0] != Isa::Avx2 {
         isas.push(Isa::Avx2);
@@ -137,4 +138,97 @@ fn main() {
             );
         }
     }
+}
+
+/// One decoder step of the Opus-MT shape (8 heads × 64, 32 source tokens), one query per row,
+/// batch 32: cross-attention over keys transposed beforehand and self-attention over a
+/// 16-position cache, as `models::marian::decoder` calls them. Prints ns per (row, head).
+fn decoder_step(pool: &rayon::ThreadPool) {
+    use quantserve::kernels::attention::{TransposedKeys, attend, attend_transposed};
+    let (heads, dim, src, cache, rows) = (8usize, 64usize, 32usize, 16usize, 32usize);
+    let width = heads * dim;
+    let mut s = 0x2545_f491_4f6c_dd1du64;
+    let mut random = |n: usize| -> Vec<f32> {
+        (0..n)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                ((s >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 2.0
+            })
+            .collect()
+    };
+    let q = random(rows * width);
+    let kv: Vec<Vec<f32>> = (0..rows).map(|_| random(src * 2 * width)).collect();
+    let caches: Vec<Vec<f32>> = (0..rows).map(|_| random(cache * 2 * width)).collect();
+    let spec = Heads {
+        count: heads,
+        dim,
+        causal: false,
+        precision: Precision::F32,
+    };
+    fn operand(data: &[f32], rows: usize, col: usize, stride: usize) -> Operand<'_> {
+        Operand {
+            data,
+            first_row: 0,
+            rows,
+            stride,
+            col,
+        }
+    }
+    let kts: Vec<TransposedKeys> = kv
+        .iter()
+        .map(|m| {
+            let (k, v) = (
+                operand(m, src, 0, 2 * width),
+                operand(m, src, width, 2 * width),
+            );
+            TransposedKeys::with_values(k, v, spec)
+        })
+        .collect();
+    let mut out = vec![0.0f32; rows * width];
+    let isa = Isa::best_available();
+    let query = |r: usize| Operand {
+        data: &q,
+        first_row: r,
+        rows: 1,
+        stride: width,
+        col: 0,
+    };
+    let cross = pool.install(|| {
+        best_seconds(
+            || {
+                for r in 0..rows {
+                    let o = &mut out[r * width..(r + 1) * width];
+                    let (k, v) = (
+                        operand(&kv[r], src, 0, 2 * width),
+                        operand(&kv[r], src, width, 2 * width),
+                    );
+                    attend_transposed(isa, query(r), k, &kts[r], v, spec, o, width);
+                }
+            },
+            Duration::from_millis(700),
+        )
+    });
+    let own = pool.install(|| {
+        best_seconds(
+            || {
+                for r in 0..rows {
+                    let o = &mut out[r * width..(r + 1) * width];
+                    let (k, v) = (
+                        operand(&caches[r], cache, 0, 2 * width),
+                        operand(&caches[r], cache, width, 2 * width),
+                    );
+                    attend(isa, query(r), k, v, spec, o, width);
+                }
+            },
+            Duration::from_millis(700),
+        )
+    });
+    let per = |t: f64| t * 1e9 / (rows * heads) as f64;
+    println!(
+        "decoder step ({isa}, {rows} rows × {heads} heads × {dim}): cross-attention over {src} keys {:.0} ns per head, self-attention over {cache} {:.0} ns per head",
+        per(cross),
+        per(own)
+    );
 }

@@ -9,9 +9,9 @@
 //! second, from cache and from DRAM, then int4, int6, ternary and bcq1 at batch 1 on the AVX-VNNI
 //! and AVX2 paths against int8 on the same path. `QUANTSERVE_LOWBIT_ONLY=1` skips everything else.
 //!
-//! Then AMX beside AVX-512 VNNI at M = 16…256 on the BERT-base and MiniLM layer shapes, 1 and 2
-//! threads, with the ratio (`QUANTSERVE_AMX_ONLY=1` runs only that table; without AMX it shows the
-//! VNNI column and says why AMX is missing).
+//! Then AMX beside AVX-512 VNNI at M = 16…256 on the BERT-base and MiniLM layer shapes and the
+//! Opus-MT output layer, 1 and 2 threads, with the ratio (`QUANTSERVE_AMX_ONLY=1` runs only that
+//! table; without AMX it shows the VNNI column and says why AMX is missing).
 //!
 //! Then what the fused exact GELU adds to the FFN's first matmul at MiniLM and BERT-base shapes
 //! (`QUANTSERVE_EPILOGUE_ONLY=1` runs only that table).
@@ -504,14 +504,16 @@ fn lowbit_table(isa: Isa, two: &ThreadPool, ms: &[usize], only: Option<&[&str]>)
 }
 
 /// The Linear layers of BERT-base (hidden 768, FFN 3072) and MiniLM (384, 1536) as (N, K): QKV/O,
-/// FFN up (with GELU, as in the model), FFN down.
-const ENCODER_SHAPES: [(&str, usize, usize); 6] = [
+/// FFN up (with GELU, as in the model), FFN down; and the Opus-MT output layer (58,101 columns,
+/// 30 MB of weights streamed from memory at every decoder step).
+const LAYER_SHAPES: [(&str, usize, usize); 7] = [
     ("bert-base", 768, 768),
     ("bert-base", 3072, 768),
     ("bert-base", 768, 3072),
     ("minilm", 384, 384),
     ("minilm", 1536, 384),
     ("minilm", 384, 1536),
+    ("opus-out", 58101, 512),
 ];
 
 /// The 1-minute, 5-minute and 15-minute load averages, for the tables' headers.
@@ -545,7 +547,7 @@ AMX vs AVX-512 VNNI, GOPS from dedicated-core time (load average {} at start)",
         "{:<10} {:>5} {:>5} {:>5} {:>5} | {:>8} {:>8} | {:>8} {:>8} | {:>6} {:>6}",
         "model", "M", "N", "K", "epi", "vnni 1T", "vnni 2T", "amx 1T", "amx 2T", "×1T", "×2T"
     );
-    for (model, n, k) in ENCODER_SHAPES {
+    for (model, n, k) in LAYER_SHAPES {
         let activation = if n == 4 * k {
             Activation::Gelu
         } else {
@@ -597,7 +599,7 @@ fn criterion_amx(c: &mut Criterion, two: &ThreadPool) {
     if !Isa::Amx.is_available() {
         return;
     }
-    for (model, n, k) in ENCODER_SHAPES.into_iter().take(3) {
+    for (model, n, k) in LAYER_SHAPES.into_iter().take(3) {
         let shape = Shape {
             model,
             m: 128,

@@ -183,6 +183,41 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, failure_persistence: None, ..ProptestConfig::default() })]
+
+    /// A decoder step (one query): every head at once on AVX-512, over a cache of key rows and
+    /// over transposed keys with and without their head-major values, gives the scalar path's
+    /// bits, for head counts that fill the kernel's groups of 4 and leave a remainder.
+    #[test]
+    fn one_query_over_every_head_equals_the_scalar_path(
+        lk in prop_oneof![Just(1usize), Just(16), Just(32), 1usize..90],
+        count in 1usize..11,
+        dim in prop_oneof![Just(32usize), Just(64), 1usize..80],
+        seed in any::<u64>(),
+    ) {
+        let case = Case::new(1, lk, count, dim, true, seed);
+        let (q, k, v) = case.ops();
+        let want = case.run(Some(Isa::Scalar));
+        let plain = TransposedKeys::new(k, case.heads);
+        let with_values = TransposedKeys::with_values(k, v, case.heads);
+        let transposed = |isa, kt| {
+            let mut out = vec![f32::NAN; case.width()];
+            attend_transposed(isa, q, k, kt, v, case.heads, &mut out, case.width());
+            out
+        };
+        // Transposed keys sum each score over c in order, rows in 16 partial sums: two results.
+        let want_transposed = transposed(Isa::Scalar, &plain);
+        for isa in Isa::available() {
+            prop_assert_eq!(first_difference(&case.run(Some(isa)), &want), None, "rows on {}", isa);
+            for (kt, what) in [(&plain, "transposed"), (&with_values, "transposed + values")] {
+                let got = transposed(isa, kt);
+                prop_assert_eq!(first_difference(&got, &want_transposed), None, "{} on {}", what, isa);
+            }
+        }
+    }
+}
+
 /// Keys transposed once (a decoder's cross-attention): every path equals the scalar one, several
 /// queries give what `attend` gives, and one query stays within rounding of the exact math.
 #[test]

@@ -113,7 +113,7 @@ unsafe fn scores_whole<const R: usize, const N: usize>(
 /// so the 16 dependency chains overlap; the last `lk mod 16` keys one at a time.
 #[inline]
 #[target_feature(enable = "avx512f")]
-unsafe fn scores_dot(b: &Block, scores: &mut [f32]) {
+pub(super) unsafe fn scores_dot(b: &Block, scores: &mut [f32]) {
     let (d, lk) = (b.job.dim, b.job.k.rows);
     let q = b.query(0).as_ptr();
     let row = &mut scores[..b.keys];
@@ -164,6 +164,15 @@ unsafe fn scores_dot(b: &Block, scores: &mut [f32]) {
         unsafe { _mm512_storeu_ps(lanes.as_mut_ptr(), acc) };
         *s = reduce_lanes(lanes) * b.job.scale;
     }
+}
+
+/// Lane masks of `N` vectors covering `width` columns (the last ones partly or not at all).
+#[inline(always)]
+pub(super) fn column_masks<const N: usize>(width: usize) -> [__mmask16; N] {
+    std::array::from_fn(|t| {
+        let left = width.saturating_sub(16 * t);
+        if left >= 16 { !0 } else { (1u16 << left) - 1 }
+    })
 }
 
 /// The softmax of one score row (`keys` a multiple of 16), as `scalar::softmax`.
@@ -245,10 +254,7 @@ unsafe fn values_rows<const R: usize>(b: &Block, scores: &[f32]) {
 unsafe fn values_part<const R: usize, const N: usize>(b: &Block, scores: &[f32], c0: usize) {
     let (d, keys, lk) = (b.job.dim, b.keys, b.job.k.rows);
     let width = (d - c0).min(16 * N);
-    let masks: [__mmask16; N] = std::array::from_fn(|t| {
-        let left = width.saturating_sub(16 * t);
-        if left >= 16 { !0 } else { (1u16 << left) - 1 }
-    });
+    let masks = column_masks::<N>(width);
     let mut acc = [[_mm512_setzero_ps(); N]; R];
     if lk > 0 {
         // Bounds checked once (the rows' probabilities as slices of exactly `lk`, the value rows

@@ -6,7 +6,9 @@
 //! * Per head with several queries: `K_h` is transposed once into scratch, then query rows in
 //!   blocks of [`ROWS`] accumulate `Σ_c q[i][c] · kᵀ[c][j]` over c in order with fused
 //!   multiply-adds, 16 (8) keys per vector. A single query (a decoder step) skips the transpose:
-//!   each score is a dot product in 16 partial sums over c, reduced in a fixed tree.
+//!   each score is a dot product in 16 partial sums over c, reduced in a fixed tree. On AVX-512
+//!   a single query takes all its heads in one pass, four at a time (`avx512_step.rs`), with the
+//!   same operations per element.
 //! * The softmax runs on the visible keys with the shared vector `exp`; `P V` accumulates
 //!   `Σ_j p[i][j] · v[j][c]` over j in order. Every path (AVX-512, AVX2, scalar) performs the
 //!   same IEEE operations in the same order per element, and sums in 16 partial sums reduce in
@@ -16,6 +18,8 @@
 mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
+#[cfg(target_arch = "x86_64")]
+mod avx512_step;
 pub mod bf16;
 mod scalar;
 
@@ -130,6 +134,11 @@ pub struct TransposedKeys {
     /// Keys padded to a multiple of [`SUM_LANES`].
     padded: usize,
     dim: usize,
+    /// The values head by head (`[head][key][c]`), when built [`TransposedKeys::with_values`]:
+    /// a decoder step then reads each head's values as one contiguous block. In the `[K | V]`
+    /// matrix, consecutive value rows lie a page or more apart, where the hardware prefetcher
+    /// does not follow, and `perf` showed the step kernel waiting on each row's first load.
+    values: Option<Vec<f32>>,
 }
 
 impl TransposedKeys {
@@ -151,7 +160,26 @@ impl TransposedKeys {
             keys: k.rows,
             padded,
             dim: d,
+            values: None,
         }
+    }
+
+    /// [`TransposedKeys::new`] plus a head-by-head copy of the values `v` (the rows of `k`'s
+    /// sequence), which a single query's attention then reads instead of the `v` it is given:
+    /// pass the same `v` to [`attend_transposed`].
+    pub fn with_values(k: Operand, v: Operand, heads: Heads) -> Self {
+        let mut keys = Self::new(k, heads);
+        check(&v, heads.count * heads.dim);
+        assert_eq!(k.rows, v.rows, "keys and values differ in rows");
+        let d = heads.dim;
+        let mut values = Vec::with_capacity(heads.count * v.rows * d);
+        for h in 0..heads.count {
+            for j in 0..v.rows {
+                values.extend_from_slice(v.row(j, h * d, d));
+            }
+        }
+        keys.values = Some(values);
+        keys
     }
 
     fn head(&self, h: usize) -> &[f32] {
@@ -225,6 +253,33 @@ pub fn attend(
     out: &mut [f32],
     out_stride: usize,
 ) {
+    #[cfg(target_arch = "x86_64")]
+    if q.rows == 1 && matches!(isa, Isa::Amx | Isa::Avx512Vnni) {
+        // A decoder step over its self-attention cache: every head at once (the same bits as
+        // one head at a time).
+        if let Err(e) = isa.ensure_available() {
+            panic!("{e}");
+        }
+        let width = heads.count * heads.dim;
+        for o in [&q, &k, &v] {
+            check(o, width);
+        }
+        assert_eq!(k.rows, v.rows, "keys and values differ in rows");
+        let mut step = avx512_step::Step {
+            q,
+            keys: avx512_step::StepKeys::Rows(k),
+            v,
+            heads: heads.count,
+            dim: heads.dim,
+            scale: 1.0 / (heads.dim as f32).sqrt(),
+            out: &mut out[..width],
+        };
+        SCRATCH.with_borrow_mut(|scratch| {
+            // SAFETY: the CPU supports `isa`, which implies avx512f.
+            unsafe { avx512_step::step(&mut step, &mut scratch.scores) }
+        });
+        return;
+    }
     let seqs = [(q, k, v, 0usize)];
     attend_batch(isa, &seqs, heads, out, out_stride);
 }
@@ -353,6 +408,24 @@ pub fn attend_transposed(
         "output too short"
     );
     let scale = 1.0 / (heads.dim as f32).sqrt();
+    #[cfg(target_arch = "x86_64")]
+    if q.rows == 1 && matches!(isa, Isa::Amx | Isa::Avx512Vnni) {
+        // A decoder step: every head at once (the same bits as one head at a time).
+        let mut step = avx512_step::Step {
+            q,
+            keys: avx512_step::StepKeys::Transposed(kt),
+            v,
+            heads: heads.count,
+            dim: heads.dim,
+            scale,
+            out: &mut out[..width],
+        };
+        SCRATCH.with_borrow_mut(|scratch| {
+            // SAFETY: the CPU supports `isa`, which implies avx512f.
+            unsafe { avx512_step::step(&mut step, &mut scratch.scores) }
+        });
+        return;
+    }
     SCRATCH.with_borrow_mut(|scratch| {
         for h in 0..heads.count {
             let job = HeadJob {

@@ -4,7 +4,7 @@
 use std::arch::x86_64::*;
 use std::ops::Range;
 
-use super::{GEMV_MAX_ROWS, Job, MR, NR, Out, accumulate_quads, quad_weights};
+use super::{GEMV_MAX_ROWS, Job, MR, NR, Out, QUAD_BYTES, accumulate_quads, quad_weights};
 use crate::kernels::simd::avx512::activate_all;
 
 /// zmm vectors per panel row (16 i32 lanes each).
@@ -26,10 +26,10 @@ pub(crate) unsafe fn run(job: &Job, rows: Range<usize>, panels: Range<usize>) {
             // `rows` and a panel inside `panels`.
             unsafe {
                 match rows.len() {
-                    1 => tile::<1, true>(job, m0, panel),
-                    2 => tile::<2, true>(job, m0, panel),
-                    3 => tile::<3, true>(job, m0, panel),
-                    4 => tile::<4, true>(job, m0, panel),
+                    1 => tile::<1, true>(job, m0, panel, None),
+                    2 => tile::<2, true>(job, m0, panel, None),
+                    3 => tile::<3, true>(job, m0, panel, None),
+                    4 => tile::<4, true>(job, m0, panel, None),
                     _ => {}
                 }
             }
@@ -37,30 +37,57 @@ pub(crate) unsafe fn run(job: &Job, rows: Range<usize>, panels: Range<usize>) {
         return;
     }
     // One pass over a panel (≤ 147 KiB at K = 3072) serves all rows of the block from L1/L2.
-    // The first tile of each panel brings the panel in from memory, so it prefetches ahead
-    // (into the next panel at its end); the later tiles find it in cache.
-    for panel in panels {
+    // The first tile of each panel prefetches ahead in it; the later tiles of a panel share out
+    // the next panel's lines between them (tile i of the n − 1 later ones takes every
+    // (n − 1)-th K-quad from i), so that a panel streamed from memory arrives while the one
+    // before is computed instead of in a burst at its first tile, which has too few misses in
+    // flight to keep up (`gemm_int8`'s Opus-MT output layer: 58k columns, 30 MB of weights).
+    let tiles = rows.len().div_ceil(MR);
+    for panel in panels.clone() {
+        let next = if panel + 1 < panels.end {
+            job.w.panel_ptr(panel + 1)
+        } else {
+            std::ptr::null()
+        };
         let mut m = m0;
+        let mut index = 0;
         while m < rows.end {
-            let first = m == m0;
+            let share = match index {
+                0 => None,
+                _ if next.is_null() => None,
+                i => Some(NextShare {
+                    panel: next,
+                    every: tiles - 1,
+                    first: i - 1,
+                }),
+            };
             // SAFETY: features and output per this function's contract; rows m..m + ROWS lie
             // inside `rows` and the panel inside `panels`.
             unsafe {
-                match ((rows.end - m).min(MR), first) {
-                    (8, true) => tile::<8, true>(job, m, panel),
-                    (8, false) => tile::<8, false>(job, m, panel),
-                    (7, _) => tile::<7, false>(job, m, panel),
-                    (6, _) => tile::<6, false>(job, m, panel),
-                    (5, _) => tile::<5, false>(job, m, panel),
-                    (4, _) => tile::<4, false>(job, m, panel),
-                    (3, _) => tile::<3, false>(job, m, panel),
-                    (2, _) => tile::<2, false>(job, m, panel),
-                    _ => tile::<1, false>(job, m, panel),
+                match ((rows.end - m).min(MR), index == 0) {
+                    (8, true) => tile::<8, true>(job, m, panel, share),
+                    (8, false) => tile::<8, false>(job, m, panel, share),
+                    (7, _) => tile::<7, false>(job, m, panel, share),
+                    (6, _) => tile::<6, false>(job, m, panel, share),
+                    (5, _) => tile::<5, false>(job, m, panel, share),
+                    (4, _) => tile::<4, false>(job, m, panel, share),
+                    (3, _) => tile::<3, false>(job, m, panel, share),
+                    (2, _) => tile::<2, false>(job, m, panel, share),
+                    _ => tile::<1, false>(job, m, panel, share),
                 }
             }
             m += MR;
+            index += 1;
         }
     }
+}
+
+/// A later tile's share of the next panel to prefetch: K-quads `first`, `first + every`, ...
+#[derive(Clone, Copy)]
+struct NextShare {
+    panel: *const i8,
+    every: usize,
+    first: usize,
 }
 
 /// Accumulates rows `m0..m0 + ROWS` against one panel and writes them out.
@@ -69,7 +96,12 @@ pub(crate) unsafe fn run(job: &Job, rows: Range<usize>, panels: Range<usize>) {
 /// As [`run`], for rows `m0..m0 + ROWS` and panel `panel`.
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-unsafe fn tile<const ROWS: usize, const PREFETCH: bool>(job: &Job, m0: usize, panel: usize) {
+unsafe fn tile<const ROWS: usize, const PREFETCH: bool>(
+    job: &Job,
+    m0: usize,
+    panel: usize,
+    share: Option<NextShare>,
+) {
     let t = job.tile_operands(m0, ROWS, panel);
     // SAFETY: `compensation` holds NR = 3 × 16 i32.
     let init: [__m512i; VECS] = std::array::from_fn(|j| unsafe {
@@ -80,7 +112,25 @@ unsafe fn tile<const ROWS: usize, const PREFETCH: bool>(job: &Job, m0: usize, pa
     // per cycle; even and odd K-quads go to separate accumulators.
     let mut acc_odd = [[_mm512_setzero_si512(); VECS]; ROWS];
     let split_k = ROWS <= 2;
-    accumulate_quads!(t, split_k, step::<ROWS, PREFETCH>, acc, acc_odd);
+    match share {
+        Some(share) => {
+            let mut countdown = share.first;
+            let prefetch = |quad: usize| {
+                if countdown == 0 {
+                    countdown = share.every;
+                    for line in 0..QUAD_BYTES / 64 {
+                        // A prefetch never faults; the address lies inside the next panel.
+                        _mm_prefetch::<_MM_HINT_T0>(
+                            share.panel.wrapping_add(quad * QUAD_BYTES + 64 * line),
+                        );
+                    }
+                }
+                countdown -= 1;
+            };
+            accumulate_quads!(t, split_k, step::<ROWS, false>, acc, acc_odd, prefetch);
+        }
+        None => accumulate_quads!(t, split_k, step::<ROWS, PREFETCH>, acc, acc_odd),
+    }
     if split_k {
         for (row, odd) in acc.iter_mut().zip(&acc_odd) {
             for (v, o) in row.iter_mut().zip(odd) {

@@ -266,14 +266,22 @@ pub(crate) unsafe fn quad_weights<const PREFETCH: bool>(b: *const i8, quad: usiz
 /// Accumulates every K-quad of a register tile (`TileOperands` `$t`) with
 /// `$step(acc, a, a_stride, b, quad)`; with `$split`, the odd quads go to `$acc_odd` (a second
 /// accumulator set: with few rows, one set gives too few independent `vpdpbusd` chains to cover
-/// its latency; integer sums do not depend on the order). The caller adds `$acc_odd` in.
+/// its latency; integer sums do not depend on the order). The caller adds `$acc_odd` in. A
+/// `$hook` (an `FnMut(quad)`) runs before each quad's step (a prefetch).
 #[cfg(target_arch = "x86_64")]
 macro_rules! accumulate_quads {
-    ($t:expr, $split:expr, $step:expr, $acc:ident, $acc_odd:ident) => {{
+    ($t:expr, $split:expr, $step:expr, $acc:ident, $acc_odd:ident) => {
+        accumulate_quads!($t, $split, $step, $acc, $acc_odd, |_quad: usize| {})
+    };
+    ($t:expr, $split:expr, $step:expr, $acc:ident, $acc_odd:ident, $hook:expr) => {{
         let t = &$t;
+        #[allow(unused_mut)]
+        let mut hook = $hook;
         let mut quad = 0;
         if $split {
             while quad + 2 <= t.k_quads {
+                hook(quad);
+                hook(quad + 1);
                 // SAFETY: quad + 1 < k_quads, so the A reads stay inside the tile's rows (row
                 // stride 4·k_quads) and the B reads inside the panel (k_quads × QUAD_BYTES).
                 unsafe {
@@ -284,6 +292,7 @@ macro_rules! accumulate_quads {
             }
         }
         while quad < t.k_quads {
+            hook(quad);
             // SAFETY: as above, quad < k_quads.
             unsafe { $step(&mut $acc, t.a, t.a_stride, t.b, quad) };
             quad += 1;

@@ -206,7 +206,9 @@ impl Decoding<'_> {
             layer.ffn_out.forward_add(inter, rows, &mut x);
             layer.ffn_norm.apply(&mut x, eps);
         }
-        logits.clear();
+        // Every form of `Linear::forward` writes all of its output, so the buffer keeps what the
+        // last step left instead of being zeroed first (7.4 MB a step at Opus-MT's batch 32:
+        // 1.8 % of decoding under `perf`).
         logits.resize(rows * output.n_out(), 0.0);
         output.forward(&x, rows, logits);
     }

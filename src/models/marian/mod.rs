@@ -281,7 +281,8 @@ impl MarianTranslator {
         let enc = self.encode(sources, &starts);
         let total = *starts.last().unwrap();
         // Every decoder layer's cross-attention keys and values, computed once per sentence, and
-        // the keys transposed for the attention kernel, once for every decoding step.
+        // the keys transposed (and the values laid out head by head) for the attention kernel,
+        // once for every decoding step.
         let cross: Vec<Vec<f32>> = self
             .decoder
             .iter()
@@ -294,14 +295,14 @@ impl MarianTranslator {
                 spans
                     .iter()
                     .map(|s| {
-                        let keys = Operand {
+                        let part = |col| Operand {
                             data: kv,
                             first_row: s.start,
                             rows: s.len,
                             stride: 2 * self.config.dim,
-                            col: 0,
+                            col,
                         };
-                        TransposedKeys::new(keys, heads)
+                        TransposedKeys::with_values(part(0), part(self.config.dim), heads)
                     })
                     .collect()
             })

@@ -359,10 +359,7 @@ macro_rules! pair_kernels {
             ) {
                 let (d, key_pairs) = (b.dim, b.key_pairs);
                 let width = (d - c0).min(16 * N);
-                let masks: [__mmask16; N] = std::array::from_fn(|t| {
-                    let left = width.saturating_sub(16 * t);
-                    if left >= 16 { !0 } else { (1u16 << left) - 1 }
-                });
+                let masks = crate::kernels::attention::avx512::column_masks::<N>(width);
                 let mut acc = [[_mm512_setzero_ps(); N]; R];
                 if key_pairs > 0 {
                     // Bounds checked once: the last line read ends at (key_pairs − 1)·d + c0 + width.
