@@ -31,7 +31,7 @@ use crate::layers::scratch::Scratch;
 use crate::models::tokenizer::{Overflow, TextTokenizer, fit_to_limit};
 use crate::models::{Model, ModelError, Output, RunParams, Task, Translation};
 use crate::schemes::SchemeRef;
-use decoder::{DecoderLayer, Decoding, SourceSpan};
+use decoder::{DecoderLayer, Decoding, PositionTable, SourceSpan};
 
 /// Most sentences decoded together; larger batches are split into groups of similar length.
 const MAX_DECODE_BATCH: usize = 32;
@@ -55,6 +55,7 @@ pub struct MarianTranslator {
     decoder: Vec<DecoderLayer>,
     shortlist: Option<Shortlist>,
     rules: Rules,
+    positions: PositionTable,
 }
 
 /// What a loader (`bergamot`, `hf`) assembles a model from.
@@ -90,6 +91,7 @@ impl MarianTranslator {
     }
 
     fn assemble(p: Parts) -> Self {
+        let positions = PositionTable::new(p.config.dim, p.config.positions);
         Self {
             config: p.config,
             tokenizer: p.tokenizer,
@@ -102,6 +104,7 @@ impl MarianTranslator {
             decoder: p.decoder,
             shortlist: p.shortlist,
             rules: p.rules,
+            positions,
         }
     }
 
