@@ -265,20 +265,8 @@ pub fn attend(
             check(o, width);
         }
         assert_eq!(k.rows, v.rows, "keys and values differ in rows");
-        let mut step = avx512_step::Step {
-            q,
-            keys: avx512_step::StepKeys::Rows(k),
-            v,
-            heads: heads.count,
-            dim: heads.dim,
-            scale: 1.0 / (heads.dim as f32).sqrt(),
-            out: &mut out[..width],
-        };
-        SCRATCH.with_borrow_mut(|scratch| {
-            // SAFETY: the CPU supports `isa`, which implies avx512f.
-            unsafe { avx512_step::step(&mut step, &mut scratch.scores) }
-        });
-        return;
+        let scale = 1.0 / (heads.dim as f32).sqrt();
+        return avx512_step_on_scratch(avx512_step::StepKeys::Rows(k), q, v, heads, scale, out);
     }
     let seqs = [(q, k, v, 0usize)];
     attend_batch(isa, &seqs, heads, out, out_stride);
@@ -411,20 +399,8 @@ pub fn attend_transposed(
     #[cfg(target_arch = "x86_64")]
     if q.rows == 1 && matches!(isa, Isa::Amx | Isa::Avx512Vnni) {
         // A decoder step: every head at once (the same bits as one head at a time).
-        let mut step = avx512_step::Step {
-            q,
-            keys: avx512_step::StepKeys::Transposed(kt),
-            v,
-            heads: heads.count,
-            dim: heads.dim,
-            scale,
-            out: &mut out[..width],
-        };
-        SCRATCH.with_borrow_mut(|scratch| {
-            // SAFETY: the CPU supports `isa`, which implies avx512f.
-            unsafe { avx512_step::step(&mut step, &mut scratch.scores) }
-        });
-        return;
+        let keys = avx512_step::StepKeys::Transposed(kt);
+        return avx512_step_on_scratch(keys, q, v, heads, scale, out);
     }
     SCRATCH.with_borrow_mut(|scratch| {
         for h in 0..heads.count {
@@ -445,6 +421,33 @@ pub fn attend_transposed(
             // head's columns (checked above); one head at a time on this thread.
             unsafe { head(isa, &job, scratch) };
         }
+    });
+}
+
+/// One query row's attention over every head with the AVX-512 step kernel, on this thread's
+/// scratch. The caller has checked that the CPU supports AVX-512 (the AMX or VNNI path) and the
+/// operands' shapes.
+#[cfg(target_arch = "x86_64")]
+fn avx512_step_on_scratch(
+    keys: avx512_step::StepKeys,
+    q: Operand,
+    v: Operand,
+    heads: Heads,
+    scale: f32,
+    out: &mut [f32],
+) {
+    let mut step = avx512_step::Step {
+        q,
+        keys,
+        v,
+        heads: heads.count,
+        dim: heads.dim,
+        scale,
+        out: &mut out[..heads.count * heads.dim],
+    };
+    SCRATCH.with_borrow_mut(|scratch| {
+        // SAFETY: the caller checked that the CPU supports AVX-512, which implies avx512f.
+        unsafe { avx512_step::step(&mut step, &mut scratch.scores) }
     });
 }
 

@@ -224,7 +224,8 @@ impl StepDecoder for Decoding<'_> {
     }
 }
 
-/// Positions whose embeddings [`PositionTable`] keeps (longer sources are refused at 256).
+/// Positions whose embeddings [`PositionTable`] keeps: every source position (longer sources are
+/// refused or truncated at 256); a longer output computes its later positions as before.
 const TABLE_POSITIONS: usize = 256;
 
 /// The sinusoidal position embeddings of the first [`TABLE_POSITIONS`] positions, computed once
